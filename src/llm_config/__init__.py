@@ -1,0 +1,1 @@
+"""llm-config-manager: versioned configuration and encrypted secrets for LLM applications."""

@@ -1,0 +1,88 @@
+"""Where the master key comes from (SPEC §2 lookup order) and how new keys are made.
+
+Never prints or logs a key; the default key file lives outside the store, 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_config.crypto.aead import KEY_BYTES, Keyring
+from llm_config.errors import KeyMissingError, SecretKeyError
+
+__all__ = [
+    "HOW_TO_SUPPLY",
+    "KeySource",
+    "default_key_file",
+    "find_keyring",
+    "generate_key",
+    "write_key_file",
+]
+
+HOW_TO_SUPPLY = (
+    "set LLM_CONFIG_KEY or LLM_CONFIG_KEY_FILE, pass --key-file, or run 'llm-config init' "
+    "to create the default key file"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """A loaded keyring and a description of where it came from (never the key itself)."""
+
+    keyring: Keyring
+    origin: str
+
+
+def generate_key() -> str:
+    """A new random 32-byte master key, base64."""
+    return base64.b64encode(os.urandom(KEY_BYTES)).decode()
+
+
+def default_key_file() -> Path:
+    """`$XDG_CONFIG_HOME/llm-config/master.key` (default `~/.config/llm-config/master.key`)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "llm-config" / "master.key"
+
+
+def _read_key_file(path: Path) -> Keyring:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise KeyMissingError(f"Key file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretKeyError(f"Key file {path} cannot be read: {type(exc).__name__}") from None
+    return Keyring.from_text(text)
+
+
+def find_keyring(
+    *, encryption_key: str | None = None, key_file: str | os.PathLike[str] | None = None
+) -> KeySource | None:
+    """Look the key up in SPEC §2 order; None when no source is configured at all.
+
+    A configured source that is broken (a missing file, a short key) is an error, not a fallthrough.
+    """
+    if encryption_key:
+        return KeySource(Keyring.from_text(encryption_key), "--encryption-key")
+    if key_file:
+        return KeySource(_read_key_file(Path(key_file)), f"key file {key_file}")
+    env_key = os.environ.get("LLM_CONFIG_KEY")
+    if env_key:
+        return KeySource(Keyring.from_text(env_key), "LLM_CONFIG_KEY")
+    env_file = os.environ.get("LLM_CONFIG_KEY_FILE")
+    if env_file:
+        return KeySource(_read_key_file(Path(env_file)), f"key file {env_file} (LLM_CONFIG_KEY_FILE)")
+    default = default_key_file()
+    if default.exists():
+        return KeySource(_read_key_file(default), f"key file {default}")
+    return None
+
+
+def write_key_file(path: Path, key: str) -> None:
+    """Create a key file 0600 (its directory 0700); refuses to overwrite an existing one."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(key + "\n")

@@ -1,0 +1,245 @@
+"""Domain objects: frozen, slotted dataclasses with no I/O (SPEC §3).
+
+Nothing here holds a plaintext secret except `Entry.value` after an explicit reveal.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = [
+    "ENCRYPTED_PLACEHOLDER",
+    "AuditEvent",
+    "Entry",
+    "Environment",
+    "HistoryItem",
+    "Metadata",
+    "StoredEntry",
+    "StoredVersion",
+    "ValueType",
+    "WriteKind",
+    "WriteRequest",
+    "WriteResult",
+]
+
+ENCRYPTED_PLACEHOLDER: Final = "<encrypted>"
+
+
+class Environment(str, enum.Enum):
+    """The five environments; `base` is what every other one falls back to when resolving."""
+
+    BASE = "base"
+    DEVELOPMENT = "development"
+    STAGING = "staging"
+    PRODUCTION = "production"
+    EDGE = "edge"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ValueType(str, enum.Enum):
+    """Explicit type tag stored next to every value (never guessed from its text)."""
+
+    PLAIN = "plain"  # JSON text of the value
+    SECRET = "secret"  # JSON envelope of an AES-256-GCM ciphertext
+    NONE = "none"  # tombstone or purged version: no value at all
+
+
+class WriteKind(str, enum.Enum):
+    """What a write does to an entry."""
+
+    SET = "set"
+    DELETE = "delete"
+    ROLLBACK = "rollback"
+    PURGE = "purge"
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """Who made an entry and when; survives delete and re-create."""
+
+    created_at: str
+    created_by: str
+    updated_at: str
+    updated_by: str
+    tags: tuple[str, ...] = ()
+    description: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "updated_at": self.updated_at,
+            "updated_by": self.updated_by,
+            "tags": list(self.tags),
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A ConfigResponse: one value of one key in one environment, at one version."""
+
+    id: str
+    namespace: str
+    key: str
+    value: Any
+    environment: Environment
+    version: int
+    secret: bool
+    metadata: Metadata
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "key": self.key,
+            "value": self.value,
+            "environment": self.environment.value,
+            "version": self.version,
+            "secret": self.secret,
+            "metadata": self.metadata.to_json(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    """One version in an entry's history, newest first when listed."""
+
+    version: int
+    value: Any
+    deleted: bool
+    created_at: str
+    created_by: str
+    change_description: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "value": self.value,
+            "deleted": self.deleted,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "change_description": self.change_description,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """The current row of an entry as storage keeps it (secret values still sealed)."""
+
+    id: str
+    namespace: str
+    key: str
+    environment: Environment
+    version: int
+    deleted: bool
+    value_type: ValueType
+    stored_value: str | None  # JSON text (plain) or envelope JSON (secret); None for tombstones
+    fingerprint: str | None  # keyed fingerprint of the value (secrets and plain alike)
+    created_at: str
+    created_by: str
+    updated_at: str
+    updated_by: str
+    tags: tuple[str, ...]
+    description: str | None
+    revision: int  # watch revision of the write that produced this row
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """One row of the version history as storage keeps it."""
+
+    entry_id: str
+    version: int
+    deleted: bool
+    purged: bool
+    value_type: ValueType
+    stored_value: str | None
+    fingerprint: str | None
+    created_at: str
+    created_by: str
+    change_description: str
+    audit_seq: int
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    """One change for storage to apply atomically with its audit event.
+
+    `expected_version`: None = no check; 0 = must not exist or be deleted; N = current must be N.
+    For SET and ROLLBACK, `value_type`/`stored_value`/`fingerprint` are the new value; for PURGE,
+    `target_version` is the version to destroy. `tags`/`description` None means "keep".
+    """
+
+    kind: WriteKind
+    namespace: str
+    key: str
+    environment: Environment
+    actor: str
+    timestamp: str
+    change_description: str
+    value_type: ValueType = ValueType.NONE
+    stored_value: str | None = None
+    fingerprint: str | None = None
+    expected_version: int | None = None
+    target_version: int | None = None
+    tags: tuple[str, ...] | None = None
+    description: str | None = None
+    audit_type: str = ""
+    audit_details: dict[str, Any] = field(default_factory=dict)
+    source_ip: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a write produced: the new current row and the sequence number of its audit event."""
+
+    entry: StoredEntry
+    old_version: int | None
+    audit_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One link of the audit chain (SPEC §7). `mac` covers every other field and `prev_mac`."""
+
+    seq: int
+    id: str
+    timestamp: str
+    type: str
+    actor: str
+    namespace: str | None
+    key: str | None
+    environment: str | None
+    old_version: int | None
+    new_version: int | None
+    outcome: str
+    source_ip: str | None
+    request_id: str | None
+    details: dict[str, Any]
+    prev_mac: str
+    mac: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "timestamp": self.timestamp,
+            "type": self.type,
+            "actor": self.actor,
+            "namespace": self.namespace,
+            "key": self.key,
+            "environment": self.environment,
+            "old_version": self.old_version,
+            "new_version": self.new_version,
+            "outcome": self.outcome,
+            "source_ip": self.source_ip,
+            "request_id": self.request_id,
+            "details": self.details,
+        }

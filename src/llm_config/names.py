@@ -1,0 +1,89 @@
+"""Grammar of namespaces, keys and environments (SPEC §3). Pure: refuses, never rewrites."""
+
+from __future__ import annotations
+
+import re
+
+from llm_config.errors import ValidationError
+from llm_config.models import Environment
+
+__all__ = [
+    "DEFAULT_ENVIRONMENT",
+    "parse_environment",
+    "validate_key",
+    "validate_name",
+    "validate_namespace",
+]
+
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+_MAX_SEGMENTS = 8
+
+DEFAULT_ENVIRONMENT = Environment.DEVELOPMENT
+
+_ALIASES = {
+    "base": Environment.BASE,
+    "development": Environment.DEVELOPMENT,
+    "dev": Environment.DEVELOPMENT,
+    "staging": Environment.STAGING,
+    "stage": Environment.STAGING,
+    "production": Environment.PRODUCTION,
+    "prod": Environment.PRODUCTION,
+    "edge": Environment.EDGE,
+}
+
+
+def _shown(text: str) -> str:
+    """A name as it may appear in a message: repr-escaped and cut, so control bytes cannot spoof."""
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    return ascii(shown)
+
+
+def validate_namespace(namespace: object) -> str:
+    """Return the namespace unchanged if it is 1–8 `/`-joined segments of the allowed grammar."""
+    if not isinstance(namespace, str) or not namespace:
+        raise ValidationError("Invalid namespace: must be a non-empty string")
+    segments = namespace.split("/")
+    if len(segments) > _MAX_SEGMENTS:
+        raise ValidationError(
+            f"Invalid namespace {_shown(namespace)}: at most {_MAX_SEGMENTS} segments"
+        )
+    for segment in segments:
+        if not _SEGMENT.fullmatch(segment) or segment in (".", ".."):
+            raise ValidationError(
+                f"Invalid namespace {_shown(namespace)}: each '/'-separated segment must be 1-64 "
+                "characters of letters, digits, '_', '.', '-', starting with a letter or digit"
+            )
+    return namespace
+
+
+def validate_key(key: object) -> str:
+    """Return the key unchanged if it matches `[A-Za-z0-9][A-Za-z0-9_.-]{0,199}`."""
+    if not isinstance(key, str) or not key:
+        raise ValidationError("Invalid key: must be a non-empty string")
+    if not _KEY.fullmatch(key):
+        raise ValidationError(
+            f"Invalid key {_shown(key)}: must be 1-200 characters of letters, digits, '_', '.', '-', "
+            "starting with a letter or digit"
+        )
+    return key
+
+
+def validate_name(name: object, what: str = "name") -> str:
+    """Template names and similar identifiers follow the key grammar."""
+    try:
+        return validate_key(name)
+    except ValidationError as exc:
+        raise ValidationError(exc.message.replace("Invalid key", f"Invalid {what}", 1)) from None
+
+
+def parse_environment(value: object) -> Environment:
+    """Parse an environment name case-insensitively, accepting the aliases dev, stage and prod."""
+    if isinstance(value, Environment):
+        return value
+    if isinstance(value, str):
+        env = _ALIASES.get(value.strip().lower())
+        if env is not None:
+            return env
+    shown = value if isinstance(value, str) else repr(value)
+    raise ValidationError(f"Unknown environment: {shown[:64]}")

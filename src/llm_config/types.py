@@ -1,0 +1,207 @@
+"""Protocols and type aliases shared across layers; `core` depends on these, not on drivers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from llm_config.models import (
+    AuditEvent,
+    Entry,
+    Environment,
+    HistoryItem,
+    StoredEntry,
+    StoredVersion,
+    WriteRequest,
+    WriteResult,
+)
+
+__all__ = [
+    "AuditQuery",
+    "Cipher",
+    "Clock",
+    "ConfigReader",
+    "ConfigWriter",
+    "JSONValue",
+    "Storage",
+]
+
+JSONValue = Any
+"""Any value SPEC §3 allows: str, int, float, bool, None, list, dict."""
+
+Clock = Callable[[], float]
+"""Returns seconds since the epoch (time.time-compatible); the fake clock of `testing` swaps it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    """Filters for reading the audit trail; every field optional, results oldest first."""
+
+    since: str | None = None  # RFC 3339, inclusive
+    until: str | None = None  # RFC 3339, exclusive
+    actor: str | None = None
+    type: str | None = None
+    namespace: str | None = None  # also matches sub-namespaces
+    after_seq: int = 0  # keyset cursor
+    limit: int | None = None
+
+
+class Storage(Protocol):
+    """A persistent store of entries, versions and the audit chain.
+
+    Every method is safe to call from several threads. `apply` is the only way to change entries:
+    all its writes and their audit events commit in one transaction, or none do.
+    """
+
+    url: str
+    """Where the store lives, with any password masked."""
+
+    def get_current(self, namespace: str, key: str, env: Environment) -> StoredEntry | None:
+        """The current row of an entry (tombstones included), or None if it never existed."""
+
+    def get_version(
+        self, namespace: str, key: str, env: Environment, version: int
+    ) -> StoredVersion | None:
+        """One version row, or None."""
+
+    def history(
+        self, namespace: str, key: str, env: Environment, limit: int | None = None
+    ) -> list[StoredVersion]:
+        """Versions newest first."""
+
+    def list_current(
+        self,
+        namespace: str,
+        env: Environment,
+        *,
+        prefix: str = "",
+        after_key: str | None = None,
+        limit: int | None = None,
+        recursive: bool = False,
+    ) -> list[StoredEntry]:
+        """Live (non-deleted) entries ordered by (namespace, key), keyset-paginated by key.
+
+        With `recursive`, sub-namespaces (`ns/...`) are included and `after_key` is
+        `namespace + "\\x00" + key` of the last row seen.
+        """
+
+    def namespaces(self, prefix: str = "") -> list[str]:
+        """Sorted namespaces that hold at least one live entry."""
+
+    def apply(self, writes: Sequence[WriteRequest], audit_key: bytes) -> list[WriteResult]:
+        """Apply writes in one transaction with compare-and-set and one audit event each.
+
+        Raises ConflictError (nothing changed) when an expected version does not match,
+        NotFoundError for a delete/rollback/purge of a missing entry or version.
+        """
+
+    def append_audit(
+        self,
+        *,
+        type: str,
+        actor: str,
+        audit_key: bytes,
+        namespace: str | None = None,
+        key: str | None = None,
+        environment: str | None = None,
+        old_version: int | None = None,
+        new_version: int | None = None,
+        outcome: str = "success",
+        source_ip: str | None = None,
+        request_id: str | None = None,
+        details: dict[str, Any] | None = None,
+        timestamp: str | None = None,
+    ) -> AuditEvent:
+        """Append an event that is not part of a write (reveals, denials); durable on return."""
+
+    def audit_events(self, query: AuditQuery) -> list[AuditEvent]:
+        """Events matching the query, oldest first."""
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """(seq, mac) of the newest event, or None for an empty chain."""
+
+    def version_audit_refs(self) -> list[tuple[str, str, str, int, int]]:
+        """(namespace, key, environment, version, audit_seq) of every version row."""
+
+    def get_meta(self, name: str) -> str | None:
+        """A store-level setting (instance secret envelope, schema version …)."""
+
+    def set_meta(self, name: str, value: str, *, only_if_absent: bool = False) -> bool:
+        """Write a setting; with `only_if_absent`, keep an existing one and return False."""
+
+    def change_token(self) -> int | None:
+        """A number that changes when another connection commits, or None if unsupported."""
+
+    def close(self) -> None:
+        """Release connections; further calls raise StorageError."""
+
+
+class Cipher(Protocol):
+    """Seals and opens secret values (AES-256-GCM under a keyring)."""
+
+    def seal(self, plaintext: bytes, aad: bytes) -> str:
+        """Return the envelope JSON text of a fresh encryption."""
+
+    def open(self, envelope: str, aad: bytes) -> bytes:
+        """Return the plaintext, or raise SecretKeyError if no key opens it or it was altered."""
+
+
+@runtime_checkable
+class ConfigReader(Protocol):
+    """The read surface shared by `ConfigManager` and the remote `Client`."""
+
+    def get(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        env: str | Environment = ...,
+        version: int | None = None,
+        with_overrides: bool = False,
+        reveal: bool = False,
+    ) -> Entry: ...
+
+    def list(
+        self, namespace: str, *, env: str | Environment = ..., prefix: str = "",
+        recursive: bool = False,
+    ) -> list[Entry]: ...
+
+    def history(
+        self, namespace: str, key: str, *, env: str | Environment = ..., limit: int | None = None
+    ) -> list[HistoryItem]: ...
+
+    def resolve(
+        self, namespace: str, *, env: str | Environment = ..., nested: bool = False,
+        reveal: bool = False,
+    ) -> dict[str, Any]: ...
+
+    def namespaces(self, prefix: str = "") -> list[str]: ...
+
+
+@runtime_checkable
+class ConfigWriter(Protocol):
+    """The write surface shared by `ConfigManager` and the remote `Client`."""
+
+    def set(
+        self,
+        namespace: str,
+        key: str,
+        value: Any,
+        *,
+        env: str | Environment = ...,
+        secret: bool | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        message: str | None = None,
+        expected_version: int | None = None,
+    ) -> Entry: ...
+
+    def delete(
+        self, namespace: str, key: str, *, env: str | Environment = ...,
+        expected_version: int | None = None,
+    ) -> Entry: ...
+
+    def rollback(
+        self, namespace: str, key: str, version: int, *, env: str | Environment = ...
+    ) -> Entry: ...
