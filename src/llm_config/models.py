@@ -27,7 +27,7 @@ __all__ = [
 ENCRYPTED_PLACEHOLDER: Final = "<encrypted>"
 
 
-class Environment(str, enum.Enum):
+class Environment(enum.StrEnum):
     """The five environments; `base` is what every other one falls back to when resolving."""
 
     BASE = "base"
@@ -36,19 +36,16 @@ class Environment(str, enum.Enum):
     PRODUCTION = "production"
     EDGE = "edge"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ValueType(str, enum.Enum):
+class ValueType(enum.StrEnum):
     """Explicit type tag stored next to every value (never guessed from its text)."""
 
     PLAIN = "plain"  # JSON text of the value
-    SECRET = "secret"  # JSON envelope of an AES-256-GCM ciphertext
+    SECRET = "secret"  # noqa: S105 - JSON envelope of an AES-256-GCM ciphertext
     NONE = "none"  # tombstone or purged version: no value at all
 
 
-class WriteKind(str, enum.Enum):
+class WriteKind(enum.StrEnum):
     """What a write does to an entry."""
 
     SET = "set"

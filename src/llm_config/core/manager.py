@@ -1,0 +1,837 @@
+"""ConfigManager: the one orchestrator under the library, the CLI and the REST API.
+
+Owns validation, secret sealing, the L1 cache and its invalidation, audit of reveals, import/export
+and resolution. Depends on the Protocols of `types.py`, never on a driver. Never lets a plaintext
+secret reach storage, the cache, a log line, an audit event or an error message.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+import pwd
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from llm_config import audit
+from llm_config.cache.l1 import L1Cache
+from llm_config.core.resolve import merge_with_base, nest
+from llm_config.core.transfer import ImportPlan, format_export, parse_import
+from llm_config.crypto.aead import Keyring, derive_key, envelope_key_id
+from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
+from llm_config.errors import (
+    KeyMissingError,
+    NotFoundError,
+    SecretKeyError,
+    StoreMissingError,
+    ValidationError,
+)
+from llm_config.models import (
+    ENCRYPTED_PLACEHOLDER,
+    AuditEvent,
+    Entry,
+    Environment,
+    HistoryItem,
+    Metadata,
+    StoredEntry,
+    StoredVersion,
+    ValueType,
+    WriteKind,
+    WriteRequest,
+)
+from llm_config.names import parse_environment, validate_key, validate_namespace
+from llm_config.storage import open_storage
+from llm_config.types import AuditQuery, Clock, Storage
+from llm_config.values import validate_value
+
+__all__ = ["ConfigManager", "os_account"]
+
+log = logging.getLogger("llm_config")
+
+_INSTANCE_SECRET: Final = "instance_secret"  # noqa: S105 - a meta row name
+_INSTANCE_AAD: Final = b"llm-config instance secret v1"
+_ENV_FAST: Final[dict[object, Environment]] = {
+    **{e.value: e for e in Environment}, **{e: e for e in Environment}
+}
+_ENTRY_OVERHEAD: Final = 400  # bytes charged per cached entry besides its stored value
+
+
+def os_account() -> str:
+    """The OS account running this process (not $USER, which anyone can set)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid:{os.geteuid()}"
+
+
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _aad(namespace: str, key: str, env: Environment) -> bytes:
+    return f"{namespace}\x00{key}\x00{env.value}".encode()
+
+
+def _env(env: str | Environment) -> Environment:
+    found = _ENV_FAST.get(env)
+    return found if found is not None else parse_environment(env)
+
+
+def _where(namespace: str, key: str, env: Environment) -> str:
+    return f"{namespace}/{key} [{env.value}]"
+
+
+class ConfigManager:
+    """Versioned configuration and secrets over one storage backend. Thread-safe.
+
+    Use `ConfigManager.open(...)`; close it (or use it as a context manager) when done.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        key_source: KeySource | None,
+        actor: str | None = None,
+        clock: Clock = time.time,
+        cache_ttl: float = 5.0,
+        cache_max_entries: int = 100_000,
+        cache_max_bytes: int = 64 << 20,
+        change_check_interval: float = 0.005,
+        audit_reads: bool = False,
+    ) -> None:
+        self.storage = storage
+        self.actor = actor or os_account()
+        self.audit_reads = audit_reads
+        self._clock = clock
+        self._key_source = key_source
+        self._keyring: Keyring | None = key_source.keyring if key_source else None
+        self._audit_key: bytes | None = None
+        self._fingerprint_key: bytes | None = None
+        self._pepper: bytes | None = None
+        self.cache: L1Cache[Entry] = L1Cache(
+            ttl=cache_ttl, max_entries=cache_max_entries, max_bytes=cache_max_bytes
+        )
+        self._check_interval = change_check_interval
+        self._next_check = 0.0
+        self._change_token = storage.change_token()
+        if self._keyring is not None:
+            self._load_instance_secret()
+
+    # ------------------------------------------------------------------ opening and keys
+
+    @classmethod
+    def open(
+        cls,
+        storage: str | os.PathLike[str] = ".llm-config",
+        *,
+        encryption_key: str | None = None,
+        key_file: str | os.PathLike[str] | None = None,
+        actor: str | None = None,
+        redis_url: str | None = None,
+        create: bool = True,
+        **options: Any,
+    ) -> ConfigManager:
+        """Open (and with `create`, create) a store; the key is looked up per SPEC §2.
+
+        Creating a store needs the key, since the store's instance secret is sealed under it.
+        Without a key an existing store opens read-only for plain values.
+        """
+        if redis_url:
+            raise ValidationError("Redis (L2 cache) is not available yet in this version: omit redis_url")
+        key_source = find_keyring(encryption_key=encryption_key, key_file=key_file)
+        try:
+            backend = open_storage(storage, create=False)
+        except StoreMissingError:
+            if not create:
+                raise
+            if key_source is None:
+                raise KeyMissingError(f"Creating a store needs the master key: {HOW_TO_SUPPLY}") from None
+            backend = open_storage(storage, create=True)
+        try:
+            return cls(backend, key_source=key_source, actor=actor, **options)
+        except BaseException:
+            backend.close()
+            raise
+
+    def _load_instance_secret(self) -> None:
+        assert self._keyring is not None
+        envelope = self.storage.get_meta(_INSTANCE_SECRET)
+        if envelope is None:
+            fresh = self._keyring.seal(os.urandom(32), _INSTANCE_AAD)
+            self.storage.set_meta(_INSTANCE_SECRET, fresh, only_if_absent=True)
+            envelope = self.storage.get_meta(_INSTANCE_SECRET)
+            assert envelope is not None
+        try:
+            secret = self._keyring.open(envelope, _INSTANCE_AAD)
+        except SecretKeyError:
+            sealed_by = envelope_key_id(envelope) or "unknown"
+            raise SecretKeyError(
+                f"The encryption key does not open this store (store sealed by key id {sealed_by}, "
+                f"keyring has {', '.join(self._keyring.key_ids)})"
+            ) from None
+        self._audit_key = derive_key(secret, "audit-chain")
+        self._fingerprint_key = derive_key(secret, "fingerprint")
+        self._pepper = derive_key(secret, "api-key-pepper")
+
+    @property
+    def has_key(self) -> bool:
+        """Whether a master key is loaded (writes and secret operations need one)."""
+        return self._keyring is not None
+
+    def _need_key(self, what: str) -> tuple[Keyring, bytes, bytes]:
+        if self._keyring is None or self._audit_key is None or self._fingerprint_key is None:
+            raise KeyMissingError(f"{what} needs the master key: {HOW_TO_SUPPLY}")
+        return self._keyring, self._audit_key, self._fingerprint_key
+
+    def close(self) -> None:
+        """Release the storage connections."""
+        self.cache.clear()
+        self.storage.close()
+
+    def __enter__(self) -> ConfigManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ cache plumbing
+
+    def _check_foreign_changes(self) -> None:
+        """Flush L1 if another connection committed since the last look (rate-limited)."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + self._check_interval
+        token = self.storage.change_token()
+        if token != self._change_token:
+            self._change_token = token
+            self.cache.clear()
+
+    def _entry(self, row: StoredEntry) -> Entry:
+        if row.value_type is ValueType.SECRET:
+            value: Any = ENCRYPTED_PLACEHOLDER
+        elif row.stored_value is None:
+            value = None
+        else:
+            value = orjson.loads(row.stored_value)
+        return Entry(
+            id=row.id,
+            namespace=row.namespace,
+            key=row.key,
+            value=value,
+            environment=row.environment,
+            version=row.version,
+            secret=row.value_type is ValueType.SECRET,
+            metadata=Metadata(
+                created_at=row.created_at,
+                created_by=row.created_by,
+                updated_at=row.updated_at,
+                updated_by=row.updated_by,
+                tags=row.tags,
+                description=row.description,
+            ),
+        )
+
+    def _load_live(self, namespace: str, key: str, env: Environment) -> tuple[Entry, int] | None:
+        row = self.storage.get_current(namespace, key, env)
+        if row is None or row.deleted:
+            return None
+        return self._entry(row), _ENTRY_OVERHEAD + len(row.stored_value or "")
+
+    def _current(self, namespace: str, key: str, env: Environment) -> Entry | None:
+        """The live entry (unrevealed), from L1 or storage."""
+        self._check_foreign_changes()
+        cache_key = (namespace, key, env)
+        hit = self.cache.get(cache_key)
+        if hit is not None:
+            return hit
+        validate_namespace(namespace)
+        validate_key(key)
+        generation = self.cache.generation
+        loaded = self._load_live(namespace, key, env)
+        if loaded is None:
+            return None
+        self.cache.put(cache_key, loaded[0], loaded[1], generation)
+        return loaded[0]
+
+    def peek(self, namespace: str, key: str, env: str | Environment) -> Entry | None:
+        """The cached live entry if L1 holds it, else None; never touches storage."""
+        self._check_foreign_changes()
+        return self.cache.get((namespace, key, _ENV_FAST.get(env) or parse_environment(env)))
+
+    # ------------------------------------------------------------------ reads
+
+    def get(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        version: int | None = None,
+        with_overrides: bool = False,
+        reveal: bool = False,
+        actor: str | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> Entry:
+        """One entry. `with_overrides`: the env's value, else base's. `reveal` decrypts (audited)."""
+        environment = _ENV_FAST.get(env) or parse_environment(env)
+        if version is None and not reveal and not with_overrides:
+            # the hot path: one change check and one dict lookup on a hit
+            self._check_foreign_changes()
+            hit = self.cache.get((namespace, key, environment))
+            if hit is not None:
+                return hit
+        if version is not None:
+            entry = self._get_version(namespace, key, environment, version)
+        else:
+            found = self._current(namespace, key, environment)
+            if found is None and with_overrides and environment is not Environment.BASE:
+                found = self._current(namespace, key, Environment.BASE)
+            if found is None:
+                raise NotFoundError(
+                    f"Config not found: {_where(namespace, key, environment)}",
+                    namespace=namespace, key=key, environment=environment.value,
+                )
+            entry = found
+        if reveal and entry.secret:
+            entry = self._reveal(entry, version, actor=actor, source_ip=source_ip, request_id=request_id)
+        return entry
+
+    def _get_version(self, namespace: str, key: str, env: Environment, version: int) -> Entry:
+        validate_namespace(namespace)
+        validate_key(key)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValidationError("Invalid version: must be a positive integer")
+        row = self.storage.get_current(namespace, key, env)
+        stored = self.storage.get_version(namespace, key, env, version) if row else None
+        if row is None or stored is None:
+            raise NotFoundError(f"Version {version} not found", namespace=namespace, key=key,
+                                environment=env.value, version=version)
+        if stored.deleted or stored.purged:
+            what = "deleted" if stored.deleted else "purged"
+            raise NotFoundError(
+                f"Version {version} of {_where(namespace, key, env)} is {what}",
+                namespace=namespace, key=key, environment=env.value, version=version,
+            )
+        current = self._entry(row)
+        return Entry(
+            id=current.id,
+            namespace=namespace,
+            key=key,
+            value=ENCRYPTED_PLACEHOLDER if stored.value_type is ValueType.SECRET
+            else orjson.loads(stored.stored_value or "null"),
+            environment=env,
+            version=version,
+            secret=stored.value_type is ValueType.SECRET,
+            metadata=Metadata(
+                created_at=current.metadata.created_at,
+                created_by=current.metadata.created_by,
+                updated_at=stored.created_at,
+                updated_by=stored.created_by,
+                tags=current.metadata.tags,
+                description=current.metadata.description,
+            ),
+        )
+
+    def _reveal(
+        self, entry: Entry, version: int | None, *, actor: str | None, source_ip: str | None,
+        request_id: str | None,
+    ) -> Entry:
+        """Decrypt a secret, appending `secret_accessed` to the audit trail first."""
+        keyring, audit_key, _ = self._need_key("Revealing a secret")
+        if version is None:
+            row = self.storage.get_current(entry.namespace, entry.key, entry.environment)
+            envelope = row.stored_value if row is not None and row.version == entry.version else None
+        else:
+            stored = self.storage.get_version(entry.namespace, entry.key, entry.environment, entry.version)
+            envelope = stored.stored_value if stored is not None else None
+        if envelope is None:  # changed under us: read the fresh current row
+            fresh = self.storage.get_current(entry.namespace, entry.key, entry.environment)
+            if fresh is None or fresh.deleted or fresh.value_type is not ValueType.SECRET:
+                raise NotFoundError(f"Config not found: {_where(entry.namespace, entry.key, entry.environment)}")
+            entry, envelope = self._entry(fresh), fresh.stored_value
+            assert envelope is not None
+        plaintext = keyring.open(envelope, _aad(entry.namespace, entry.key, entry.environment))
+        self.storage.append_audit(
+            type="secret_accessed",
+            actor=actor or self.actor,
+            audit_key=audit_key,
+            namespace=entry.namespace,
+            key=entry.key,
+            environment=entry.environment.value,
+            old_version=entry.version,
+            source_ip=source_ip,
+            request_id=request_id,
+            timestamp=_rfc3339(self._clock()),
+        )
+        return Entry(
+            id=entry.id, namespace=entry.namespace, key=entry.key, value=orjson.loads(plaintext),
+            environment=entry.environment, version=entry.version, secret=True, metadata=entry.metadata,
+        )
+
+    def list(
+        self,
+        namespace: str,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        prefix: str = "",
+        recursive: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> builtins.list[Entry]:
+        """Live entries of a namespace ordered by key (secrets unrevealed)."""
+        return self.list_page(namespace, env=env, prefix=prefix, recursive=recursive, limit=limit,
+                              cursor=cursor)[0]
+
+    def list_page(
+        self,
+        namespace: str,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        prefix: str = "",
+        recursive: bool = False,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> tuple[builtins.list[Entry], str | None]:
+        """A page of `list` and the cursor of the next page (None at the end)."""
+        validate_namespace(namespace)
+        environment = _env(env)
+        if prefix and not all(c.isalnum() or c in "_.-" for c in prefix):
+            raise ValidationError("Invalid prefix: letters, digits, '_', '.', '-' only")
+        if limit is not None and (limit < 1 or limit > 10_000):
+            raise ValidationError("Invalid limit: must be between 1 and 10000")
+        rows = self.storage.list_current(
+            namespace, environment, prefix=prefix, after_key=cursor,
+            limit=limit + 1 if limit else None, recursive=recursive,
+        )
+        next_cursor = None
+        if limit is not None and len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = f"{last.namespace}\x00{last.key}" if recursive else last.key
+        return [self._entry(r) for r in rows], next_cursor
+
+    def namespaces(self, prefix: str = "") -> builtins.list[str]:
+        """Namespaces holding at least one live entry."""
+        return self.storage.namespaces(prefix)
+
+    def history(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        limit: int | None = None,
+    ) -> builtins.list[HistoryItem]:
+        """Every version newest first; secret values as "<encrypted>", tombstones as null."""
+        validate_namespace(namespace)
+        validate_key(key)
+        environment = _env(env)
+        if limit is not None and limit < 1:
+            raise ValidationError("Invalid limit: must be a positive integer")
+        rows = self.storage.history(namespace, key, environment, limit)
+        if not rows:
+            raise NotFoundError(f"Config not found: {_where(namespace, key, environment)}",
+                                namespace=namespace, key=key, environment=environment.value)
+        return [self._history_item(r) for r in rows]
+
+    @staticmethod
+    def _history_item(row: StoredVersion) -> HistoryItem:
+        if row.value_type is ValueType.SECRET:
+            value: Any = ENCRYPTED_PLACEHOLDER
+        elif row.stored_value is None:
+            value = None
+        else:
+            value = orjson.loads(row.stored_value)
+        return HistoryItem(
+            version=row.version,
+            value=value,
+            deleted=row.deleted,
+            created_at=row.created_at,
+            created_by=row.created_by,
+            change_description="Purged" if row.purged else row.change_description,
+        )
+
+    def resolve(
+        self,
+        namespace: str,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        nested: bool = False,
+        reveal: bool = False,
+        actor: str | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        """`{KEY: VALUE}` of the environment over base. Secrets are "<encrypted>" unless `reveal`."""
+        environment = _env(env)
+        own = self._resolved_entries(namespace, environment)
+        if reveal:
+            own = {
+                k: self._reveal(e, None, actor=actor, source_ip=source_ip, request_id=request_id)
+                if e.secret else e
+                for k, e in own.items()
+            }
+        flat = {k: e.value for k, e in own.items()}
+        return nest(flat) if nested else flat
+
+    def _resolved_entries(self, namespace: str, env: Environment) -> dict[str, Entry]:
+        entries = {e.key: e for e in self.list(namespace, env=env)}
+        if env is Environment.BASE:
+            return entries
+        base = {e.key: e for e in self.list(namespace, env=Environment.BASE)}
+        return merge_with_base(base, entries)
+
+    # ------------------------------------------------------------------ writes
+
+    def _now(self) -> str:
+        return _rfc3339(self._clock())
+
+    def _apply(self, writes: Sequence[WriteRequest]) -> builtins.list[StoredEntry]:
+        _, audit_key, _ = self._need_key("Writing")
+        try:
+            results = self.storage.apply(writes, audit_key)
+        finally:
+            # after a write, and at once after a conflict (our cached copy may be stale)
+            for w in writes:
+                self.cache.invalidate((w.namespace, w.key, w.environment))
+        return [r.entry for r in results]
+
+    def _seal_value(
+        self, namespace: str, key: str, env: Environment, value: Any, secret: bool
+    ) -> tuple[ValueType, str, str]:
+        keyring, _, fp_key = self._need_key("Writing")
+        text = validate_value(value)
+        fingerprint = audit.fingerprint(fp_key, text.encode())
+        if secret:
+            return ValueType.SECRET, keyring.seal(text.encode(), _aad(namespace, key, env)), fingerprint
+        return ValueType.PLAIN, text, fingerprint
+
+    def _set_request(
+        self,
+        namespace: str,
+        key: str,
+        value: Any,
+        env: Environment,
+        current: StoredEntry | None,
+        *,
+        secret: bool | None,
+        description: str | None,
+        tags: Sequence[str] | None,
+        change_description: str,
+        expected_version: int | None,
+        actor: str | None,
+        source_ip: str | None,
+        request_id: str | None,
+    ) -> WriteRequest:
+        is_secret_now = current is not None and not current.deleted and current.value_type is ValueType.SECRET
+        if secret is None:
+            if is_secret_now:
+                raise ValidationError(
+                    f"{_where(namespace, key, env)} is a secret: pass --secret (secret=True) to update it, "
+                    "or --no-secret (secret=False) to store it in plain text",
+                    namespace=namespace, key=key, environment=env.value,
+                )
+            secret = False
+        if description is not None and (not isinstance(description, str) or len(description) > 1000):
+            raise ValidationError("Invalid description: at most 1000 characters")
+        tag_tuple = None
+        if tags is not None:
+            tag_tuple = tuple(tags)
+            for tag in tag_tuple:
+                if not isinstance(tag, str) or not 0 < len(tag) <= 100 or not tag.isprintable():
+                    raise ValidationError("Invalid tag: 1-100 printable characters")
+            if len(tag_tuple) > 50:
+                raise ValidationError("Invalid tags: at most 50")
+        if expected_version is not None and (
+            not isinstance(expected_version, int) or isinstance(expected_version, bool) or expected_version < 0
+        ):
+            raise ValidationError("Invalid expected_version: must be an integer >= 0")
+        value_type, stored, fingerprint = self._seal_value(namespace, key, env, value, secret)
+        return WriteRequest(
+            kind=WriteKind.SET,
+            namespace=namespace,
+            key=key,
+            environment=env,
+            actor=actor or self.actor,
+            timestamp=self._now(),
+            change_description=change_description,
+            value_type=value_type,
+            stored_value=stored,
+            fingerprint=fingerprint,
+            expected_version=expected_version,
+            tags=tag_tuple,
+            description=description,
+            audit_details={"fingerprint": fingerprint, "change": change_description},
+            source_ip=source_ip,
+            request_id=request_id,
+        )
+
+    def set(
+        self,
+        namespace: str,
+        key: str,
+        value: Any,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        secret: bool | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        message: str | None = None,
+        expected_version: int | None = None,
+        actor: str | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> Entry:
+        """Write a new version; `expected_version` makes it a compare-and-set (0: must not exist)."""
+        validate_namespace(namespace)
+        validate_key(key)
+        environment = _env(env)
+        if message is not None and (not isinstance(message, str) or len(message) > 1000):
+            raise ValidationError("Invalid message: at most 1000 characters")
+        current = self.storage.get_current(namespace, key, environment)
+        change = message or ("Updated" if current is not None and not current.deleted else "Created")
+        request = self._set_request(
+            namespace, key, value, environment, current, secret=secret, description=description,
+            tags=tags, change_description=change, expected_version=expected_version, actor=actor,
+            source_ip=source_ip, request_id=request_id,
+        )
+        return self._entry(self._apply([request])[0])
+
+    def delete(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        expected_version: int | None = None,
+        actor: str | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> Entry:
+        """Write a tombstone version; returns it (value None). Missing key → NotFoundError."""
+        validate_namespace(namespace)
+        validate_key(key)
+        environment = _env(env)
+        request = WriteRequest(
+            kind=WriteKind.DELETE, namespace=namespace, key=key, environment=environment,
+            actor=actor or self.actor, timestamp=self._now(), change_description="Deleted",
+            expected_version=expected_version, source_ip=source_ip, request_id=request_id,
+        )
+        return self._entry(self._apply([request])[0])
+
+    def rollback(
+        self,
+        namespace: str,
+        key: str,
+        version: int,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        actor: str | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> Entry:
+        """Write version max+1 holding version N's value (an undelete after a delete)."""
+        validate_namespace(namespace)
+        validate_key(key)
+        environment = _env(env)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValidationError("Invalid version: must be a positive integer")
+        request = WriteRequest(
+            kind=WriteKind.ROLLBACK, namespace=namespace, key=key, environment=environment,
+            actor=actor or self.actor, timestamp=self._now(),
+            change_description=f"Rollback to version {version}", target_version=version,
+            audit_details={"target_version": version}, source_ip=source_ip, request_id=request_id,
+        )
+        return self._entry(self._apply([request])[0])
+
+    def purge(
+        self,
+        namespace: str,
+        key: str,
+        version: int,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        actor: str | None = None,
+    ) -> None:
+        """Destroy one (non-current) version's value for good; history keeps a marker."""
+        validate_namespace(namespace)
+        validate_key(key)
+        environment = _env(env)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValidationError("Invalid version: must be a positive integer")
+        self._apply([
+            WriteRequest(
+                kind=WriteKind.PURGE, namespace=namespace, key=key, environment=environment,
+                actor=actor or self.actor, timestamp=self._now(),
+                change_description=f"Purged version {version}", target_version=version,
+            )
+        ])
+
+    # ------------------------------------------------------------------ export / import
+
+    def export(
+        self,
+        namespace: str,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        reveal: bool = False,
+        actor: str | None = None,
+    ) -> dict[str, Any]:
+        """The SPEC §5 document of one environment's own entries (secrets only with `reveal`)."""
+        environment = _env(env)
+        entries = self.list(namespace, env=environment)
+        doc: dict[str, Any] = {
+            "namespace": namespace,
+            "environment": environment.value,
+            "values": {e.key: e.value for e in entries if not e.secret},
+        }
+        if reveal:
+            doc["secrets"] = {
+                e.key: self._reveal(e, None, actor=actor, source_ip=None, request_id=None).value
+                for e in entries if e.secret
+            }
+        return doc
+
+    def export_text(
+        self, namespace: str, *, env: str | Environment = Environment.DEVELOPMENT, fmt: str = "json",
+        reveal: bool = False, actor: str | None = None,
+    ) -> str:
+        """`export` rendered as json, yaml or dotenv text."""
+        if fmt not in ("json", "yaml", "dotenv"):
+            raise ValidationError(f"Unknown export format {fmt!r}: use json, yaml or dotenv")
+        return format_export(self.export(namespace, env=env, reveal=reveal, actor=actor), fmt)
+
+    def import_(
+        self,
+        namespace: str,
+        document: str | dict[str, Any],
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        fmt: str | None = None,
+        prune: bool = False,
+        dry_run: bool = False,
+        actor: str | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> ImportPlan:
+        """Upsert a document's keys all or nothing; unchanged values write nothing.
+
+        `prune` deletes live keys the document lacks — secret keys only if it has a secrets section.
+        """
+        validate_namespace(namespace)
+        environment = _env(env)
+        text = document if isinstance(document, str) else orjson.dumps(document).decode()
+        doc = parse_import(text, fmt)
+        _, _, fp_key = self._need_key("Importing")
+        current = {
+            row.key: row for row in self.storage.list_current(namespace, environment)
+        }
+        plan = ImportPlan(dry_run=dry_run)
+        writes: builtins.list[WriteRequest] = []
+        wanted: builtins.list[tuple[str, Any, bool]] = [(k, v, False) for k, v in doc.values.items()]
+        wanted += [(k, v, True) for k, v in (doc.secrets or {}).items()]
+        for key, value, secret in sorted(wanted):
+            row = current.get(key)
+            text_value = validate_value(value)
+            if row is not None and (row.value_type is ValueType.SECRET) == secret \
+                    and row.fingerprint == audit.fingerprint(fp_key, text_value.encode()):
+                plan.unchanged.append(key)
+                continue
+            (plan.updated if row is not None else plan.created).append(key)
+            writes.append(self._set_request(
+                namespace, key, value, environment, row, secret=True if secret else None,
+                description=None, tags=None, change_description="Imported",
+                expected_version=row.version if row is not None else 0, actor=actor,
+                source_ip=source_ip, request_id=request_id,
+            ))
+        if prune:
+            keep = set(doc.values) | set(doc.secrets or {})
+            for key, row in sorted(current.items()):
+                if key in keep or (row.value_type is ValueType.SECRET and doc.secrets is None):
+                    continue
+                plan.deleted.append(key)
+                writes.append(WriteRequest(
+                    kind=WriteKind.DELETE, namespace=namespace, key=key, environment=environment,
+                    actor=actor or self.actor, timestamp=self._now(), change_description="Deleted",
+                    expected_version=row.version, source_ip=source_ip, request_id=request_id,
+                ))
+        if writes and not dry_run:
+            self._apply(writes)
+        return plan
+
+    # ------------------------------------------------------------------ audit and health
+
+    def audit_events(self, query: AuditQuery | None = None) -> builtins.list[AuditEvent]:
+        """Audit events oldest first (works without the key: reading the trail proves nothing)."""
+        return self.storage.audit_events(query or AuditQuery())
+
+    def audit_verify(self, anchor: str | None = None) -> audit.VerifyReport:
+        """Check the whole chain and the version references; `anchor` is `SEQ:MAC`."""
+        _, audit_key, _ = self._need_key("Verifying the audit trail")
+        parsed = None
+        if anchor is not None:
+            try:
+                parsed = audit.parse_anchor(anchor)
+            except ValueError as exc:
+                raise ValidationError(f"Invalid anchor: {exc}") from None
+        return audit.verify_chain(
+            self.storage.audit_events(AuditQuery()), audit_key, anchor=parsed,
+            version_refs=self.storage.version_audit_refs(),
+        )
+
+    def audit_head(self) -> str | None:
+        """`SEQ:MAC` of the newest event, to keep outside the database."""
+        head = self.storage.audit_head()
+        return f"{head[0]}:{head[1]}" if head else None
+
+    def doctor(self) -> dict[str, Any]:
+        """Health of the store, the key and the audit chain, for `llm-config doctor` and `/health`."""
+        checks: dict[str, dict[str, Any]] = {}
+        try:
+            head = self.storage.audit_head()
+            checks["storage"] = {"status": "healthy", "message": f"{self.storage.url} reachable"}
+        except Exception as exc:  # report, never raise: doctor is how users find out
+            head = None
+            checks["storage"] = {"status": "unhealthy", "message": f"{type(exc).__name__}: {exc}"}
+        if self._keyring is None:
+            checks["key"] = {"status": "degraded", "message": f"no master key loaded: {HOW_TO_SUPPLY}"}
+        else:
+            assert self._key_source is not None
+            checks["key"] = {
+                "status": "healthy",
+                "message": f"keyring from {self._key_source.origin}; sealing key id {self._keyring.primary_id}",
+                "key_ids": self._keyring.key_ids,
+            }
+        checks["cache"] = {
+            "status": "healthy",
+            "message": f"L1 {len(self.cache)} entries, {self.cache.size_bytes} bytes, "
+            f"{self.cache.stats.hits} hits, {self.cache.stats.misses} misses; L2 not configured",
+        }
+        if self._audit_key is not None and checks["storage"]["status"] == "healthy":
+            report = self.audit_verify()
+            checks["audit"] = {
+                "status": "healthy" if report.ok else "unhealthy",
+                "message": f"{report.events} events, chain {'verifies' if report.ok else 'BROKEN'}",
+            }
+        else:
+            checks["audit"] = {
+                "status": "degraded",
+                "message": f"{head[0] if head else 0} events; verifying needs the master key",
+            }
+        statuses = {c["status"] for c in checks.values()}
+        overall = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
+        return {"status": overall, "checks": checks}
+
+    def iter_namespace_entries(self, namespace: str) -> Iterator[Entry]:
+        """Every live entry of a namespace in every environment."""
+        for env in Environment:
+            yield from self.list(namespace, env=env)
+

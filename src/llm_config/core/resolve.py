@@ -1,0 +1,60 @@
+"""Resolution of a namespace to a flat or nested mapping (SPEC §3). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from llm_config.errors import ValidationError
+
+__all__ = ["env_var_name", "env_var_names", "merge_with_base", "nest"]
+
+
+def merge_with_base(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """The environment's own values, falling back to base key by key; sorted by key."""
+    merged = dict(base)
+    merged.update(own)
+    return {k: merged[k] for k in sorted(merged)}
+
+
+class _Node(dict[str, Any]):
+    """An intermediate object made by nesting (as opposed to a stored dict value)."""
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Split dotted keys into nested objects; `a` and `a.b` together are an error."""
+    root = _Node()
+    for key in sorted(flat):
+        parts = key.split(".")
+        node = root
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, _Node())
+            if not isinstance(child, _Node):
+                raise ValidationError(
+                    f"Cannot nest: {'.'.join(parts[: i + 1])!r} is both a key and a prefix of {key!r}"
+                )
+            node = child
+        if parts[-1] in node:
+            raise ValidationError(f"Cannot nest: {key!r} is both a key and a prefix of another key")
+        node[parts[-1]] = flat[key]
+    return _plain(root)
+
+
+def _plain(node: _Node) -> dict[str, Any]:
+    return {k: _plain(v) if isinstance(v, _Node) else v for k, v in node.items()}
+
+
+def env_var_name(key: str, prefix: str = "") -> str:
+    """`openai.api_key` → `OPENAI_API_KEY` (upper-case; `.` and `-` become `_`)."""
+    return prefix + key.upper().replace(".", "_").replace("-", "_")
+
+
+def env_var_names(keys: Iterable[str], prefix: str = "") -> dict[str, str]:
+    """Map keys to variable names, refusing collisions (`a.b` and `a_b` both → `A_B`)."""
+    seen: dict[str, str] = {}
+    for key in keys:
+        name = env_var_name(key, prefix)
+        if name in seen:
+            raise ValidationError(f"Keys {seen[name]!r} and {key!r} both map to {name}")
+        seen[name] = key
+    return seen
