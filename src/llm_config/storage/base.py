@@ -1,0 +1,171 @@
+"""Opening a store from a `--storage` target (SPEC §1).
+
+Owns: parsing the target — a directory (layout: `DIR/config.db`) or a URL (`sqlite:///relative.db`,
+`sqlite:////absolute.db`; `postgresql://` and `mysql://` are recognised but not supported yet) —,
+creating a missing store with a 0700 directory and 0600 database files, refusing to create one for
+readers (`StoreMissingError` naming the path), and masking passwords in URLs.
+
+Never: prints, logs or puts into a message a URL that has not been through `mask_url`; never reads or
+writes entries itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from llm_config.errors import StoreMissingError, ValidationError
+from llm_config.storage.sqlite import SQLiteStorage
+from llm_config.types import Storage
+
+__all__ = [
+    "DB_FILE_NAME",
+    "StoreLocation",
+    "mask_url",
+    "open_storage",
+    "parse_target",
+]
+
+DB_FILE_NAME: Final = "config.db"
+"""The database file inside a store directory."""
+
+_SQLITE_PREFIX: Final = "sqlite:///"
+_SERVER_SCHEMES: Final = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "postgresql+psycopg": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "mysql+pymysql": "mysql",
+}
+_SECRET_QUERY = re.compile(r"([?&;](?:password|passwd|pwd|pass|sslpassword)=)[^&;#]*", re.IGNORECASE)
+_SIDE_FILES: Final = ("-wal", "-shm", "-journal")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLocation:
+    """Where a target points: the backend, the database file and, for the directory layout, its
+    directory (the thing to create 0700)."""
+
+    backend: str  # "sqlite" (the only one so far)
+    db_path: Path
+    directory: Path | None
+    url: str  # masked, for messages
+
+
+def mask_url(url: str) -> str:
+    """Return `url` with any password (in the user-info part or the query) replaced by `***`.
+
+    Errs on the side of hiding: with an unencoded `@` or `/` in a password, more than the password
+    may be masked, never less. SQLite URLs hold no password and are returned unchanged.
+    """
+    text = os.fspath(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() == "sqlite":
+        return text
+    end = len(rest)
+    for mark in "?#":
+        index = rest.find(mark)
+        if index != -1:
+            end = min(end, index)
+    at = rest.rfind("@", 0, end)
+    if at != -1:
+        user, colon, _password = rest[:at].partition(":")
+        if colon:
+            rest = f"{user}:***{rest[at:]}"
+    return scheme + "://" + _SECRET_QUERY.sub(r"\1***", rest)
+
+
+def parse_target(target: str | os.PathLike[str]) -> StoreLocation:
+    """Resolve a `--storage` value without touching the file system."""
+    text = os.fspath(target)
+    if not text:
+        raise ValidationError("Storage target is empty")
+    if "://" in text:
+        scheme = text.split("://", 1)[0].lower()
+        if scheme in _SERVER_SCHEMES:
+            raise ValidationError(
+                f"Storage backend {_SERVER_SCHEMES[scheme]} is not supported yet: {mask_url(text)}"
+            )
+        if scheme != "sqlite":
+            raise ValidationError(
+                f"Unsupported storage URL {mask_url(text)}: use a directory, sqlite:///path.db, "
+                "postgresql://... or mysql://..."
+            )
+        if not text.startswith(_SQLITE_PREFIX) or len(text) == len(_SQLITE_PREFIX):
+            raise ValidationError(
+                f"Invalid SQLite URL {mask_url(text)}: use sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db"
+            )
+        path_text = text[len(_SQLITE_PREFIX):]
+        if path_text == ":memory:" or "?" in path_text:
+            raise ValidationError(
+                f"Invalid SQLite URL {mask_url(text)}: a store must be a file path (no :memory:, no query)"
+            )
+        db_path = Path(path_text).expanduser()
+        return StoreLocation("sqlite", db_path, None, mask_url(text))
+    directory = Path(text).expanduser()
+    return StoreLocation("sqlite", directory / DB_FILE_NAME, directory, text)
+
+
+def _create_sqlite_files(location: StoreLocation) -> None:
+    """Create the store directory (0700) and an empty database file (0600) if they are missing."""
+    if location.directory is not None:
+        if location.directory.exists() and not location.directory.is_dir():
+            raise ValidationError(
+                f"Storage path {location.directory} is a file, not a store directory "
+                "(for a database file use sqlite:///PATH)"
+            )
+        try:
+            location.directory.mkdir(mode=0o700, parents=True)
+        except FileExistsError:
+            pass
+        else:
+            os.chmod(location.directory, 0o700)  # mkdir's mode is filtered by the umask
+    else:
+        location.db_path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 before SQLite opens it, so no other user can ever read it; SQLite gives its
+    # -wal/-shm/-journal files the mode of the database file.
+    try:
+        fd = os.open(location.db_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(location.db_path, 0o600)
+
+
+def _tighten_modes(db_path: Path) -> None:
+    for path in (db_path, *(Path(f"{db_path}{suffix}") for suffix in _SIDE_FILES)):
+        try:
+            if path.exists() and (path.stat().st_mode & 0o077):
+                os.chmod(path, 0o600)
+        except OSError:  # not ours to change (e.g. a shared file): leave it
+            pass
+
+
+def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
+    """Open the store at `target`, creating it when `create` (writers, `init`, `serve`).
+
+    With `create=False` (reading commands) a missing store raises `StoreMissingError` naming the
+    path and nothing is created. Pending schema migrations are applied either way.
+    """
+    location = parse_target(target)
+    if create:
+        _create_sqlite_files(location)
+    elif not location.db_path.is_file():
+        shown = location.directory if location.directory is not None else location.db_path
+        raise StoreMissingError(
+            f"Store not found: {shown} (create it with 'llm-config init' or a first write)"
+        )
+    storage = SQLiteStorage(location.db_path, url=_sqlite_url(location))
+    if create:
+        _tighten_modes(location.db_path)
+    return storage
+
+
+def _sqlite_url(location: StoreLocation) -> str:
+    """The canonical URL of a database file: `sqlite:///` + its absolute path (so four slashes)."""
+    return f"{_SQLITE_PREFIX}{location.db_path.absolute().as_posix()}"
