@@ -171,6 +171,9 @@ class WriteRequest:
     `expected_version`: None = no check; 0 = must not exist or be deleted; N = current must be N.
     For SET and ROLLBACK, `value_type`/`stored_value`/`fingerprint` are the new value; for PURGE,
     `target_version` is the version to destroy. `tags`/`description` None means "keep".
+    An empty `change_description` on a SET lets storage say `Created` or `Updated` from the row it
+    locked; `refuse_plain_over_secret` makes storage refuse a plain SET over a live secret, checked
+    inside the transaction so a racing writer cannot slip past it.
     """
 
     kind: WriteKind
@@ -188,6 +191,7 @@ class WriteRequest:
     tags: tuple[str, ...] | None = None
     description: str | None = None
     audit_type: str = ""
+    refuse_plain_over_secret: bool = False
     audit_details: dict[str, Any] = field(default_factory=dict)
     source_ip: str | None = None
     request_id: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import re
@@ -777,3 +778,20 @@ def test_mask_url() -> None:
     )
     assert mask_url("sqlite:////var/lib/x.db") == "sqlite:////var/lib/x.db"
     assert mask_url(".llm-config") == ".llm-config"
+
+
+def test_plain_over_secret_is_refused_under_the_write_lock(storage: Storage) -> None:
+    write(storage, set_req("ns", "k", "sealed", secret=True))
+    guarded = dataclasses.replace(set_req("ns", "k", "plain"), refuse_plain_over_secret=True)
+    with pytest.raises(ValidationError, match="is a secret"):
+        write(storage, guarded)
+    current = storage.get_current("ns", "k", DEV)
+    assert current is not None and current.version == 1 and current.value_type is ValueType.SECRET
+    write(storage, set_req("ns", "k", "plain"))  # an explicit --no-secret write is allowed
+    assert value_of(storage.get_current("ns", "k", DEV)) == "plain"
+
+
+def test_empty_change_description_lets_storage_say_created_or_updated(storage: Storage) -> None:
+    write(storage, set_req("ns", "k", 1, message=""))
+    write(storage, set_req("ns", "k", 2, message=""))
+    assert [v.change_description for v in storage.history("ns", "k", DEV)] == ["Updated", "Created"]

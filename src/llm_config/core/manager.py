@@ -531,6 +531,7 @@ class ConfigManager:
         source_ip: str | None,
         request_id: str | None,
     ) -> WriteRequest:
+        refuse_plain_over_secret = secret is None  # checked again by storage under its write lock
         is_secret_now = current is not None and not current.deleted and current.value_type is ValueType.SECRET
         if secret is None:
             if is_secret_now:
@@ -569,7 +570,8 @@ class ConfigManager:
             expected_version=expected_version,
             tags=tag_tuple,
             description=description,
-            audit_details={"fingerprint": fingerprint, "change": change_description},
+            audit_details={"fingerprint": fingerprint, **({"change": change_description} if change_description else {})},
+            refuse_plain_over_secret=refuse_plain_over_secret,
             source_ip=source_ip,
             request_id=request_id,
         )
@@ -597,10 +599,9 @@ class ConfigManager:
         if message is not None and (not isinstance(message, str) or len(message) > 1000):
             raise ValidationError("Invalid message: at most 1000 characters")
         current = self.storage.get_current(namespace, key, environment)
-        change = message or ("Updated" if current is not None and not current.deleted else "Created")
         request = self._set_request(
             namespace, key, value, environment, current, secret=secret, description=description,
-            tags=tags, change_description=change, expected_version=expected_version, actor=actor,
+            tags=tags, change_description=message or "", expected_version=expected_version, actor=actor,
             source_ip=source_ip, request_id=request_id,
         )
         return self._entry(self._apply([request])[0])

@@ -16,6 +16,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -118,6 +119,22 @@ _SQL_SUBTREE: Final = "(namespace = ? OR (namespace > ? AND namespace < ?))"
 
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL; SQLite answers "locked" at once (ignoring busy_timeout) while another
+    process creates the same new database, so retry with backoff up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
 
 def _storage_error(operation: str, exc: sqlite3.Error) -> StorageError:
@@ -240,7 +257,7 @@ class SQLiteStorage:
         self._token_conn: sqlite3.Connection | None = None
         try:
             conn = self._conn()
-            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            _enable_wal(conn)
             migrate(conn, SQLITE)
         except sqlite3.Error as exc:
             self.close()
@@ -528,6 +545,12 @@ class SQLiteStorage:
             secret = w.value_type is ValueType.SECRET or (
                 current is not None and current.value_type is ValueType.SECRET
             )
+            if w.refuse_plain_over_secret and secret and w.value_type is not ValueType.SECRET:
+                raise ValidationError(
+                    f"{_where(w.namespace, w.key, w.environment)} is a secret: pass --secret (secret=True) to "
+                    "update it, or --no-secret (secret=False) to store it in plain text",
+                    namespace=w.namespace, key=w.key, environment=w.environment.value,
+                )
             entry = self._write_version(
                 conn, w, current, new_version=new_version, seq=seq, revision=revision,
                 deleted=False, value_type=w.value_type, stored_value=w.stored_value,
@@ -658,7 +681,9 @@ class SQLiteStorage:
             _SQL_INSERT_VERSION,
             (
                 entry.id, new_version, int(deleted), value_type.value, stored_value, fingerprint,
-                w.timestamp, w.actor, w.change_description, seq, revision,
+                w.timestamp, w.actor,
+                w.change_description or ("Updated" if current is not None and not current.deleted else "Created"),
+                seq, revision,
             ),
         )
         return entry
