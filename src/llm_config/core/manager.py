@@ -570,7 +570,7 @@ class ConfigManager:
             expected_version=expected_version,
             tags=tag_tuple,
             description=description,
-            audit_details={"fingerprint": fingerprint, **({"change": change_description} if change_description else {})},
+            audit_details={"fingerprint": fingerprint},
             refuse_plain_over_secret=refuse_plain_over_secret,
             source_ip=source_ip,
             request_id=request_id,
