@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/python -m pytest -m "not faults" -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not faults" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)

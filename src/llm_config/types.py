@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -165,18 +166,18 @@ class ConfigReader(Protocol):
     def list(
         self, namespace: str, *, env: str | Environment = ..., prefix: str = "",
         recursive: bool = False,
-    ) -> list[Entry]: ...
+    ) -> builtins.list[Entry]: ...
 
     def history(
         self, namespace: str, key: str, *, env: str | Environment = ..., limit: int | None = None
-    ) -> list[HistoryItem]: ...
+    ) -> builtins.list[HistoryItem]: ...
 
     def resolve(
         self, namespace: str, *, env: str | Environment = ..., nested: bool = False,
         reveal: bool = False,
     ) -> dict[str, Any]: ...
 
-    def namespaces(self, prefix: str = "") -> list[str]: ...
+    def namespaces(self, prefix: str = "") -> builtins.list[str]: ...
 
 
 @runtime_checkable

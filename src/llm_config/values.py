@@ -18,6 +18,8 @@ from llm_config.errors import ValidationError
 __all__ = [
     "MAX_DEPTH",
     "MAX_VALUE_BYTES",
+    "check_text",
+    "check_version",
     "dumps",
     "loads_strict",
     "parse_cli_value",
@@ -77,8 +79,12 @@ def _reject_constant(name: str) -> Any:
     raise ValidationError(f"Invalid JSON: {name} is not allowed")
 
 
-def loads_strict(text: str | bytes) -> Any:
-    """Parse JSON refusing NaN/Infinity, out-of-range integers and excess depth."""
+def loads_strict(text: str | bytes, *, wrapper_depth: int = 0) -> Any:
+    """Parse JSON refusing NaN/Infinity, out-of-range integers and excess depth.
+
+    `wrapper_depth` is how many levels of envelope (a request body, an import document) sit
+    around the values, so they get the same depth allowance as a value given on its own.
+    """
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -96,8 +102,28 @@ def loads_strict(text: str | bytes) -> Any:
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "malformed"
         pos = f" at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
         raise ValidationError(f"Invalid JSON: {msg}{pos}") from None
-    _check(value, 1)
+    _check(value, 1 - wrapper_depth)
     return value
+
+
+def check_text(text: object, what: str, max_len: int = 1000) -> str:
+    """A free-text field (description, message, tag): a str of valid Unicode, at most `max_len`."""
+    if not isinstance(text, str) or len(text) > max_len:
+        raise ValidationError(f"Invalid {what}: at most {max_len} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"Invalid {what}: not valid Unicode (lone surrogate)") from None
+    return text
+
+
+def check_version(version: object, what: str = "version", *, allow_zero: bool = False) -> int:
+    """A version number: a positive (or, with `allow_zero`, non-negative) 64-bit integer."""
+    low = 0 if allow_zero else 1
+    if not isinstance(version, int) or isinstance(version, bool) or not low <= version <= _INT_MAX:
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ValidationError(f"Invalid {what}: must be {kind} 64-bit integer")
+    return version
 
 
 def parse_cli_value(text: str) -> Any:

@@ -47,7 +47,7 @@ from llm_config.models import (
 from llm_config.names import parse_environment, validate_key, validate_namespace
 from llm_config.storage import open_storage
 from llm_config.types import AuditQuery, Clock, Storage
-from llm_config.values import validate_value
+from llm_config.values import check_text, check_version, validate_value
 
 __all__ = ["ConfigManager", "os_account"]
 
@@ -307,8 +307,7 @@ class ConfigManager:
     def _get_version(self, namespace: str, key: str, env: Environment, version: int) -> Entry:
         validate_namespace(namespace)
         validate_key(key)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValidationError("Invalid version: must be a positive integer")
+        check_version(version)
         row = self.storage.get_current(namespace, key, env)
         stored = self.storage.get_version(namespace, key, env, version) if row else None
         if row is None or stored is None:
@@ -434,8 +433,8 @@ class ConfigManager:
         validate_namespace(namespace)
         validate_key(key)
         environment = _env(env)
-        if limit is not None and limit < 1:
-            raise ValidationError("Invalid limit: must be a positive integer")
+        if limit is not None:
+            check_version(limit, "limit")
         rows = self.storage.history(namespace, key, environment, limit)
         if not rows:
             raise NotFoundError(f"Config not found: {_where(namespace, key, environment)}",
@@ -541,20 +540,19 @@ class ConfigManager:
                     namespace=namespace, key=key, environment=env.value,
                 )
             secret = False
-        if description is not None and (not isinstance(description, str) or len(description) > 1000):
-            raise ValidationError("Invalid description: at most 1000 characters")
+        if description is not None:
+            check_text(description, "description")
         tag_tuple = None
         if tags is not None:
             tag_tuple = tuple(tags)
             for tag in tag_tuple:
-                if not isinstance(tag, str) or not 0 < len(tag) <= 100 or not tag.isprintable():
+                if not check_text(tag, "tag", 100) or not tag.isprintable():
                     raise ValidationError("Invalid tag: 1-100 printable characters")
             if len(tag_tuple) > 50:
                 raise ValidationError("Invalid tags: at most 50")
-        if expected_version is not None and (
-            not isinstance(expected_version, int) or isinstance(expected_version, bool) or expected_version < 0
-        ):
-            raise ValidationError("Invalid expected_version: must be an integer >= 0")
+        if expected_version is not None:
+            check_version(expected_version, "expected_version", allow_zero=True)
+        check_text(actor or self.actor, "actor", 200)
         value_type, stored, fingerprint = self._seal_value(namespace, key, env, value, secret)
         return WriteRequest(
             kind=WriteKind.SET,
@@ -596,8 +594,8 @@ class ConfigManager:
         validate_namespace(namespace)
         validate_key(key)
         environment = _env(env)
-        if message is not None and (not isinstance(message, str) or len(message) > 1000):
-            raise ValidationError("Invalid message: at most 1000 characters")
+        if message is not None:
+            check_text(message, "message")
         current = self.storage.get_current(namespace, key, environment)
         request = self._set_request(
             namespace, key, value, environment, current, secret=secret, description=description,
@@ -643,8 +641,7 @@ class ConfigManager:
         validate_namespace(namespace)
         validate_key(key)
         environment = _env(env)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValidationError("Invalid version: must be a positive integer")
+        check_version(version)
         request = WriteRequest(
             kind=WriteKind.ROLLBACK, namespace=namespace, key=key, environment=environment,
             actor=actor or self.actor, timestamp=self._now(),
@@ -666,8 +663,7 @@ class ConfigManager:
         validate_namespace(namespace)
         validate_key(key)
         environment = _env(env)
-        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValidationError("Invalid version: must be a positive integer")
+        check_version(version)
         self._apply([
             WriteRequest(
                 kind=WriteKind.PURGE, namespace=namespace, key=key, environment=environment,
@@ -685,6 +681,8 @@ class ConfigManager:
         env: str | Environment = Environment.DEVELOPMENT,
         reveal: bool = False,
         actor: str | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """The SPEC §5 document of one environment's own entries (secrets only with `reveal`)."""
         environment = _env(env)
@@ -696,19 +694,21 @@ class ConfigManager:
         }
         if reveal:
             doc["secrets"] = {
-                e.key: self._reveal(e, None, actor=actor, source_ip=None, request_id=None).value
+                e.key: self._reveal(e, None, actor=actor, source_ip=source_ip, request_id=request_id).value
                 for e in entries if e.secret
             }
         return doc
 
     def export_text(
         self, namespace: str, *, env: str | Environment = Environment.DEVELOPMENT, fmt: str = "json",
-        reveal: bool = False, actor: str | None = None,
+        reveal: bool = False, actor: str | None = None, source_ip: str | None = None,
+        request_id: str | None = None,
     ) -> str:
         """`export` rendered as json, yaml or dotenv text."""
         if fmt not in ("json", "yaml", "dotenv"):
             raise ValidationError(f"Unknown export format {fmt!r}: use json, yaml or dotenv")
-        return format_export(self.export(namespace, env=env, reveal=reveal, actor=actor), fmt)
+        doc = self.export(namespace, env=env, reveal=reveal, actor=actor, source_ip=source_ip, request_id=request_id)
+        return format_export(doc, fmt)
 
     def import_(
         self,

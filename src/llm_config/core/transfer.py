@@ -53,12 +53,25 @@ class ImportPlan:
 def _load_yaml(text: str) -> Any:
     import yaml
 
+    class _NoAliasLoader(yaml.SafeLoader):
+        """Refuses anchors/aliases: a few lines of them expand to billions of nodes."""
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, "YAML aliases are not allowed", event.start_mark
+                )
+            return super().compose_node(parent, index)
+
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ValidationError(f"Invalid YAML{where}") from None
+        problem = getattr(exc, "problem", None)
+        why = f": {problem}" if problem == "YAML aliases are not allowed" else ""
+        raise ValidationError(f"Invalid YAML{where}{why}") from None
 
 
 def parse_import(text: str, fmt: str | None = None) -> ImportDocument:
@@ -66,7 +79,7 @@ def parse_import(text: str, fmt: str | None = None) -> ImportDocument:
     if fmt is None:
         fmt = "json" if text.lstrip()[:1] in ("{", "[") else "yaml"
     if fmt == "json":
-        data = loads_strict(text)
+        data = loads_strict(text, wrapper_depth=2)
     elif fmt == "yaml":
         data = _load_yaml(text)
     else:

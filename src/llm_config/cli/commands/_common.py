@@ -1,0 +1,165 @@
+"""What every command shares: the global settings, opening the manager, common options, prompts.
+
+The manager (and with it cryptography and the storage drivers) is imported only when a command
+actually opens a store, so `--help` and `keygen` stay cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from llm_config.errors import LLMConfigError, ValidationError
+
+if TYPE_CHECKING:
+    from llm_config.core.manager import ConfigManager
+    from llm_config.settings import Settings
+
+__all__ = [
+    "ENVIRONMENT_HELP",
+    "CLIState",
+    "confirm",
+    "env_option",
+    "format_option",
+    "open_manager",
+    "read_value_arg",
+    "refuse_remote",
+    "state_of",
+    "yes_option",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ENVIRONMENT_HELP = (
+    "Environment: base, development (default), staging, production, edge; aliases dev, stage, prod."
+)
+REMOTE_UNAVAILABLE = "remote mode (--server) is not available yet"
+
+
+@dataclass(slots=True)
+class CLIState:
+    """The global options as given on the command line; settings are resolved on first use."""
+
+    flags: dict[str, Any]
+    config_file: str | None
+    _settings: Settings | None = field(default=None, repr=False)
+
+    @property
+    def settings(self) -> Settings:
+        """Global settings: flag > `LLM_CONFIG_*` env > `--config` TOML > default."""
+        if self._settings is None:
+            from llm_config.settings import Settings, load_settings
+
+            self._settings = load_settings(Settings, self.flags, self.config_file)
+        return self._settings
+
+    def key_arguments(self) -> tuple[str | None, str | None]:
+        """`(encryption_key, key_file)` for `ConfigManager.open`, keeping SPEC §2's lookup order.
+
+        The key lookup itself (flags, `LLM_CONFIG_KEY`, `LLM_CONFIG_KEY_FILE`, default file) belongs
+        to `find_keyring`; we only add what the `--config` file says, and only when no flag and no
+        key environment variable is set, so env beats file and `LLM_CONFIG_KEY` stays ahead of
+        `LLM_CONFIG_KEY_FILE`.
+        """
+        encryption_key = self.flags.get("encryption_key")
+        key_file = self.flags.get("key_file")
+        if encryption_key or key_file:
+            return encryption_key, key_file
+        if os.environ.get("LLM_CONFIG_KEY") or os.environ.get("LLM_CONFIG_KEY_FILE"):
+            return None, None
+        settings = self.settings
+        return settings.encryption_key, settings.key_file
+
+
+def state_of(ctx: click.Context) -> CLIState:
+    """The CLIState the root group stored (a bare one when a command runs on its own)."""
+    state = ctx.find_object(CLIState)
+    if state is None:
+        state = CLIState(flags={}, config_file=None)
+        ctx.obj = state
+    return state
+
+
+def refuse_remote(state: CLIState) -> None:
+    """Refuse `--server` / `LLM_CONFIG_SERVER` until the remote client exists."""
+    if state.settings.server:
+        raise LLMConfigError(REMOTE_UNAVAILABLE)
+
+
+def open_manager(ctx: click.Context, *, create: bool) -> ConfigManager:
+    """Open the configured store; reading commands pass `create=False` so nothing is created."""
+    state = state_of(ctx)
+    refuse_remote(state)
+    from llm_config.core.manager import ConfigManager
+
+    encryption_key, key_file = state.key_arguments()
+    settings = state.settings
+    return ConfigManager.open(
+        settings.storage,
+        encryption_key=encryption_key,
+        key_file=key_file,
+        redis_url=settings.redis_url,
+        create=create,
+    )
+
+
+def env_option(func: F) -> F:
+    """`-e/--env ENV` (default development)."""
+    return click.option(
+        "-e", "--env", "env", default="development", show_default=True, metavar="ENV", help=ENVIRONMENT_HELP
+    )(func)
+
+
+def yes_option(func: F) -> F:
+    """`-y/--yes`: skip the confirmation."""
+    return click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")(func)
+
+
+def format_option(*choices: str, default: str | None = None) -> Callable[[F], F]:
+    """`--format` limited to `choices` (the first is the default)."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(choices, case_sensitive=False),
+        default=default or choices[0],
+        show_default=True,
+        help="Output format.",
+    )
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on a terminal unless `-y`; scripts (stdin not a TTY) are not asked. Declining aborts."""
+    if yes or not sys.stdin.isatty():
+        return
+    click.confirm(question, abort=True, err=True)
+
+
+def read_value_arg(text: str) -> Any:
+    """A VALUE argument: `-` reads stdin, `@FILE` a file; then JSON if it parses, else the string."""
+    from llm_config.values import parse_cli_value
+
+    if text == "-":
+        raw = sys.stdin.buffer.read()
+        source = "stdin"
+    elif text.startswith("@") and len(text) > 1:
+        path = text[1:]
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raise ValidationError(f"Value file not found: {path}") from None
+        except OSError as exc:
+            raise ValidationError(f"Value file {path} cannot be read: {exc.strerror}") from None
+        source = f"value file {path}"
+    else:
+        return parse_cli_value(text)
+    try:
+        decoded = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"Invalid value: {source} is not UTF-8 text") from None
+    return parse_cli_value(decoded)

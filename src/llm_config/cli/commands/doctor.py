@@ -1,0 +1,32 @@
+"""`doctor`: health of the store, the key and the audit chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from llm_config.cli.commands._common import format_option, open_manager
+from llm_config.cli.output import emit, render_table
+
+__all__ = ["COMMANDS"]
+
+
+def _text(report: dict[str, Any]) -> str:
+    rows = [[name, check["status"], check["message"]] for name, check in report["checks"].items()]
+    return f"status: {report['status']}\n" + render_table(["CHECK", "STATUS", "MESSAGE"], rows, max_width=200)
+
+
+@click.command("doctor")
+@format_option("text", "json", "yaml")
+@click.pass_context
+def doctor_cmd(ctx: click.Context, fmt: str) -> None:
+    """Check the store, the key and the audit chain; exit 1 if anything is unhealthy."""
+    with open_manager(ctx, create=False) as manager:
+        report = manager.doctor()
+    emit(report, fmt, lambda: _text(report))
+    if report["status"] == "unhealthy":
+        ctx.exit(1)
+
+
+COMMANDS: tuple[click.Command, ...] = (doctor_cmd,)

@@ -1,0 +1,103 @@
+"""The one output helper of the CLI: text, JSON, YAML and plain tables to stdout; messages to stderr.
+
+JSON goes through orjson (indented for people, valid for machines); YAML through PyYAML's
+`safe_dump`, imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "dump_json",
+    "dump_yaml",
+    "emit",
+    "err",
+    "out",
+    "out_raw",
+    "render_table",
+    "value_text",
+    "write_private_file",
+]
+
+
+def out(text: str) -> None:
+    """Write one item of data and a newline to stdout."""
+    sys.stdout.write(text + "\n")
+
+
+def out_raw(text: str) -> None:
+    """Write text to stdout exactly as given (documents that carry their own newlines)."""
+    sys.stdout.write(text)
+
+
+def err(text: str) -> None:
+    """Write a message to stderr."""
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")
+
+
+def dump_json(data: Any, *, compact: bool = False) -> str:
+    """JSON text of `data` (indented unless `compact`), no trailing newline."""
+    option = 0 if compact else orjson.OPT_INDENT_2
+    return orjson.dumps(data, option=option).decode()
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text of `data` via `yaml.safe_dump` (keys in the given order)."""
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False))
+
+
+def value_text(value: Any) -> str:
+    """A value as a shell user wants it: a string raw, anything else as compact JSON."""
+    return value if isinstance(value, str) else dump_json(value, compact=True)
+
+
+def _cell(text: str) -> str:
+    # one physical line per row, whatever the value holds
+    return text.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, max_width: int = 60) -> str:
+    """A plain aligned table (no rich: it would cost startup time for every command)."""
+    cells = [[_cell(c) for c in row] for row in rows]
+    cells = [[c if len(c) <= max_width else c[: max_width - 3] + "..." for c in row] for row in cells]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def emit(data: Any, fmt: str, text: Callable[[], str] | None = None) -> None:
+    """Print `data` as json or yaml; any other format uses the `text` renderer (JSON if none)."""
+    if fmt == "json":
+        out(dump_json(data))
+    elif fmt == "yaml":
+        out_raw(dump_yaml(data))
+    elif text is not None:
+        rendered = text()
+        if rendered:
+            out(rendered)
+    else:
+        out(dump_json(data))
+
+
+def write_private_file(path: str, text: str) -> None:
+    """Write `text` to `path` created (or truncated) with mode 0600: exports may hold secrets."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its old mode on open: tighten it
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

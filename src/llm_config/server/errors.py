@@ -1,0 +1,119 @@
+"""Every error the REST API sends has one shape: `{"error": "<reason phrase>", "message": "<text>"}`.
+
+Messages come from our own exception tree (which never quotes a value) or are fixed sentences;
+FastAPI's validation errors are rewritten without the submitted input; anything unexpected is a
+500 with `message: "internal error"`, logged by type and frames only (no exception text, which
+could carry a value).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from http import HTTPStatus
+from typing import Final
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llm_config.errors import LLMConfigError, http_status_for
+
+__all__ = [
+    "HTTPError",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+    "log_unexpected",
+    "reason",
+    "status_and_message",
+]
+
+log = logging.getLogger("llm_config.server")
+
+_DEFAULT_MESSAGES: Final = {
+    404: "No such route",
+    405: "Method not allowed on this route",
+    413: "Request body too large",
+    415: "Unsupported content type",
+    500: "internal error",
+}
+
+
+class HTTPError(Exception):
+    """An error decided at the HTTP edge (412, 413, 415 …), with a message that quotes no input."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def reason(status: int) -> str:
+    """The HTTP reason phrase of a status code."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_body(status: int, message: str) -> bytes:
+    return orjson.dumps({"error": reason(status), "message": message})
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(error_body(status, message), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def status_and_message(exc: BaseException) -> tuple[int, str, dict[str, str]]:
+    """Map any exception to (status, message, extra headers) without echoing input."""
+    if isinstance(exc, HTTPError):
+        return exc.status, exc.message, exc.headers
+    if isinstance(exc, LLMConfigError):
+        return http_status_for(exc), exc.message, {}
+    if isinstance(exc, StarletteHTTPException):
+        status = exc.status_code
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        message = _DEFAULT_MESSAGES.get(status, reason(status)) if not detail or detail == reason(status) \
+            else detail
+        return status, message, dict(exc.headers or {})
+    return 500, "internal error", {}
+
+
+def log_unexpected(exc: BaseException, where: str) -> None:
+    """Log an unexpected exception by type and stack frames only: its text could hold a value."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unexpected %s while handling %s\n%s", type(exc).__name__, where, frames)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts: list[str] = []
+    for err in exc.errors()[:5]:
+        loc = [str(p) for p in err.get("loc", ())]
+        where = f"{loc[0]} parameter {'.'.join(loc[1:])!r}" if len(loc) > 1 else "request"
+        msg = str(err.get("msg", "invalid"))[:160]
+        parts.append(f"{where}: {msg}")
+    return "Invalid request: " + "; ".join(parts) if parts else "Invalid request"
+
+
+async def _handle_ours(request: Request, exc: Exception) -> Response:
+    status, message, headers = status_and_message(exc)
+    return error_response(status, message, headers)
+
+
+async def _handle_validation(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(400, _validation_message(exc))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register our error shape for our exceptions, HTTP errors and request validation."""
+    app.add_exception_handler(LLMConfigError, _handle_ours)
+    app.add_exception_handler(HTTPError, _handle_ours)
+    app.add_exception_handler(StarletteHTTPException, _handle_ours)
+    app.add_exception_handler(RequestValidationError, _handle_validation)

@@ -1,0 +1,131 @@
+"""`/api/v1/audit`: list, verify, head and export of the audit chain (SPEC §7, §8)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from fastapi import APIRouter, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llm_config.errors import ValidationError
+from llm_config.names import validate_namespace
+from llm_config.server.routes.common import error_responses, json_response, manager_of, run_blocking
+from llm_config.server.routes.schemas import AuditEventModel, AuditHead, VerifyReportModel
+from llm_config.types import AuditQuery
+
+__all__ = ["normalize_time", "router"]
+
+router = APIRouter(tags=["audit"])
+
+MAX_SEQ: Final = 2**63 - 1
+DEFAULT_LIMIT: Final = 1000
+_CURSOR_HEADER: Final = {"X-Next-Cursor": {"description": "seq of the last event; pass as cursor for the next page",
+                                           "schema": {"type": "string"}}}
+
+
+def normalize_time(text: str | None, name: str) -> str | None:
+    """An RFC 3339 time (naive means UTC) in the stored form `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
+    if text is None or text == "":
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValidationError(f"Invalid {name}: expected an RFC 3339 time like 2024-05-01T12:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValidationError(f"Invalid {name}: out of range") from None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _query(
+    since: str | None, until: str | None, user: str | None, type_: str | None, namespace: str | None,
+    cursor: int | None, limit: int | None,
+) -> AuditQuery:
+    if namespace:
+        validate_namespace(namespace)
+    return AuditQuery(
+        since=normalize_time(since, "since"), until=normalize_time(until, "until"), actor=user or None,
+        type=type_ or None, namespace=namespace or None, after_seq=cursor or 0, limit=limit,
+    )
+
+
+@router.get(
+    "/api/v1/audit",
+    summary="Audit events, oldest first",
+    responses={200: {"model": list[AuditEventModel], "headers": _CURSOR_HEADER}, **error_responses(400, 503)},
+)
+async def list_audit(
+    request: Request,
+    since: str | None = Query(None, max_length=64, description="RFC 3339, inclusive"),
+    until: str | None = Query(None, max_length=64, description="RFC 3339, exclusive"),
+    user: str | None = Query(None, max_length=300, description="Actor"),
+    type: str | None = Query(None, max_length=64, description="Event type, e.g. config_updated"),
+    namespace: str | None = Query(None, max_length=600, description="Namespace (and its sub-namespaces)"),
+    limit: int = Query(DEFAULT_LIMIT, ge=1, le=10_000),
+    cursor: int | None = Query(None, ge=0, le=MAX_SEQ, description="X-Next-Cursor of the previous page"),
+) -> Response:
+    query = _query(since, until, user, type, namespace, cursor, limit + 1)
+    manager = manager_of(request)
+    events = await run_blocking(request, manager.audit_events, query)
+    headers = None
+    if len(events) > limit:
+        events = events[:limit]
+        headers = {"X-Next-Cursor": str(events[-1].seq)}
+    return json_response([e.to_json() for e in events], headers=headers)
+
+
+@router.get(
+    "/api/v1/audit/verify",
+    summary="Verify the audit chain and version references (ok false when broken)",
+    responses={200: {"model": VerifyReportModel}, **error_responses(400, 503)},
+)
+async def verify_audit(
+    request: Request,
+    anchor: str | None = Query(None, max_length=200, description="SEQ:MAC as printed by audit head"),
+) -> Response:
+    manager = manager_of(request)
+    report = await run_blocking(request, manager.audit_verify, anchor or None)
+    return json_response(report.to_json())
+
+
+@router.get(
+    "/api/v1/audit/head",
+    summary="SEQ:MAC of the newest event, to keep outside the database",
+    responses={200: {"model": AuditHead}, **error_responses(503)},
+)
+async def audit_head(request: Request) -> Response:
+    manager = manager_of(request)
+    return json_response({"head": await run_blocking(request, manager.audit_head)})
+
+
+def _export_lines(events: list[Any]) -> bytes:
+    out = bytearray()
+    for e in events:
+        doc = e.to_json()
+        doc["prev_mac"] = e.prev_mac
+        doc["mac"] = e.mac
+        out += orjson.dumps(doc)
+        out += b"\n"
+    return bytes(out)
+
+
+@router.get(
+    "/api/v1/audit/export",
+    summary="The whole audit trail as JSON lines (with prev_mac and mac, for offline verification)",
+    responses={200: {"content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+                     "description": "One event per line, oldest first"},
+               **error_responses(503)},
+)
+async def export_audit(request: Request) -> Response:
+    manager = manager_of(request)
+
+    def build() -> bytes:
+        return _export_lines(manager.audit_events(AuditQuery()))
+
+    return Response(await run_blocking(request, build), media_type="application/x-ndjson")

@@ -1,0 +1,157 @@
+"""Helpers shared by the routes: the manager, the thread pool, JSON in and out, caller identity."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final, TypeVar
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llm_config.core.manager import ConfigManager
+from llm_config.errors import ValidationError
+from llm_config.models import Entry
+from llm_config.server.errors import HTTPError
+from llm_config.server.routes.schemas import ErrorBody
+
+__all__ = [
+    "REQUEST_ID_KEY",
+    "JSONBytes",
+    "actor_of",
+    "entry_etag",
+    "error_responses",
+    "etag_matches",
+    "json_response",
+    "manager_of",
+    "parse_json_bytes",
+    "read_body",
+    "request_id_of",
+    "run_blocking",
+    "source_ip_of",
+]
+
+T = TypeVar("T")
+
+REQUEST_ID_KEY: Final = "llm_config.request_id"
+"""ASGI scope key under which the edge middleware stores the request id."""
+
+JSON_TYPES: Final = ("application/json",)
+
+
+class JSONBytes(Response):
+    """A JSON response serialised with orjson."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONBytes(content, status_code=status_code, headers=headers)
+
+
+def manager_of(request: Request) -> ConfigManager:
+    manager: ConfigManager = request.app.state.manager
+    return manager
+
+
+async def run_blocking(request: Request, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run a blocking manager call in the app's bounded thread pool (ARCHITECTURE decision 1)."""
+    executor: ThreadPoolExecutor = request.app.state.executor
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+
+
+def source_ip_of(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def actor_of(request: Request) -> str:
+    """Who is calling. Until authentication arrives: `local:<client host>` (never from the body)."""
+    return f"local:{source_ip_of(request) or 'unknown'}"
+
+
+def request_id_of(request: Request) -> str | None:
+    rid = request.scope.get(REQUEST_ID_KEY)
+    return rid if isinstance(rid, str) else None
+
+
+def entry_etag(entry: Entry, revealed: bool) -> str:
+    """Strong ETag of a served entry: id, environment, version and reveal state."""
+    return f'"{entry.id}.{entry.environment.value}.{entry.version}.{"r" if revealed else "s"}"'
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Weak comparison of an If-None-Match header against our ETag."""
+    if not header:
+        return False
+    for candidate in header.split(","):
+        tag = candidate.strip()
+        if tag == "*":
+            return True
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request, accepted: tuple[str, ...] = JSON_TYPES) -> tuple[bytes, str]:
+    """The raw body and its media type; 415 if the type is not accepted."""
+    media = _media_type(request)
+    if media not in accepted and not (media.endswith("+json") and "application/json" in accepted):
+        raise HTTPError(415, f"Content-Type must be {' or '.join(accepted)}")
+    return await request.body(), media
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValidationError(f"Invalid JSON: {name} is not allowed")
+
+
+def parse_json_bytes(raw: bytes) -> Any:
+    """Parse a JSON body strictly (NaN/Infinity refused); values are range-checked by their users.
+
+    Unlike `values.loads_strict` this does not count the body's own object as a nesting level, so
+    a value nested 32 deep is accepted over REST exactly as through the library.
+    """
+    if not raw.strip():
+        raise ValidationError("Request body is required")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("Invalid JSON: not UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValidationError:
+        raise
+    except RecursionError:
+        raise ValidationError("Invalid JSON: nested too deeply") from None
+    except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            raise ValidationError(f"Invalid JSON: {exc.msg} at position {exc.pos}") from None
+        raise ValidationError("Invalid JSON: malformed") from None
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for our error shape."""
+    descriptions = {
+        400: "Bad input: malformed JSON, bad names, unknown environment, missing or unknown fields",
+        404: "Not found (or no such route)",
+        409: "Compare-and-set conflict (expected_version)",
+        412: "Compare-and-set conflict (If-Match)",
+        413: "Request body too large",
+        415: "Unsupported content type",
+        503: "Storage or master key unavailable",
+    }
+    wanted = sorted({*statuses, 404})  # any path can miss the router (e.g. a name holding a newline)
+    return {s: {"model": ErrorBody, "description": descriptions.get(s, "Error")} for s in wanted}

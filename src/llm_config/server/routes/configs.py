@@ -1,0 +1,345 @@
+"""`/api/v1/configs/...`: get, write, delete, history, rollback and list (SPEC §8).
+
+Every route exists twice: `{ns}` (one segment, the original's form) and `{ns…}/-/` (any namespace
+path; `-` can never be a namespace segment or a key). Cache hits of a plain GET never reach these
+handlers: the edge middleware answers them on the event loop (see `app.py`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from typing import Any, Final
+
+from fastapi import APIRouter, Path, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llm_config.errors import ConflictError, ValidationError
+from llm_config.names import parse_environment
+from llm_config.server.errors import HTTPError
+from llm_config.server.routes.common import (
+    actor_of,
+    entry_etag,
+    error_responses,
+    etag_matches,
+    json_response,
+    manager_of,
+    parse_json_bytes,
+    read_body,
+    request_id_of,
+    run_blocking,
+    source_ip_of,
+)
+from llm_config.server.routes.schemas import (
+    KEY_PATTERN,
+    NAMESPACE_PATH_PATTERN,
+    NAMESPACE_SEGMENT_PATTERN,
+    ConfigResponse,
+    ConfigWrite,
+    HistoryItemModel,
+)
+from llm_config.values import validate_value
+
+__all__ = ["MAX_VERSION", "decode_cursor", "encode_cursor", "parse_if_match", "router"]
+
+router = APIRouter(tags=["configs"])
+
+MAX_VERSION: Final = 2**63 - 1
+_CURSOR: Final = re.compile(r"[A-Za-z0-9_-]+")
+_WRITE_FIELDS: Final = frozenset(ConfigWrite.model_fields)
+_ENV_DOC: Final = "Environment: base, development (default), staging, production, edge; aliases dev, stage, prod"
+
+_ETAG_HEADER: Final = {"ETag": {"description": "Entity tag of the served entry (id, version, reveal state)",
+                                "schema": {"type": "string"}}}
+_CURSOR_HEADER: Final = {"X-Next-Cursor": {"description": "Cursor of the next page; absent on the last page",
+                                           "schema": {"type": "string"}}}
+
+
+def _write_body_doc() -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ConfigWrite"}}},
+        },
+        "parameters": [{
+            "name": "If-Match", "in": "header", "required": False,
+            "description": "Compare-and-set on the current version (`3` or `\"3\"`); mismatch → 412",
+            "schema": {"type": "string"},
+        }],
+    }
+
+
+def encode_cursor(cursor: str) -> str:
+    """Opaque, header-safe form of a manager cursor (which may hold a NUL)."""
+    return base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None) -> str | None:
+    if text is None or text == "":
+        return None
+    if len(text) > 1024 or not _CURSOR.fullmatch(text):
+        raise ValidationError("Invalid cursor: use the X-Next-Cursor of a previous page")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except (binascii.Error, ValueError):
+        raise ValidationError("Invalid cursor: use the X-Next-Cursor of a previous page") from None
+
+
+def parse_if_match(header: str | None) -> int | None:
+    """`If-Match: 3`, `"3"` (or one of our ETags) → the expected version."""
+    if header is None:
+        return None
+    text = header.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
+    if not text.isdigit():
+        parts = text.split(".")  # our ETag: id.env.version.state
+        if len(parts) == 4 and parts[2].isdigit():
+            text = parts[2]
+        else:
+            raise ValidationError("Invalid If-Match: expected a version number like 3 or \"3\"")
+    if not text.isascii() or len(text) > 19 or int(text) > MAX_VERSION:
+        raise ValidationError("Invalid If-Match: version out of range")
+    return int(text)
+
+
+def _text_field(body: dict[str, Any], name: str, limit: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise ValidationError(f"Invalid field '{name}': must be a string of at most {limit} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"Invalid field '{name}': not valid Unicode text") from None
+    return value
+
+
+def _parse_write(raw: bytes, query_env: str | None) -> dict[str, Any]:
+    """Validate a write body's shape (the manager validates names, value and limits)."""
+    body = parse_json_bytes(raw)
+    if not isinstance(body, dict):
+        raise ValidationError("Invalid body: expected a JSON object with a 'value' field")
+    unknown = sorted(set(body) - _WRITE_FIELDS)
+    if unknown:
+        shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
+        raise ValidationError(f"Unknown field(s) in body: {shown}; allowed: {', '.join(sorted(_WRITE_FIELDS))}")
+    if "value" not in body:
+        raise ValidationError("Missing field 'value' (use null to store null)")
+    validate_value(body["value"])
+    env = body.get("env")
+    if env is not None and not isinstance(env, str):
+        raise ValidationError("Invalid field 'env': must be a string")
+    if env is not None and query_env is not None and parse_environment(env) is not parse_environment(query_env):
+        raise ValidationError("Conflicting environments in body and query")
+    secret = body.get("secret")
+    if secret is not None and not isinstance(secret, bool):
+        raise ValidationError("Invalid field 'secret': must be true, false or null")
+    tags = body.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ValidationError("Invalid field 'tags': must be an array of strings")
+        for tag in tags:
+            try:
+                tag.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValidationError("Invalid field 'tags': not valid Unicode text") from None
+    expected = body.get("expected_version")
+    if expected is not None and (
+        not isinstance(expected, int) or isinstance(expected, bool) or not 0 <= expected <= MAX_VERSION
+    ):
+        raise ValidationError("Invalid field 'expected_version': must be an integer >= 0")
+    return {
+        "value": body["value"],
+        "env": env or query_env or "development",
+        "secret": secret,
+        "description": _text_field(body, "description", 1000),
+        "tags": tags,
+        "message": _text_field(body, "message", 1000),
+        "expected_version": expected,
+    }
+
+
+def _expected_version(body_expected: int | None, if_match: int | None) -> tuple[int | None, bool]:
+    """The version to compare against, and whether it came from If-Match (→ 412 on mismatch)."""
+    if if_match is not None and body_expected is not None and if_match != body_expected:
+        raise ValidationError("If-Match and expected_version disagree")
+    if if_match is not None:
+        return if_match, True
+    return body_expected, False
+
+
+def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
+    """The handlers for one path form; `ns_pattern` documents (and enforces) the namespace grammar."""
+    ns_doc = "Namespace (one segment)" if ns_pattern == NAMESPACE_SEGMENT_PATTERN else \
+        "Namespace: 1-8 '/'-joined segments"
+
+    async def get_config(
+        request: Request,
+        ns: str = Path(description=ns_doc, pattern=ns_pattern),
+        key: str = Path(pattern=KEY_PATTERN),
+        env: str = Query("development", max_length=32, description=_ENV_DOC),
+        with_overrides: bool = Query(False, description="Fall back to the base value"),
+        version: int | None = Query(None, ge=1, le=MAX_VERSION, description="A past version"),
+        reveal: bool = Query(False, description="Decrypt a secret (audited)"),
+    ) -> Response:
+        manager = manager_of(request)
+        entry = await run_blocking(
+            request, manager.get, ns, key, env=env, version=version, with_overrides=with_overrides,
+            reveal=reveal, actor=actor_of(request), source_ip=source_ip_of(request),
+            request_id=request_id_of(request),
+        )
+        etag = entry_etag(entry, reveal and entry.secret)
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers={"ETag": etag})
+        return json_response(entry.to_json(), headers={"ETag": etag})
+
+    async def write_config(
+        request: Request,
+        ns: str = Path(description=ns_doc, pattern=ns_pattern),
+        key: str = Path(pattern=KEY_PATTERN),
+        env: str | None = Query(None, max_length=32, description=_ENV_DOC + " (the body's `env` wins)"),
+    ) -> Response:
+        if_match = parse_if_match(request.headers.get("if-match"))
+        raw, _ = await read_body(request)
+        fields = _parse_write(raw, env)
+        expected, via_if_match = _expected_version(fields.pop("expected_version"), if_match)
+        manager = manager_of(request)
+        try:
+            entry = await run_blocking(
+                request, manager.set, ns, key, fields.pop("value"), **fields, expected_version=expected,
+                actor=actor_of(request), source_ip=source_ip_of(request), request_id=request_id_of(request),
+            )
+        except ConflictError as exc:
+            if via_if_match:
+                raise HTTPError(412, exc.message) from None
+            raise
+        return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False)})
+
+    async def delete_config(
+        request: Request,
+        ns: str = Path(description=ns_doc, pattern=ns_pattern),
+        key: str = Path(pattern=KEY_PATTERN),
+        env: str = Query("development", max_length=32, description=_ENV_DOC),
+    ) -> Response:
+        expected = parse_if_match(request.headers.get("if-match"))
+        manager = manager_of(request)
+        try:
+            await run_blocking(
+                request, manager.delete, ns, key, env=env, expected_version=expected,
+                actor=actor_of(request), source_ip=source_ip_of(request), request_id=request_id_of(request),
+            )
+        except ConflictError as exc:
+            if expected is not None:
+                raise HTTPError(412, exc.message) from None
+            raise
+        return Response(status_code=204)
+
+    async def config_history(
+        request: Request,
+        ns: str = Path(description=ns_doc, pattern=ns_pattern),
+        key: str = Path(pattern=KEY_PATTERN),
+        env: str = Query("development", max_length=32, description=_ENV_DOC),
+        limit: int | None = Query(None, ge=1, le=10_000),
+    ) -> Response:
+        manager = manager_of(request)
+        items = await run_blocking(request, manager.history, ns, key, env=env, limit=limit)
+        return json_response([item.to_json() for item in items])
+
+    async def rollback_config(
+        request: Request,
+        ns: str = Path(description=ns_doc, pattern=ns_pattern),
+        key: str = Path(pattern=KEY_PATTERN),
+        version: int = Path(ge=1, le=MAX_VERSION),
+        env: str = Query("development", max_length=32, description=_ENV_DOC),
+    ) -> Response:
+        manager = manager_of(request)
+        entry = await run_blocking(
+            request, manager.rollback, ns, key, version, env=env, actor=actor_of(request),
+            source_ip=source_ip_of(request), request_id=request_id_of(request),
+        )
+        return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False)})
+
+    async def list_configs(
+        request: Request,
+        ns: str = Path(description=ns_doc, pattern=ns_pattern),
+        env: str = Query("development", max_length=32, description=_ENV_DOC),
+        prefix: str = Query("", max_length=200, pattern=r"^[A-Za-z0-9_.-]*$", description="Key prefix"),
+        limit: int | None = Query(None, ge=1, le=10_000, description="Page size (default: everything)"),
+        cursor: str | None = Query(None, max_length=1024, description="X-Next-Cursor of the previous page"),
+        recursive: bool = Query(False, description="Include sub-namespaces"),
+    ) -> Response:
+        manager = manager_of(request)
+        entries, next_cursor = await run_blocking(
+            request, manager.list_page, ns, env=env, prefix=prefix, recursive=recursive, limit=limit,
+            cursor=decode_cursor(cursor),
+        )
+        headers = {"X-Next-Cursor": encode_cursor(next_cursor)} if next_cursor else None
+        return json_response([e.to_json() for e in entries], headers=headers)
+
+    return {
+        "get": get_config, "write": write_config, "delete": delete_config,
+        "history": config_history, "rollback": rollback_config, "list": list_configs,
+    }
+
+
+def _register(prefix: str, ns_pattern: str, suffix: str) -> None:
+    """Add the routes of one path form (`suffix` names its operations uniquely)."""
+    ep = _endpoints(ns_pattern)
+    one = f"{prefix}/{{key}}"
+    router.add_api_route(
+        f"{one}/history", ep["history"], methods=["GET"], name=f"config_history{suffix}",
+        summary="History of a config, newest first",
+        responses={200: {"model": list[HistoryItemModel]}, **error_responses(400, 404, 503)},
+    )
+    router.add_api_route(
+        f"{one}/rollback/{{version}}", ep["rollback"], methods=["POST"], name=f"rollback_config{suffix}",
+        summary="Write a new version holding version N's value",
+        responses={200: {"model": ConfigResponse}, **error_responses(400, 404, 409, 503)},
+    )
+    router.add_api_route(
+        one, ep["get"], methods=["GET"], name=f"get_config{suffix}", summary="Get a config",
+        responses={200: {"model": ConfigResponse, "headers": _ETAG_HEADER},
+                   304: {"description": "Not modified (If-None-Match)"},
+                   **error_responses(400, 404, 503)},
+    )
+    for method in ("PUT", "POST"):
+        router.add_api_route(
+            one, ep["write"], methods=[method], name=f"{method.lower()}_config{suffix}",
+            summary="Write a config (new version)", openapi_extra=_write_body_doc(),
+            responses={200: {"model": ConfigResponse, "headers": _ETAG_HEADER},
+                       **error_responses(400, 409, 412, 413, 415, 503)},
+        )
+    router.add_api_route(
+        one, ep["delete"], methods=["DELETE"], name=f"delete_config{suffix}", status_code=204,
+        summary="Delete a config (writes a tombstone version)",
+        responses={204: {"description": "Deleted"}, **error_responses(400, 404, 409, 412, 503)},
+        openapi_extra={"parameters": [{
+            "name": "If-Match", "in": "header", "required": False,
+            "description": "Compare-and-set on the current version; mismatch → 412",
+            "schema": {"type": "string"},
+        }]},
+    )
+
+
+_register("/api/v1/configs/{ns:path}/-", NAMESPACE_PATH_PATTERN, "_path")
+_register("/api/v1/configs/{ns}", NAMESPACE_SEGMENT_PATTERN, "")
+
+_list_multi = _endpoints(NAMESPACE_PATH_PATTERN)["list"]
+_list_single = _endpoints(NAMESPACE_SEGMENT_PATTERN)["list"]
+router.add_api_route(
+    "/api/v1/configs/{ns:path}/-/", _list_multi, methods=["GET"], name="list_configs_path",
+    summary="List the configs of a namespace ordered by key",
+    responses={200: {"model": list[ConfigResponse], "headers": _CURSOR_HEADER}, **error_responses(400, 503)},
+)
+router.add_api_route(
+    "/api/v1/configs/{ns}", _list_single, methods=["GET"], name="list_configs",
+    summary="List the configs of a namespace ordered by key",
+    responses={200: {"model": list[ConfigResponse], "headers": _CURSOR_HEADER}, **error_responses(400, 503)},
+)

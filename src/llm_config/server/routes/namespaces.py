@@ -1,0 +1,144 @@
+"""`/api/v1/namespaces`: the namespace list, resolve, export and import (SPEC §5, §8)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import APIRouter, Path, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llm_config.errors import ValidationError
+from llm_config.server.routes.common import (
+    actor_of,
+    error_responses,
+    json_response,
+    manager_of,
+    read_body,
+    request_id_of,
+    run_blocking,
+    source_ip_of,
+)
+from llm_config.server.routes.schemas import NAMESPACE_PATH_PATTERN, ExportDocument, ImportPlanModel
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["namespaces"])
+
+_ENV_DOC: Final = "Environment: base, development (default), staging, production, edge; aliases dev, stage, prod"
+_NS_DOC: Final = "Namespace: 1-8 '/'-joined segments"
+_EXPORT_TYPES: Final = {"json": "application/json", "yaml": "application/yaml", "dotenv": "text/plain; charset=utf-8"}
+_YAML_TYPES: Final = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+def _refuse_yaml_aliases(text: str) -> None:
+    """Refuse YAML anchors/aliases: a few nested aliases expand to billions of nodes when walked."""
+    import yaml
+
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise ValidationError("Invalid YAML: anchors and aliases are not supported in imports")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValidationError(f"Invalid YAML{where}") from None
+
+
+@router.get(
+    "/api/v1/namespaces",
+    summary="Namespaces holding at least one live entry",
+    responses={200: {"model": list[str]}, **error_responses(400, 503)},
+)
+async def list_namespaces(
+    request: Request,
+    prefix: str = Query("", max_length=600, pattern=r"^[A-Za-z0-9_./-]*$", description="Namespace prefix"),
+) -> Response:
+    manager = manager_of(request)
+    return json_response(await run_blocking(request, manager.namespaces, prefix))
+
+
+@router.get(
+    "/api/v1/namespaces/{ns:path}/-/resolve",
+    summary="The namespace resolved for an environment (its values over base) as {KEY: VALUE}",
+    responses={200: {"model": dict[str, Any]}, **error_responses(400, 503)},
+)
+async def resolve_namespace(
+    request: Request,
+    ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
+    env: str = Query("development", max_length=32, description=_ENV_DOC),
+    reveal: bool = Query(False, description="Decrypt secrets (audited)"),
+    nested: bool = Query(False, description="Split keys on dots into nested objects"),
+) -> Response:
+    manager = manager_of(request)
+    resolved = await run_blocking(
+        request, manager.resolve, ns, env=env, nested=nested, reveal=reveal, actor=actor_of(request),
+        source_ip=source_ip_of(request), request_id=request_id_of(request),
+    )
+    return json_response(resolved)
+
+
+@router.get(
+    "/api/v1/namespaces/{ns:path}/-/export",
+    summary="Export one environment of a namespace (secrets only with reveal)",
+    responses={
+        200: {
+            "model": ExportDocument,
+            "content": {"application/yaml": {"schema": {"$ref": "#/components/schemas/ExportDocument"}},
+                        "text/plain": {"schema": {"type": "string"}}},
+        },
+        **error_responses(400, 503),
+    },
+)
+async def export_namespace(
+    request: Request,
+    ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
+    env: str = Query("development", max_length=32, description=_ENV_DOC),
+    format: str = Query("json", pattern="^(json|yaml|dotenv)$", description="json, yaml or dotenv"),
+    reveal: bool = Query(False, description="Include decrypted secrets (audited)"),
+) -> Response:
+    manager = manager_of(request)
+    text = await run_blocking(
+        request, manager.export_text, ns, env=env, fmt=format, reveal=reveal, actor=actor_of(request)
+    )
+    return Response(text.encode(), media_type=_EXPORT_TYPES[format])
+
+
+@router.post(
+    "/api/v1/namespaces/{ns:path}/-/import",
+    summary="Import a document (JSON or YAML) into one environment, all or nothing",
+    responses={200: {"model": ImportPlanModel}, **error_responses(400, 409, 413, 415, 503)},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"type": "object", "description":
+                    "An export document {namespace, environment, values, secrets?} or a flat {KEY: VALUE}"}},
+                "application/yaml": {"schema": {"type": "string"}},
+            },
+        },
+    },
+)
+async def import_namespace(
+    request: Request,
+    ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
+    env: str = Query("development", max_length=32, description=_ENV_DOC),
+    prune: bool = Query(False, description="Delete keys the document lacks"),
+    dry_run: bool = Query(False, description="Plan only, write nothing"),
+) -> Response:
+    raw, media = await read_body(request, ("application/json", *_YAML_TYPES))
+    fmt = "yaml" if media in _YAML_TYPES else "json"
+    if not raw.strip():
+        raise ValidationError("Request body is required: the document to import")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError("Invalid document: not UTF-8") from None
+    if fmt == "yaml":
+        await run_blocking(request, _refuse_yaml_aliases, text)
+    manager = manager_of(request)
+    plan = await run_blocking(
+        request, manager.import_, ns, text, env=env, fmt=fmt, prune=prune, dry_run=dry_run,
+        actor=actor_of(request), source_ip=source_ip_of(request), request_id=request_id_of(request),
+    )
+    return json_response(plan.to_json())
