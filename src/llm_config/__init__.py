@@ -5,9 +5,11 @@
         mgr.set("acme/chatbot", "openai.model", "gpt-4o", env="production")
 """
 
-from llm_config.core.manager import ConfigManager
-from llm_config.core.transfer import ImportPlan
-from llm_config.crypto.keys import generate_key
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from llm_config.errors import (
     AuditError,
     AuthenticationError,
@@ -23,8 +25,41 @@ from llm_config.errors import (
     StoreMissingError,
     ValidationError,
 )
-from llm_config.models import AuditEvent, Entry, Environment, HistoryItem, Metadata
-from llm_config.types import AuditQuery
+
+if TYPE_CHECKING:
+    from llm_config.core.manager import ConfigManager
+    from llm_config.core.transfer import ImportPlan
+    from llm_config.crypto.keys import generate_key
+    from llm_config.models import AuditEvent, Entry, Environment, HistoryItem, Metadata
+    from llm_config.types import AuditQuery
+
+# Imported on first use, so `import llm_config.errors` (every CLI command) does not pay for the
+# manager, storage and cryptography stack.
+_LAZY = {
+    "ConfigManager": "llm_config.core.manager",
+    "ImportPlan": "llm_config.core.transfer",
+    "generate_key": "llm_config.crypto.keys",
+    "AuditEvent": "llm_config.models",
+    "Entry": "llm_config.models",
+    "Environment": "llm_config.models",
+    "HistoryItem": "llm_config.models",
+    "Metadata": "llm_config.models",
+    "AuditQuery": "llm_config.types",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'llm_config' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

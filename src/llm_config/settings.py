@@ -61,6 +61,10 @@ class ServeOptions:
 
 T = TypeVar("T", Settings, ServeOptions)
 
+# The key's environment variables are LLM_CONFIG_KEY and LLM_CONFIG_KEY_FILE, in that order (SPEC §2);
+# `crypto.keys.find_keyring` reads them itself, so settings carry only flag and file values for these.
+_KEY_FIELDS = frozenset({"encryption_key", "key_file"})
+
 
 def _convert(value: Any, default: Any, name: str) -> Any:
     if value is None:
@@ -117,7 +121,7 @@ def load_settings(
     for f in fields(cls):
         default = getattr(defaults, f.name)
         chosen = flags.get(f.name)
-        if chosen is None or chosen == []:
+        if (chosen is None or chosen == []) and f.name not in _KEY_FIELDS:
             chosen = os.environ.get("LLM_CONFIG_" + f.name.upper()) or None
         if chosen is None:
             chosen = file_values.get(f.name)

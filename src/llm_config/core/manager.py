@@ -238,27 +238,28 @@ class ConfigManager:
             ),
         )
 
-    def _load_live(self, namespace: str, key: str, env: Environment) -> tuple[Entry, int] | None:
+    def _current(self, namespace: str, key: str, env: Environment, *, looked: bool = False) -> Entry | None:
+        """The live entry (unrevealed), from L1 or storage; `looked`: the caller already missed L1."""
+        cache_key = (namespace, key, env)
+        if not looked:
+            self._check_foreign_changes()
+            hit = self.cache.get(cache_key)
+            if hit is not None:
+                return hit
+        if type(namespace) is not str or type(key) is not str:
+            validate_namespace(namespace)
+            validate_key(key)
+        generation = self.cache.generation
         row = self.storage.get_current(namespace, key, env)
         if row is None or row.deleted:
+            # names are checked only here: no row can exist under a name that breaks the grammar,
+            # and a bad name must be a ValidationError rather than "not found"
+            validate_namespace(namespace)
+            validate_key(key)
             return None
-        return self._entry(row), _ENTRY_OVERHEAD + len(row.stored_value or "")
-
-    def _current(self, namespace: str, key: str, env: Environment) -> Entry | None:
-        """The live entry (unrevealed), from L1 or storage."""
-        self._check_foreign_changes()
-        cache_key = (namespace, key, env)
-        hit = self.cache.get(cache_key)
-        if hit is not None:
-            return hit
-        validate_namespace(namespace)
-        validate_key(key)
-        generation = self.cache.generation
-        loaded = self._load_live(namespace, key, env)
-        if loaded is None:
-            return None
-        self.cache.put(cache_key, loaded[0], loaded[1], generation)
-        return loaded[0]
+        entry = self._entry(row)
+        self.cache.put(cache_key, entry, _ENTRY_OVERHEAD + len(row.stored_value or ""), generation)
+        return entry
 
     def peek(self, namespace: str, key: str, env: str | Environment) -> Entry | None:
         """The cached live entry if L1 holds it, else None; never touches storage."""
@@ -288,6 +289,13 @@ class ConfigManager:
             hit = self.cache.get((namespace, key, environment))
             if hit is not None:
                 return hit
+            hit = self._current(namespace, key, environment, looked=True)
+            if hit is not None:
+                return hit
+            raise NotFoundError(
+                f"Config not found: {_where(namespace, key, environment)}",
+                namespace=namespace, key=key, environment=environment.value,
+            )
         if version is not None:
             entry = self._get_version(namespace, key, environment, version)
         else:
@@ -596,9 +604,8 @@ class ConfigManager:
         environment = _env(env)
         if message is not None:
             check_text(message, "message")
-        current = self.storage.get_current(namespace, key, environment)
-        request = self._set_request(
-            namespace, key, value, environment, current, secret=secret, description=description,
+        request = self._set_request(  # storage enforces the secret rule on the row it locks
+            namespace, key, value, environment, None, secret=secret, description=description,
             tags=tags, change_description=message or "", expected_version=expected_version, actor=actor,
             source_ip=source_ip, request_id=request_id,
         )

@@ -533,6 +533,15 @@ class SQLiteStorage:
         """Apply one write; return (entry, old_version, new_version, secret, existed) for its event."""
         row = conn.execute(_SQL_GET_CURRENT, (w.namespace, w.environment.value, w.key)).fetchone()
         current = None if row is None else _entry(row)
+        if (
+            w.refuse_plain_over_secret and w.kind is WriteKind.SET and w.value_type is not ValueType.SECRET
+            and current is not None and not current.deleted and current.value_type is ValueType.SECRET
+        ):
+            raise ValidationError(
+                f"{_where(w.namespace, w.key, w.environment)} is a secret: pass --secret (secret=True) to "
+                "update it, or --no-secret (secret=False) to store it in plain text",
+                namespace=w.namespace, key=w.key, environment=w.environment.value,
+            )
         _check_expected(w, current)
         existed = current is not None and not current.deleted
         old_version = current.version if current is not None else None
@@ -545,12 +554,6 @@ class SQLiteStorage:
             secret = w.value_type is ValueType.SECRET or (
                 current is not None and current.value_type is ValueType.SECRET
             )
-            if w.refuse_plain_over_secret and secret and w.value_type is not ValueType.SECRET:
-                raise ValidationError(
-                    f"{_where(w.namespace, w.key, w.environment)} is a secret: pass --secret (secret=True) to "
-                    "update it, or --no-secret (secret=False) to store it in plain text",
-                    namespace=w.namespace, key=w.key, environment=w.environment.value,
-                )
             entry = self._write_version(
                 conn, w, current, new_version=new_version, seq=seq, revision=revision,
                 deleted=False, value_type=w.value_type, stored_value=w.stored_value,
