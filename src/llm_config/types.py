@@ -125,6 +125,9 @@ class Storage(Protocol):
     def version_audit_refs(self) -> list[tuple[str, str, str, int, int]]:
         """(namespace, key, environment, version, audit_seq) of every version row."""
 
+    def sealed_values(self) -> list[str]:
+        """The envelope of every sealed version (for counting ciphertexts per key id)."""
+
     def get_meta(self, name: str) -> str | None:
         """A store-level setting (instance secret envelope, schema version …)."""
 

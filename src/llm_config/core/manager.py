@@ -800,17 +800,25 @@ class ConfigManager:
         head = self.storage.audit_head()
         return f"{head[0]}:{head[1]}" if head else None
 
-    def doctor(self) -> dict[str, Any]:
-        """Health of the store, the key and the audit chain, for `llm-config doctor` and `/health`."""
+    def doctor(self, *, public: bool = False) -> dict[str, Any]:
+        """Health of the store, the key and the audit chain, for `llm-config doctor` and `/health`.
+
+        `public` (for the unauthenticated `/health`): no paths, no key origins, and no full chain
+        verification, which reads every event.
+        """
         checks: dict[str, dict[str, Any]] = {}
+        head = None
         try:
             head = self.storage.audit_head()
-            checks["storage"] = {"status": "healthy", "message": f"{self.storage.url} reachable"}
+            where = "reachable" if public else f"{self.storage.url} reachable"
+            checks["storage"] = {"status": "healthy", "message": where}
         except Exception as exc:  # report, never raise: doctor is how users find out
-            head = None
-            checks["storage"] = {"status": "unhealthy", "message": f"{type(exc).__name__}: {exc}"}
+            checks["storage"] = {"status": "unhealthy", "message": type(exc).__name__ if public else str(exc)}
         if self._keyring is None:
-            checks["key"] = {"status": "degraded", "message": f"no master key loaded: {HOW_TO_SUPPLY}"}
+            checks["key"] = {"status": "degraded", "message": "no master key loaded: writes and secrets unavailable"
+                             + ("" if public else f"; {HOW_TO_SUPPLY}")}
+        elif public:
+            checks["key"] = {"status": "healthy", "message": "master key loaded"}
         else:
             assert self._key_source is not None
             checks["key"] = {
@@ -818,25 +826,38 @@ class ConfigManager:
                 "message": f"keyring from {self._key_source.origin}; sealing key id {self._keyring.primary_id}",
                 "key_ids": self._keyring.key_ids,
             }
+            if checks["storage"]["status"] == "healthy":
+                checks["key"]["ciphertexts_by_key_id"] = self._ciphertexts_by_key_id()
         checks["cache"] = {
             "status": "healthy",
             "message": f"L1 {len(self.cache)} entries, {self.cache.size_bytes} bytes, "
             f"{self.cache.stats.hits} hits, {self.cache.stats.misses} misses; L2 not configured",
         }
-        if self._audit_key is not None and checks["storage"]["status"] == "healthy":
+        events = head[0] if head else 0
+        if self._audit_key is None:
+            checks["audit"] = {"status": "degraded", "message": f"{events} events; appending needs the master key"}
+        elif public or checks["storage"]["status"] != "healthy":
+            checks["audit"] = {"status": "healthy", "message": f"{events} events; audit key loaded"}
+        else:
             report = self.audit_verify()
             checks["audit"] = {
                 "status": "healthy" if report.ok else "unhealthy",
                 "message": f"{report.events} events, chain {'verifies' if report.ok else 'BROKEN'}",
-            }
-        else:
-            checks["audit"] = {
-                "status": "degraded",
-                "message": f"{head[0] if head else 0} events; verifying needs the master key",
+                "problems": report.problems[:10],
             }
         statuses = {c["status"] for c in checks.values()}
         overall = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
         return {"status": overall, "checks": checks}
+
+    def _ciphertexts_by_key_id(self) -> dict[str, int]:
+        """How many ciphertexts each master key id still seals (SPEC §2: when an old key can go)."""
+        counts: dict[str, int] = {}
+        envelopes = self.storage.sealed_values()
+        instance = self.storage.get_meta(_INSTANCE_SECRET)
+        for envelope in [*envelopes, *([instance] if instance else [])]:
+            kid = envelope_key_id(envelope) or "unknown"
+            counts[kid] = counts.get(kid, 0) + 1
+        return counts
 
     def iter_namespace_entries(self, namespace: str) -> Iterator[Entry]:
         """Every live entry of a namespace in every environment."""

@@ -265,9 +265,9 @@ def app_from_env() -> FastAPI:
     """App factory for worker processes: settings from `LLM_CONFIG_*` (set by `serve`), own manager."""
     settings = load_settings(Settings, {})
     options = load_settings(ServeOptions, {})
-    manager = ConfigManager.open(
-        settings.storage, encryption_key=settings.encryption_key, key_file=settings.key_file,
-        redis_url=settings.redis_url, create=True, cache_ttl=options.cache_ttl, audit_reads=options.audit_reads,
+    manager = ConfigManager.open(  # the key: LLM_CONFIG_KEY / LLM_CONFIG_KEY_FILE as `serve` set them
+        settings.storage, redis_url=settings.redis_url, create=True, cache_ttl=options.cache_ttl,
+        audit_reads=options.audit_reads,
     )
     app = create_app(manager, options)
     app.state.close_manager = True

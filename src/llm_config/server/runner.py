@@ -85,9 +85,15 @@ def worker_environment(settings: Settings, options: ServeOptions) -> dict[str, s
         "LLM_CONFIG_HOST": options.host,
         "LLM_CONFIG_PORT": str(options.port),
     }
+    # workers find the key through find_keyring's own lookup (SPEC §2 order): a key given by flag
+    # travels as LLM_CONFIG_KEY; a key file given by flag travels as LLM_CONFIG_KEY_FILE with
+    # LLM_CONFIG_KEY blanked, so an inherited LLM_CONFIG_KEY cannot outrank the flag
+    if settings.encryption_key:
+        env["LLM_CONFIG_KEY"] = settings.encryption_key
+    elif settings.key_file:
+        env["LLM_CONFIG_KEY"] = ""
+        env["LLM_CONFIG_KEY_FILE"] = settings.key_file
     optional = {
-        "LLM_CONFIG_ENCRYPTION_KEY": settings.encryption_key,
-        "LLM_CONFIG_KEY_FILE": settings.key_file,
         "LLM_CONFIG_REDIS_URL": settings.redis_url,
         "LLM_CONFIG_TLS_CERT": options.tls_cert,
         "LLM_CONFIG_TLS_KEY": options.tls_key,

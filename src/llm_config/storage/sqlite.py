@@ -105,6 +105,7 @@ _SQL_VERSION_REFS: Final = (
     "FROM versions v JOIN entries e ON e.id = v.entry_id "
     "ORDER BY e.namespace, e.key, e.environment, v.version"
 )
+_SQL_SEALED_VALUES: Final = "SELECT stored_value FROM versions WHERE value_type = 'secret' AND stored_value IS NOT NULL"
 _SQL_AUDIT_HEAD: Final = "SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1"
 _SQL_INSERT_AUDIT: Final = (
     f"INSERT INTO audit_events ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -467,6 +468,13 @@ class SQLiteStorage:
         except sqlite3.Error as exc:
             raise _storage_error("reading version references", exc) from exc
         return [(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+
+    def sealed_values(self) -> list[str]:
+        try:
+            rows = self._conn().execute(_SQL_SEALED_VALUES).fetchall()
+        except sqlite3.Error as exc:
+            raise _storage_error("reading sealed values", exc) from exc
+        return [row[0] for row in rows]
 
     # -- writes ----------------------------------------------------------------------------------
 

@@ -14,7 +14,13 @@ __all__ = ["COMMANDS"]
 
 def _text(report: dict[str, Any]) -> str:
     rows = [[name, check["status"], check["message"]] for name, check in report["checks"].items()]
-    return f"status: {report['status']}\n" + render_table(["CHECK", "STATUS", "MESSAGE"], rows, max_width=200)
+    text = f"status: {report['status']}\n" + render_table(["CHECK", "STATUS", "MESSAGE"], rows, max_width=200)
+    counts = report["checks"].get("key", {}).get("ciphertexts_by_key_id", {})
+    for kid, count in sorted(counts.items()):
+        text += f"\nkey id {kid} seals {count} ciphertext{'s' if count != 1 else ''}"
+    for problem in report["checks"].get("audit", {}).get("problems", []):
+        text += f"\naudit: {problem}"
+    return text
 
 
 @click.command("doctor")

@@ -1,5 +1,5 @@
-"""`/health` and `/health/ready` (public). `/health` runs `manager.doctor()`, cached briefly,
-since it verifies the audit chain and must not become a free way to load the server."""
+"""`/health` and `/health/ready` (public). `/health` runs `manager.doctor(public=True)` (no paths,
+no key origins, no full chain verification), cached briefly so it cannot be used to load the server."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ async def health(request: Request) -> Response:
     if cached is None or cached[0] < now:
         manager = manager_of(request)
         try:
-            doc = _health_doc(await run_blocking(request, manager.doctor))
+            doc = _health_doc(await run_blocking(request, lambda: manager.doctor(public=True)))
         except Exception as exc:  # doctor reports, never raises; if it does, say unhealthy
             log_unexpected(exc, "/health")
             doc = {"status": "unhealthy", "service": SERVICE, "version": service_version(),
