@@ -501,6 +501,23 @@ class ConfigManager:
     def _now(self) -> str:
         return _rfc3339(self._clock())
 
+    def _target(self, namespace: str, key: str, env: str | Environment) -> Environment:
+        """Validate the names of a write's target and parse its environment."""
+        validate_namespace(namespace)
+        validate_key(key)
+        return _env(env)
+
+    def _request(
+        self, kind: WriteKind, namespace: str, key: str, env: Environment, *, actor: str | None,
+        source_ip: str | None, request_id: str | None, change_description: str, **fields: Any,
+    ) -> WriteRequest:
+        """A WriteRequest stamped with the actor (checked) and the time."""
+        who = check_text(actor or self.actor, "actor", 200)
+        return WriteRequest(
+            kind=kind, namespace=namespace, key=key, environment=env, actor=who, timestamp=self._now(),
+            change_description=change_description, source_ip=source_ip, request_id=request_id, **fields,
+        )
+
     def _apply(self, writes: Sequence[WriteRequest]) -> builtins.list[StoredEntry]:
         _, audit_key, _ = self._need_key("Writing")
         try:
@@ -560,26 +577,12 @@ class ConfigManager:
                 raise ValidationError("Invalid tags: at most 50")
         if expected_version is not None:
             check_version(expected_version, "expected_version", allow_zero=True)
-        check_text(actor or self.actor, "actor", 200)
         value_type, stored, fingerprint = self._seal_value(namespace, key, env, value, secret)
-        return WriteRequest(
-            kind=WriteKind.SET,
-            namespace=namespace,
-            key=key,
-            environment=env,
-            actor=actor or self.actor,
-            timestamp=self._now(),
-            change_description=change_description,
-            value_type=value_type,
-            stored_value=stored,
-            fingerprint=fingerprint,
-            expected_version=expected_version,
-            tags=tag_tuple,
-            description=description,
-            audit_details={"fingerprint": fingerprint},
-            refuse_plain_over_secret=refuse_plain_over_secret,
-            source_ip=source_ip,
-            request_id=request_id,
+        return self._request(
+            WriteKind.SET, namespace, key, env, actor=actor, source_ip=source_ip, request_id=request_id,
+            change_description=change_description, value_type=value_type, stored_value=stored,
+            fingerprint=fingerprint, expected_version=expected_version, tags=tag_tuple, description=description,
+            audit_details={"fingerprint": fingerprint}, refuse_plain_over_secret=refuse_plain_over_secret,
         )
 
     def set(
@@ -599,9 +602,7 @@ class ConfigManager:
         request_id: str | None = None,
     ) -> Entry:
         """Write a new version; `expected_version` makes it a compare-and-set (0: must not exist)."""
-        validate_namespace(namespace)
-        validate_key(key)
-        environment = _env(env)
+        environment = self._target(namespace, key, env)
         if message is not None:
             check_text(message, "message")
         request = self._set_request(  # storage enforces the secret rule on the row it locks
@@ -623,13 +624,12 @@ class ConfigManager:
         request_id: str | None = None,
     ) -> Entry:
         """Write a tombstone version; returns it (value None). Missing key → NotFoundError."""
-        validate_namespace(namespace)
-        validate_key(key)
-        environment = _env(env)
-        request = WriteRequest(
-            kind=WriteKind.DELETE, namespace=namespace, key=key, environment=environment,
-            actor=actor or self.actor, timestamp=self._now(), change_description="Deleted",
-            expected_version=expected_version, source_ip=source_ip, request_id=request_id,
+        environment = self._target(namespace, key, env)
+        if expected_version is not None:
+            check_version(expected_version, "expected_version", allow_zero=True)
+        request = self._request(
+            WriteKind.DELETE, namespace, key, environment, actor=actor, source_ip=source_ip,
+            request_id=request_id, change_description="Deleted", expected_version=expected_version,
         )
         return self._entry(self._apply([request])[0])
 
@@ -645,15 +645,11 @@ class ConfigManager:
         request_id: str | None = None,
     ) -> Entry:
         """Write version max+1 holding version N's value (an undelete after a delete)."""
-        validate_namespace(namespace)
-        validate_key(key)
-        environment = _env(env)
-        check_version(version)
-        request = WriteRequest(
-            kind=WriteKind.ROLLBACK, namespace=namespace, key=key, environment=environment,
-            actor=actor or self.actor, timestamp=self._now(),
-            change_description=f"Rollback to version {version}", target_version=version,
-            audit_details={"target_version": version}, source_ip=source_ip, request_id=request_id,
+        environment = self._target(namespace, key, env)
+        request = self._request(
+            WriteKind.ROLLBACK, namespace, key, environment, actor=actor, source_ip=source_ip,
+            request_id=request_id, change_description=f"Rollback to version {version}",
+            target_version=check_version(version), audit_details={"target_version": version},
         )
         return self._entry(self._apply([request])[0])
 
@@ -665,19 +661,16 @@ class ConfigManager:
         *,
         env: str | Environment = Environment.DEVELOPMENT,
         actor: str | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         """Destroy one (non-current) version's value for good; history keeps a marker."""
-        validate_namespace(namespace)
-        validate_key(key)
-        environment = _env(env)
-        check_version(version)
-        self._apply([
-            WriteRequest(
-                kind=WriteKind.PURGE, namespace=namespace, key=key, environment=environment,
-                actor=actor or self.actor, timestamp=self._now(),
-                change_description=f"Purged version {version}", target_version=version,
-            )
-        ])
+        environment = self._target(namespace, key, env)
+        self._apply([self._request(
+            WriteKind.PURGE, namespace, key, environment, actor=actor, source_ip=source_ip,
+            request_id=request_id, change_description=f"Purged version {version}",
+            target_version=check_version(version),
+        )])
 
     # ------------------------------------------------------------------ export / import
 
@@ -766,10 +759,9 @@ class ConfigManager:
                 if key in keep or (row.value_type is ValueType.SECRET and doc.secrets is None):
                     continue
                 plan.deleted.append(key)
-                writes.append(WriteRequest(
-                    kind=WriteKind.DELETE, namespace=namespace, key=key, environment=environment,
-                    actor=actor or self.actor, timestamp=self._now(), change_description="Deleted",
-                    expected_version=row.version, source_ip=source_ip, request_id=request_id,
+                writes.append(self._request(
+                    WriteKind.DELETE, namespace, key, environment, actor=actor, source_ip=source_ip,
+                    request_id=request_id, change_description="Deleted", expected_version=row.version,
                 ))
         if writes and not dry_run:
             self._apply(writes)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, TypeVar
@@ -18,6 +17,7 @@ from llm_config.errors import ValidationError
 from llm_config.models import Entry
 from llm_config.server.errors import HTTPError
 from llm_config.server.routes.schemas import ErrorBody
+from llm_config.values import loads_strict
 
 __all__ = [
     "REQUEST_ID_KEY",
@@ -114,32 +114,15 @@ async def read_body(request: Request, accepted: tuple[str, ...] = JSON_TYPES) ->
     return await request.body(), media
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValidationError(f"Invalid JSON: {name} is not allowed")
-
-
 def parse_json_bytes(raw: bytes) -> Any:
-    """Parse a JSON body strictly (NaN/Infinity refused); values are range-checked by their users.
+    """Parse a JSON body strictly (NaN/Infinity/huge integers refused).
 
-    Unlike `values.loads_strict` this does not count the body's own object as a nesting level, so
-    a value nested 32 deep is accepted over REST exactly as through the library.
+    Two envelope levels (a write body, an import document) do not count against the value depth
+    limit, so a value is accepted over REST exactly as through the library, which checks it again.
     """
     if not raw.strip():
         raise ValidationError("Request body is required")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError("Invalid JSON: not UTF-8") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValidationError:
-        raise
-    except RecursionError:
-        raise ValidationError("Invalid JSON: nested too deeply") from None
-    except ValueError as exc:
-        if isinstance(exc, json.JSONDecodeError):
-            raise ValidationError(f"Invalid JSON: {exc.msg} at position {exc.pos}") from None
-        raise ValidationError("Invalid JSON: malformed") from None
+    return loads_strict(raw, wrapper_depth=2)
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -41,7 +41,7 @@ from llm_config.server.routes.schemas import (
     ConfigWrite,
     HistoryItemModel,
 )
-from llm_config.values import validate_value
+from llm_config.values import check_text, validate_value
 
 __all__ = ["MAX_VERSION", "decode_cursor", "encode_cursor", "parse_if_match", "router"]
 
@@ -110,15 +110,7 @@ def parse_if_match(header: str | None) -> int | None:
 
 def _text_field(body: dict[str, Any], name: str, limit: int) -> str | None:
     value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise ValidationError(f"Invalid field '{name}': must be a string of at most {limit} characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValidationError(f"Invalid field '{name}': not valid Unicode text") from None
-    return value
+    return None if value is None else check_text(value, f"field '{name}'", limit)
 
 
 def _parse_write(raw: bytes, query_env: str | None) -> dict[str, Any]:
