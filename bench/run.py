@@ -1,9 +1,11 @@
-"""`make bench` / `python -m bench.run [--quick] [--max-entries N]`.
+"""`make bench` / `python -m bench.run [--quick] [--max-entries N] [--skip-rest]`.
 
 Measures, in one run and each next to its physical floor: cached and cold `get`, durable `set`,
-`history` / `list` / `resolve`, the CLI's wall time, and `get` at up to 1,000,000 stored entries.
-Prints a Markdown table and writes it into BENCHMARKS.md between `<!-- core:begin -->` and
-`<!-- core:end -->`. Every run uses fresh temporary stores and a fresh master key.
+`history` / `list` / `resolve`, the CLI's wall time, and `get` at up to 1,000,000 stored entries;
+then the REST API on uvicorn and granian next to a bare Starlette app (`bench.rest`).
+Prints Markdown tables and writes them into BENCHMARKS.md between `<!-- core:begin -->` and
+`<!-- core:end -->`, and between `<!-- rest:begin -->` and `<!-- rest:end -->`. Every run uses fresh
+temporary stores and a fresh master key.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from bench.common import Sizes
 from bench.core import bench_bulk, bench_get, bench_set
 from bench.harness import Row, progress
 from bench.report import load_average, machine, render, write_section
+from bench.rest import run_section as run_rest_section
+from bench.rest import write_rest_section
 from bench.scale import bench_scale
 from llm_config import generate_key
 
@@ -37,10 +41,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="largest store of row 6 (steps 1k/10k/100k/1M up to N; default 1000000, "
                         "10000 with --quick)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="file whose core section is rewritten (default: BENCHMARKS.md; a --quick run "
+                        help="file whose core and rest sections are rewritten (default: BENCHMARKS.md; a --quick run "
                         "writes only when --output is given, so a smoke test never replaces real results)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--dir", default=None, help="parent of the temporary stores (default: $TMPDIR)")
+    parser.add_argument("--skip-rest", action="store_true",
+                        help="skip the REST section (servers measured with wrk; about 2.5 min, 1 min with --quick)")
     return parser.parse_args(argv)
 
 
@@ -106,7 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     if output is not None and not args.no_write:
         write_section(output, section)
         progress(f"wrote {output}")
-    progress(f"done in {runtime:.0f} s")
+    progress(f"core done in {runtime:.0f} s")
+    if not args.skip_rest:
+        rest = run_rest_section(quick=args.quick, command=_command(args_list), parent=args.dir)
+        print(rest)
+        if output is not None and not args.no_write:
+            write_rest_section(output, rest)
+            progress(f"wrote the rest section of {output}")
+    progress(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 
 

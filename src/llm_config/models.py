@@ -11,11 +11,14 @@ from typing import Any, Final
 
 __all__ = [
     "ENCRYPTED_PLACEHOLDER",
+    "ApiKey",
     "AuditEvent",
     "Entry",
     "Environment",
     "HistoryItem",
     "Metadata",
+    "Principal",
+    "Role",
     "StoredEntry",
     "StoredVersion",
     "ValueType",
@@ -248,4 +251,61 @@ class AuditEvent:
             "source_ip": self.source_ip,
             "request_id": self.request_id,
             "details": self.details,
+        }
+
+
+class Role(enum.StrEnum):
+    """The four roles of SPEC §8."""
+
+    ADMIN = "admin"
+    EDITOR = "editor"
+    VIEWER = "viewer"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is asking: a role and optional namespace / environment limits (empty = unlimited).
+
+    `actor` is what the audit trail records: `key:<name>` for an API key, the OS account for the
+    local CLI and library.
+    """
+
+    actor: str
+    role: Role
+    namespaces: tuple[str, ...] = ()
+    environments: tuple[Environment, ...] = ()
+    key_id: str | None = None
+
+    @property
+    def unrestricted(self) -> bool:
+        return not self.namespaces and not self.environments
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key's record as stored: never the key itself, only its peppered HMAC."""
+
+    id: str
+    name: str
+    role: Role
+    namespaces: tuple[str, ...]
+    environments: tuple[Environment, ...]
+    key_hash: str
+    created_at: str
+    created_by: str
+    expires_at: str | None
+    revoked_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role.value,
+            "namespaces": list(self.namespaces),
+            "environments": [e.value for e in self.environments],
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "expires_at": self.expires_at,
+            "revoked_at": self.revoked_at,
         }

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from llm_config.models import (
+    ApiKey,
     AuditEvent,
     Entry,
     Environment,
@@ -124,6 +125,18 @@ class Storage(Protocol):
 
     def version_audit_refs(self) -> list[tuple[str, str, str, int, int]]:
         """(namespace, key, environment, version, audit_seq) of every version row."""
+
+    def save_api_key(self, record: ApiKey, *, audit_key: bytes, event: dict[str, Any]) -> AuditEvent:
+        """Insert or update a key record and append its audit event (`append_audit` kwargs) atomically."""
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        """A key record by id."""
+
+    def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """A key record by the peppered HMAC of the key."""
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Every key record, oldest first (revoked ones included)."""
 
     def sealed_values(self) -> list[str]:
         """The envelope of every sealed version (for counting ciphertexts per key id)."""

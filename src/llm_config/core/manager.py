@@ -8,36 +8,44 @@ secret reach storage, the cache, a log line, an audit event or an error message.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
 import os
 import pwd
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 import orjson
 
-from llm_config import audit
+from llm_config import audit, rbac
 from llm_config.cache.l1 import L1Cache
 from llm_config.core.resolve import merge_with_base, nest
 from llm_config.core.transfer import ImportPlan, format_export, parse_import
 from llm_config.crypto.aead import Keyring, derive_key, envelope_key_id
+from llm_config.crypto.apikeys import generate_api_key, hash_api_key, looks_like_api_key
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
 from llm_config.errors import (
+    AuthenticationError,
     KeyMissingError,
     NotFoundError,
+    PermissionDeniedError,
     SecretKeyError,
     StoreMissingError,
     ValidationError,
 )
 from llm_config.models import (
     ENCRYPTED_PLACEHOLDER,
+    ApiKey,
     AuditEvent,
     Entry,
     Environment,
     HistoryItem,
     Metadata,
+    Principal,
+    Role,
     StoredEntry,
     StoredVersion,
     ValueType,
@@ -49,7 +57,7 @@ from llm_config.storage import open_storage
 from llm_config.types import AuditQuery, Clock, Storage
 from llm_config.values import check_text, check_version, validate_value
 
-__all__ = ["ConfigManager", "os_account"]
+__all__ = ["AUTH_CACHE_SECONDS", "ConfigManager", "os_account"]
 
 log = logging.getLogger("llm_config")
 
@@ -58,6 +66,7 @@ _INSTANCE_AAD: Final = b"llm-config instance secret v1"
 _ENV_FAST: Final[dict[object, Environment]] = {
     **{e.value: e for e in Environment}, **{e: e for e in Environment}
 }
+AUTH_CACHE_SECONDS: Final = 0.5  # revocation reaches every process within this (SPEC §9: 1 s)
 _ENTRY_OVERHEAD: Final = 400  # bytes charged per cached entry besides its stored value
 
 
@@ -117,6 +126,7 @@ class ConfigManager:
         self.cache: L1Cache[Entry] = L1Cache(
             ttl=cache_ttl, max_entries=cache_max_entries, max_bytes=cache_max_bytes
         )
+        self._principals: dict[str, tuple[float, Principal]] = {}
         self._check_interval = change_check_interval
         self._next_check = 0.0
         self._change_token = storage.change_token()
@@ -212,6 +222,7 @@ class ConfigManager:
         if token != self._change_token:
             self._change_token = token
             self.cache.clear()
+            self._principals.clear()
 
     def _entry(self, row: StoredEntry) -> Entry:
         if row.value_type is ValueType.SECRET:
@@ -261,10 +272,59 @@ class ConfigManager:
         self.cache.put(cache_key, entry, _ENTRY_OVERHEAD + len(row.stored_value or ""), generation)
         return entry
 
-    def peek(self, namespace: str, key: str, env: str | Environment) -> Entry | None:
-        """The cached live entry if L1 holds it, else None; never touches storage."""
+    # ------------------------------------------------------------------ authorization
+
+    def _authorize(
+        self,
+        principal: Principal | None,
+        permission: str,
+        namespace: str | None,
+        env: Environment | None,
+        *,
+        key: str | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Default deny (SPEC §8); a refusal is audited once as `access_denied`, then raised.
+
+        `principal=None` is the local owner of the store (CLI, library): an admin.
+        """
+        if principal is None or rbac.allowed(principal, permission, namespace, env):
+            return
+        if namespace is None and env is None and permission in rbac.permissions_of(principal.role):
+            return  # an unscoped operation (namespaces, audit list): the caller filters by scope
+        where = f"{namespace or '*'}" + (f"/{key}" if key else "") + (f" [{env.value}]" if env else "")
+        self._deny(
+            principal, permission, namespace, env, key=key, source_ip=source_ip, request_id=request_id,
+            message=f"Permission denied: {principal.actor} ({principal.role.value}) may not {permission} on {where}",
+        )
+
+    def _deny(
+        self, principal: Principal, permission: str, namespace: str | None, env: Environment | None, *,
+        key: str | None, source_ip: str | None, request_id: str | None, message: str,
+    ) -> NoReturn:
+        """Audit an `access_denied` event, then raise PermissionDeniedError with `message`."""
+        if self._audit_key is not None:
+            self.storage.append_audit(
+                type="access_denied", actor=principal.actor, audit_key=self._audit_key, namespace=namespace,
+                key=key, environment=env.value if env else None, outcome="denied", source_ip=source_ip,
+                request_id=request_id, details={"permission": permission}, timestamp=self._now(),
+            )
+        raise PermissionDeniedError(message, namespace=namespace, key=key, environment=env.value if env else None)
+
+    def peek(
+        self, namespace: str, key: str, env: str | Environment, *, principal: Principal | None = None
+    ) -> Entry | None:
+        """The cached live entry if L1 holds it, else None; never touches storage.
+
+        A principal without read access gets None, so the caller takes the slow path, which
+        refuses and audits the attempt.
+        """
         self._check_foreign_changes()
-        return self.cache.get((namespace, key, _ENV_FAST.get(env) or parse_environment(env)))
+        environment = _ENV_FAST.get(env) or parse_environment(env)
+        if principal is not None and not rbac.allowed(principal, "config:read", namespace, environment):
+            return None
+        return self.cache.get((namespace, key, environment))
 
     # ------------------------------------------------------------------ reads
 
@@ -280,9 +340,13 @@ class ConfigManager:
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
+        principal: Principal | None = None,
     ) -> Entry:
         """One entry. `with_overrides`: the env's value, else base's. `reveal` decrypts (audited)."""
         environment = _ENV_FAST.get(env) or parse_environment(env)
+        if principal is not None:
+            self._authorize(principal, "config:read", namespace, environment, key=key, source_ip=source_ip,
+                            request_id=request_id)
         if version is None and not reveal and not with_overrides:
             # the hot path: one change check and one dict lookup on a hit
             self._check_foreign_changes()
@@ -309,7 +373,10 @@ class ConfigManager:
                 )
             entry = found
         if reveal and entry.secret:
-            entry = self._reveal(entry, version, actor=actor, source_ip=source_ip, request_id=request_id)
+            self._authorize(principal, "secret:read", namespace, environment, key=key, source_ip=source_ip,
+                            request_id=request_id)
+            who = principal.actor if principal is not None else actor
+            entry = self._reveal(entry, version, actor=who, source_ip=source_ip, request_id=request_id)
         return entry
 
     def _get_version(self, namespace: str, key: str, env: Environment, version: int) -> Entry:
@@ -392,10 +459,11 @@ class ConfigManager:
         recursive: bool = False,
         limit: int | None = None,
         cursor: str | None = None,
+        principal: Principal | None = None,
     ) -> builtins.list[Entry]:
         """Live entries of a namespace ordered by key (secrets unrevealed)."""
         return self.list_page(namespace, env=env, prefix=prefix, recursive=recursive, limit=limit,
-                              cursor=cursor)[0]
+                              cursor=cursor, principal=principal)[0]
 
     def list_page(
         self,
@@ -406,10 +474,15 @@ class ConfigManager:
         recursive: bool = False,
         limit: int | None = None,
         cursor: str | None = None,
+        principal: Principal | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
     ) -> tuple[builtins.list[Entry], str | None]:
         """A page of `list` and the cursor of the next page (None at the end)."""
         validate_namespace(namespace)
         environment = _env(env)
+        self._authorize(principal, "config:list", namespace, environment, source_ip=source_ip,
+                        request_id=request_id)
         if prefix and not all(c.isalnum() or c in "_.-" for c in prefix):
             raise ValidationError("Invalid prefix: letters, digits, '_', '.', '-' only")
         if limit is not None and (limit < 1 or limit > 10_000):
@@ -425,9 +498,13 @@ class ConfigManager:
             next_cursor = f"{last.namespace}\x00{last.key}" if recursive else last.key
         return [self._entry(r) for r in rows], next_cursor
 
-    def namespaces(self, prefix: str = "") -> builtins.list[str]:
-        """Namespaces holding at least one live entry."""
-        return self.storage.namespaces(prefix)
+    def namespaces(self, prefix: str = "", *, principal: Principal | None = None) -> builtins.list[str]:
+        """Namespaces holding at least one live entry (only those the principal may list)."""
+        self._authorize(principal, "config:list", None, None)
+        found = self.storage.namespaces(prefix)
+        if principal is None or not principal.namespaces:
+            return found
+        return [ns for ns in found if any(rbac.covers_namespace(p, ns) for p in principal.namespaces)]
 
     def history(
         self,
@@ -436,11 +513,14 @@ class ConfigManager:
         *,
         env: str | Environment = Environment.DEVELOPMENT,
         limit: int | None = None,
+        principal: Principal | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
     ) -> builtins.list[HistoryItem]:
         """Every version newest first; secret values as "<encrypted>", tombstones as null."""
-        validate_namespace(namespace)
-        validate_key(key)
-        environment = _env(env)
+        environment = self._target(namespace, key, env)
+        self._authorize(principal, "history:read", namespace, environment, key=key, source_ip=source_ip,
+                        request_id=request_id)
         if limit is not None:
             check_version(limit, "limit")
         rows = self.storage.history(namespace, key, environment, limit)
@@ -476,13 +556,20 @@ class ConfigManager:
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """`{KEY: VALUE}` of the environment over base. Secrets are "<encrypted>" unless `reveal`."""
+        validate_namespace(namespace)
         environment = _env(env)
+        self._authorize(principal, "config:read", namespace, environment, source_ip=source_ip,
+                        request_id=request_id)
         own = self._resolved_entries(namespace, environment)
-        if reveal:
+        if reveal and any(e.secret for e in own.values()):
+            self._authorize(principal, "secret:read", namespace, environment, source_ip=source_ip,
+                            request_id=request_id)
+            who = principal.actor if principal is not None else actor
             own = {
-                k: self._reveal(e, None, actor=actor, source_ip=source_ip, request_id=request_id)
+                k: self._reveal(e, None, actor=who, source_ip=source_ip, request_id=request_id)
                 if e.secret else e
                 for k, e in own.items()
             }
@@ -600,9 +687,15 @@ class ConfigManager:
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
+        principal: Principal | None = None,
     ) -> Entry:
         """Write a new version; `expected_version` makes it a compare-and-set (0: must not exist)."""
         environment = self._target(namespace, key, env)
+        if principal is not None:
+            permission = "secret:create" if secret else "config:create"
+            self._authorize(principal, permission, namespace, environment, key=key, source_ip=source_ip,
+                            request_id=request_id)
+            actor = principal.actor
         if message is not None:
             check_text(message, "message")
         request = self._set_request(  # storage enforces the secret rule on the row it locks
@@ -622,9 +715,14 @@ class ConfigManager:
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
+        principal: Principal | None = None,
     ) -> Entry:
         """Write a tombstone version; returns it (value None). Missing key → NotFoundError."""
         environment = self._target(namespace, key, env)
+        if principal is not None:
+            self._authorize(principal, "config:delete", namespace, environment, key=key, source_ip=source_ip,
+                            request_id=request_id)
+            actor = principal.actor
         if expected_version is not None:
             check_version(expected_version, "expected_version", allow_zero=True)
         request = self._request(
@@ -643,9 +741,14 @@ class ConfigManager:
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
+        principal: Principal | None = None,
     ) -> Entry:
         """Write version max+1 holding version N's value (an undelete after a delete)."""
         environment = self._target(namespace, key, env)
+        if principal is not None:
+            self._authorize(principal, "config:rollback", namespace, environment, key=key, source_ip=source_ip,
+                            request_id=request_id)
+            actor = principal.actor
         request = self._request(
             WriteKind.ROLLBACK, namespace, key, environment, actor=actor, source_ip=source_ip,
             request_id=request_id, change_description=f"Rollback to version {version}",
@@ -663,9 +766,14 @@ class ConfigManager:
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
+        principal: Principal | None = None,
     ) -> None:
-        """Destroy one (non-current) version's value for good; history keeps a marker."""
+        """Destroy one (non-current) version's value for good (admins only); history keeps a marker."""
         environment = self._target(namespace, key, env)
+        if principal is not None:
+            self._authorize(principal, "system:delete", namespace, environment, key=key, source_ip=source_ip,
+                            request_id=request_id)
+            actor = principal.actor
         self._apply([self._request(
             WriteKind.PURGE, namespace, key, environment, actor=actor, source_ip=source_ip,
             request_id=request_id, change_description=f"Purged version {version}",
@@ -683,9 +791,18 @@ class ConfigManager:
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
+        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """The SPEC §5 document of one environment's own entries (secrets only with `reveal`)."""
+        validate_namespace(namespace)
         environment = _env(env)
+        self._authorize(principal, "config:export", namespace, environment, source_ip=source_ip,
+                        request_id=request_id)
+        if reveal:
+            self._authorize(principal, "secret:read", namespace, environment, source_ip=source_ip,
+                            request_id=request_id)
+        if principal is not None:
+            actor = principal.actor
         entries = self.list(namespace, env=environment)
         doc: dict[str, Any] = {
             "namespace": namespace,
@@ -702,12 +819,13 @@ class ConfigManager:
     def export_text(
         self, namespace: str, *, env: str | Environment = Environment.DEVELOPMENT, fmt: str = "json",
         reveal: bool = False, actor: str | None = None, source_ip: str | None = None,
-        request_id: str | None = None,
+        request_id: str | None = None, principal: Principal | None = None,
     ) -> str:
         """`export` rendered as json, yaml or dotenv text."""
         if fmt not in ("json", "yaml", "dotenv"):
             raise ValidationError(f"Unknown export format {fmt!r}: use json, yaml or dotenv")
-        doc = self.export(namespace, env=env, reveal=reveal, actor=actor, source_ip=source_ip, request_id=request_id)
+        doc = self.export(namespace, env=env, reveal=reveal, actor=actor, source_ip=source_ip, request_id=request_id,
+                          principal=principal)
         return format_export(doc, fmt)
 
     def import_(
@@ -722,6 +840,7 @@ class ConfigManager:
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
+        principal: Principal | None = None,
     ) -> ImportPlan:
         """Upsert a document's keys all or nothing; unchanged values write nothing.
 
@@ -729,8 +848,18 @@ class ConfigManager:
         """
         validate_namespace(namespace)
         environment = _env(env)
+        self._authorize(principal, "config:import", namespace, environment, source_ip=source_ip,
+                        request_id=request_id)
         text = document if isinstance(document, str) else orjson.dumps(document).decode()
         doc = parse_import(text, fmt)
+        if doc.secrets:
+            self._authorize(principal, "secret:create", namespace, environment, source_ip=source_ip,
+                            request_id=request_id)
+        if prune:
+            self._authorize(principal, "config:delete", namespace, environment, source_ip=source_ip,
+                            request_id=request_id)
+        if principal is not None:
+            actor = principal.actor
         _, _, fp_key = self._need_key("Importing")
         current = {
             row.key: row for row in self.storage.list_current(namespace, environment)
@@ -767,14 +896,161 @@ class ConfigManager:
             self._apply(writes)
         return plan
 
+    # ------------------------------------------------------------------ API keys and authentication
+
+    def create_api_key(
+        self,
+        name: str,
+        role: str | Role,
+        *,
+        namespaces: Sequence[str] = (),
+        environments: Sequence[str | Environment] = (),
+        expires_days: float | None = None,
+        principal: Principal | None = None,
+        source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> tuple[ApiKey, str]:
+        """Create a key; returns its record and the key itself, which is shown once and never stored.
+
+        A key can only create keys of equal or narrower role and scope (SPEC §4).
+        """
+        _, audit_key, _ = self._need_key("Creating an API key")
+        assert self._pepper is not None
+        self._authorize(principal, "users:create", None, None, source_ip=source_ip, request_id=request_id)
+        check_text(name, "key name", 100)
+        if not name.strip() or not name.isprintable():
+            raise ValidationError("Invalid key name: 1-100 printable characters")
+        try:
+            parsed_role = Role(role.lower() if isinstance(role, str) else role)
+        except ValueError:
+            raise ValidationError(f"Unknown role: {str(role)[:32]} (use admin, editor, viewer or auditor)") from None
+        scope_ns = tuple(dict.fromkeys(validate_namespace(n) for n in namespaces))
+        scope_env = tuple(dict.fromkeys(_env(e) for e in environments))
+        if principal is not None and not rbac.is_narrower(principal, parsed_role, scope_ns, scope_env):
+            self._deny(principal, "users:create", None, None, key=None, source_ip=source_ip, request_id=request_id,
+                       message=f"Permission denied: {principal.actor} may only create keys of equal or narrower "
+                       "role and scope")
+        expires_at = None
+        if expires_days is not None:
+            if not 0 < expires_days <= 36500:
+                raise ValidationError("Invalid expiry: days must be between 0 and 36500")
+            expires_at = _rfc3339(self._clock() + expires_days * 86400)
+        secret_key = generate_api_key()
+        actor = principal.actor if principal is not None else self.actor
+        record = ApiKey(
+            id="key_" + uuid.uuid4().hex[:16], name=name, role=parsed_role, namespaces=scope_ns,
+            environments=scope_env, key_hash=hash_api_key(self._pepper, secret_key), created_at=self._now(),
+            created_by=actor, expires_at=expires_at, revoked_at=None,
+        )
+        self.storage.save_api_key(record, audit_key=audit_key, event={
+            "type": "key_created", "actor": actor, "source_ip": source_ip, "request_id": request_id,
+            "timestamp": record.created_at, "details": {"key_id": record.id, "name": name,
+                                                        "role": parsed_role.value}})
+        return record, secret_key
+
+    def list_api_keys(self, *, principal: Principal | None = None) -> builtins.list[ApiKey]:
+        """Every key (without secrets); a caller sees the keys it could have created itself."""
+        self._authorize(principal, "users:list", None, None)
+        keys = self.storage.list_api_keys()
+        if principal is None:
+            return keys
+        return [k for k in keys if rbac.is_narrower(principal, k.role, k.namespaces, k.environments)]
+
+    def revoke_api_key(
+        self, key_id: str, *, principal: Principal | None = None, source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> ApiKey:
+        """Revoke a key; effective on every process within `AUTH_CACHE_SECONDS`."""
+        _, audit_key, _ = self._need_key("Revoking an API key")
+        self._authorize(principal, "users:delete", None, None, source_ip=source_ip, request_id=request_id)
+        record = self.storage.get_api_key(key_id) if isinstance(key_id, str) and len(key_id) < 100 else None
+        if record is None or (
+            principal is not None and not rbac.is_narrower(principal, record.role, record.namespaces,
+                                                            record.environments)
+        ):
+            raise NotFoundError(f"API key not found: {str(key_id)[:40]}")
+        if record.revoked_at is not None:
+            return record
+        actor = principal.actor if principal is not None else self.actor
+        revoked = dataclasses.replace(record, revoked_at=self._now())
+        self.storage.save_api_key(revoked, audit_key=audit_key, event={
+            "type": "key_revoked", "actor": actor, "source_ip": source_ip, "request_id": request_id,
+            "timestamp": revoked.revoked_at, "details": {"key_id": record.id, "name": record.name}})
+        self._principals.clear()
+        return revoked
+
+    def has_api_keys(self) -> bool:
+        """Whether any key (revoked ones included) was ever created."""
+        return bool(self.storage.list_api_keys())
+
+    def authenticate(
+        self, token: str | None, *, source_ip: str | None = None, request_id: str | None = None
+    ) -> Principal:
+        """The principal of an API key; AuthenticationError (audited) for a missing or bad one.
+
+        Lookups are cached for at most `AUTH_CACHE_SECONDS`, which bounds how long a revoked or
+        expired key keeps working on a process that did not revoke it.
+        """
+        if self._pepper is None:
+            raise KeyMissingError(f"Authentication needs the master key: {HOW_TO_SUPPLY}")
+        if token:
+            cached = self._principals.get(token)
+            now = time.monotonic()
+            if cached is not None and cached[0] > now:
+                return cached[1]
+            if looks_like_api_key(token):
+                record = self.storage.get_api_key_by_hash(hash_api_key(self._pepper, token))
+                if record is not None and record.revoked_at is None and (
+                    record.expires_at is None or record.expires_at > self._now()
+                ):
+                    principal = Principal(actor=f"key:{record.name}", role=record.role,
+                                          namespaces=record.namespaces, environments=record.environments,
+                                          key_id=record.id)
+                    if len(self._principals) > 10_000:
+                        self._principals.clear()
+                    self._principals[token] = (now + AUTH_CACHE_SECONDS, principal)
+                    return principal
+        reason = "missing" if not token else "invalid, expired or revoked"
+        if self._audit_key is not None:
+            self.storage.append_audit(
+                type="auth_failed", actor="anonymous", audit_key=self._audit_key, outcome="failure",
+                source_ip=source_ip, request_id=request_id, details={"reason": reason}, timestamp=self._now(),
+            )
+        raise AuthenticationError(f"API key {reason}")
+
+    def ensure_initial_admin_key(self) -> str | None:
+        """On a store that never had a key, create an unrestricted admin key and return it (once)."""
+        if self.has_api_keys():
+            return None
+        return self.create_api_key("initial-admin", Role.ADMIN)[1]
+
     # ------------------------------------------------------------------ audit and health
 
-    def audit_events(self, query: AuditQuery | None = None) -> builtins.list[AuditEvent]:
-        """Audit events oldest first (works without the key: reading the trail proves nothing)."""
-        return self.storage.audit_events(query or AuditQuery())
+    def audit_events(
+        self, query: AuditQuery | None = None, *, principal: Principal | None = None
+    ) -> builtins.list[AuditEvent]:
+        """Audit events oldest first, filtered to the principal's namespaces (works without the key)."""
+        query = query or AuditQuery()
+        if query.namespace is not None:
+            validate_namespace(query.namespace)
+        self._authorize(principal, "audit_log:list", query.namespace, None)
+        if principal is None or not principal.namespaces:
+            return self.storage.audit_events(query)
+        # a namespace-limited caller sees only events inside its namespaces: page until full
+        out: builtins.list[AuditEvent] = []
+        after = query.after_seq
+        while query.limit is None or len(out) < query.limit:
+            page = self.storage.audit_events(dataclasses.replace(query, after_seq=after, limit=500))
+            if not page:
+                break
+            out.extend(e for e in page if e.namespace is not None
+                       and any(rbac.covers_namespace(p, e.namespace) for p in principal.namespaces))
+            after = page[-1].seq
+        return out if query.limit is None else out[: query.limit]
 
-    def audit_verify(self, anchor: str | None = None) -> audit.VerifyReport:
+    def audit_verify(self, anchor: str | None = None, *, principal: Principal | None = None) -> audit.VerifyReport:
         """Check the whole chain and the version references; `anchor` is `SEQ:MAC`."""
+        self._authorize(principal, "audit_log:read", None, None)
         _, audit_key, _ = self._need_key("Verifying the audit trail")
         parsed = None
         if anchor is not None:
@@ -782,13 +1058,18 @@ class ConfigManager:
                 parsed = audit.parse_anchor(anchor)
             except ValueError as exc:
                 raise ValidationError(f"Invalid anchor: {exc}") from None
-        return audit.verify_chain(
+        report = audit.verify_chain(
             self.storage.audit_events(AuditQuery()), audit_key, anchor=parsed,
             version_refs=self.storage.version_audit_refs(),
         )
+        if principal is not None and principal.namespaces and report.problems:
+            # problem lines name keys of other namespaces: a scoped caller learns only that it failed
+            report.problems = [f"{len(report.problems)} problem(s) found; ask an unrestricted auditor"]
+        return report
 
-    def audit_head(self) -> str | None:
+    def audit_head(self, *, principal: Principal | None = None) -> str | None:
         """`SEQ:MAC` of the newest event, to keep outside the database."""
+        self._authorize(principal, "audit_log:read", None, None)
         head = self.storage.audit_head()
         return f"{head[0]}:{head[1]}" if head else None
 

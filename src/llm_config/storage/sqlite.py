@@ -36,8 +36,10 @@ from llm_config.errors import (
     ValidationError,
 )
 from llm_config.models import (
+    ApiKey,
     AuditEvent,
     Environment,
+    Role,
     StoredEntry,
     StoredVersion,
     ValueType,
@@ -105,6 +107,18 @@ _SQL_VERSION_REFS: Final = (
     "FROM versions v JOIN entries e ON e.id = v.entry_id "
     "ORDER BY e.namespace, e.key, e.environment, v.version"
 )
+_API_KEY_COLUMNS: Final = (
+    "id, name, role, namespaces, environments, key_hash, created_at, created_by, expires_at, revoked_at"
+)
+_SQL_UPSERT_API_KEY: Final = (
+    f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, "
+    "namespaces = excluded.namespaces, environments = excluded.environments, "
+    "expires_at = excluded.expires_at, revoked_at = excluded.revoked_at"
+)
+_SQL_API_KEY_BY_ID: Final = f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE id = ?"
+_SQL_API_KEY_BY_HASH: Final = f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
+_SQL_API_KEYS: Final = f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
 _SQL_SEALED_VALUES: Final = "SELECT stored_value FROM versions WHERE value_type = 'secret' AND stored_value IS NOT NULL"
 _SQL_AUDIT_HEAD: Final = "SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1"
 _SQL_INSERT_AUDIT: Final = (
@@ -136,6 +150,14 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+
+def _api_key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row[0], name=row[1], role=Role(row[2]), namespaces=tuple(orjson.loads(row[3])),
+        environments=tuple(Environment(e) for e in orjson.loads(row[4])), key_hash=row[5],
+        created_at=row[6], created_by=row[7], expires_at=row[8], revoked_at=row[9],
+    )
 
 
 def _storage_error(operation: str, exc: sqlite3.Error) -> StorageError:
@@ -718,32 +740,47 @@ class SQLiteStorage:
         details: dict[str, Any] | None = None,
         timestamp: str | None = None,
     ) -> AuditEvent:
+        return self._audited(
+            (), audit_key, type=type, actor=actor, namespace=namespace, key=key, environment=environment,
+            old_version=old_version, new_version=new_version, outcome=outcome, source_ip=source_ip,
+            request_id=request_id, details=details, timestamp=timestamp,
+        )
+
+    def _audited(
+        self, statements: Sequence[tuple[str, tuple[Any, ...]]], audit_key: bytes, **event: Any
+    ) -> AuditEvent:
+        """Run `statements` and append one audit event in a single BEGIN IMMEDIATE transaction."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise AuditError(f"Audit event could not be written: {exc}") from exc
         try:
+            for sql, params in statements:
+                conn.execute(sql, params)
             head = conn.execute(_SQL_AUDIT_HEAD).fetchone()
             seq, prev_mac = (int(head[0]), str(head[1])) if head else (0, GENESIS_MAC)
-            event = _make_event(
+            environment = event.get("environment")
+            timestamp = event.get("timestamp")
+            details = event.get("details")
+            built = _make_event(
                 audit_key,
                 seq + 1,
                 prev_mac,
                 timestamp=timestamp if timestamp is not None else _utc_now(),
-                type=type,
-                actor=actor,
-                namespace=namespace,
-                key=key,
+                type=event["type"],
+                actor=event["actor"],
+                namespace=event.get("namespace"),
+                key=event.get("key"),
                 environment=None if environment is None else str(environment),
-                old_version=old_version,
-                new_version=new_version,
-                outcome=outcome,
-                source_ip=source_ip,
-                request_id=request_id,
+                old_version=event.get("old_version"),
+                new_version=event.get("new_version"),
+                outcome=event.get("outcome", "success"),
+                source_ip=event.get("source_ip"),
+                request_id=event.get("request_id"),
                 details=details if details is not None else {},
             )
-            _insert_event(conn, event)
+            _insert_event(conn, built)
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(conn)
@@ -751,7 +788,37 @@ class SQLiteStorage:
         except BaseException:
             _rollback(conn)
             raise
-        return event
+        return built
+
+    # -- API keys ----------------------------------------------------------------------------------
+
+    def save_api_key(self, record: ApiKey, *, audit_key: bytes, event: dict[str, Any]) -> AuditEvent:
+        row = (
+            record.id, record.name, record.role.value, orjson.dumps(list(record.namespaces)).decode(),
+            orjson.dumps([e.value for e in record.environments]).decode(), record.key_hash, record.created_at,
+            record.created_by, record.expires_at, record.revoked_at,
+        )
+        return self._audited([(_SQL_UPSERT_API_KEY, row)], audit_key, **event)
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        return self._one_key(_SQL_API_KEY_BY_ID, key_id)
+
+    def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        return self._one_key(_SQL_API_KEY_BY_HASH, key_hash)
+
+    def _one_key(self, sql: str, param: str) -> ApiKey | None:
+        try:
+            row = self._conn().execute(sql, (param,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _storage_error("reading an API key", exc) from exc
+        return None if row is None else _api_key(row)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        try:
+            rows = self._conn().execute(_SQL_API_KEYS).fetchall()
+        except sqlite3.Error as exc:
+            raise _storage_error("listing API keys", exc) from exc
+        return [_api_key(row) for row in rows]
 
     def audit_events(self, query: AuditQuery) -> list[AuditEvent]:
         clauses = ["seq > ?"]

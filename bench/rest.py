@@ -1,0 +1,610 @@
+"""REST API: `llm-config serve` on uvicorn and granian (1 and 2 workers), measured with wrk.
+
+Decides by measurement which ASGI server `serve` should use by default (ARCHITECTURE decision 1:
+cache hits are answered on the event loop, so the server's own per-request cost is most of a hit).
+For each server and worker count, in one run and side by side:
+
+- a cached `GET /api/v1/configs/bench/k{i}?env=production` of random keys among 1,000 (all written
+  beforehand with PUT and warmed): throughput at 64 connections, latency p50/p99 at 16 connections;
+- its ceiling: a bare Starlette app (`bench/rest_ceiling.py`) sending the same bytes on the same
+  server with the same workers, measured right after it with the same wrk settings;
+- durable PUTs (`{"value": N, "env": "production"}` to random keys, SQLite with fsync) at 16
+  connections, 1 worker.
+
+Every server is a real process started in its own process group, waited for through `/health`,
+warmed for `warmup_s`, measured for `measure_s` per point and stopped with SIGTERM to its group.
+`python -m bench.rest [--quick] [--no-write] [--output FILE]` runs this section alone and writes it
+into BENCHMARKS.md between `<!-- rest:begin -->` and `<!-- rest:end -->`; `python -m bench.run` runs
+it after the core section (`--skip-rest` skips it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import math
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Final
+
+from bench.harness import fmt_ns, progress
+from bench.report import Machine, load_average, machine
+
+__all__ = ["BEGIN", "END", "RestSizes", "bench_rest", "main", "write_rest_section"]
+
+BEGIN: Final = "<!-- rest:begin -->"
+END: Final = "<!-- rest:end -->"
+_CORE_END: Final = "<!-- core:end -->"
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+WRK: Final = "/usr/bin/wrk"
+SERVERS: Final = ("uvicorn", "granian")
+WORKERS: Final = (1, 2)
+KEYS: Final = 1_000
+NAMESPACE: Final = "bench"
+ENV: Final = "production"
+GET_CONNS: Final = 64
+LATENCY_CONNS: Final = 16
+PUT_CONNS: Final = 16
+CACHE_TTL: Final = 3600  # no L1 entry expires during a run: every measured GET is a cache hit
+START_TIMEOUT_S: Final = 60.0
+STOP_TIMEOUT_S: Final = 15.0
+
+# Each request carries a Host header; the list is built once per wrk thread in init().
+_GET_LUA: Final = """
+local requests = {}
+local count = 0
+
+function init(args)
+  local host = args[1]
+  count = tonumber(args[2])
+  for i = 0, count - 1 do
+    requests[i + 1] = wrk.format("GET", "/api/v1/configs/%(ns)s/k" .. i .. "?env=%(env)s", {["Host"] = host})
+  end
+  math.randomseed(os.time() + count)
+end
+
+function request()
+  return requests[math.random(count)]
+end
+"""
+
+_PUT_LUA: Final = """
+local host = nil
+local count = 0
+local n = 0
+
+function init(args)
+  host = args[1]
+  count = tonumber(args[2])
+  math.randomseed(os.time() + 7)
+end
+
+function request()
+  n = n + 1
+  local body = '{"value": ' .. n .. ', "env": "%(env)s"}'
+  local path = "/api/v1/configs/%(ns)s/k" .. (math.random(count) - 1)
+  return wrk.format("PUT", path, {["Host"] = host, ["Content-Type"] = "application/json"}, body)
+end
+"""
+
+# Appended to both scripts: one machine-readable line (wrk counts status >= 400 as "Non-2xx or 3xx").
+_DONE_LUA: Final = """
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH-JSON {"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, '
+    .. '"status": %d, "timeout": %d, "p50_us": %.1f, "p99_us": %.1f}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class RestSizes:
+    """Seconds of wrk per point; `quick()` is the smoke-test variant."""
+
+    warmup_s: int = 2
+    measure_s: int = 5
+
+    @classmethod
+    def quick(cls) -> RestSizes:
+        return cls(warmup_s=1, measure_s=2)
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    requests: int
+    duration_s: float
+    non_2xx: int
+    socket_errors: int
+    p50_us: float
+    p99_us: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s > 0 else 0.0
+
+
+@dataclass(slots=True)
+class Point:
+    """One server and worker count: our GET, its ceiling, our PUT (1 worker), and the warm-ups."""
+
+    impl: str
+    workers: int
+    get_rate: WrkResult | None = None
+    get_latency: WrkResult | None = None
+    ceiling_rate: WrkResult | None = None
+    ceiling_latency: WrkResult | None = None
+    put: WrkResult | None = None
+    warmups: list[WrkResult] = field(default_factory=list)
+
+    def ours(self) -> list[WrkResult]:
+        runs = [self.get_rate, self.get_latency, self.put]
+        return [r for r in runs if r is not None]
+
+    def ceiling(self) -> list[WrkResult]:
+        return [r for r in (self.ceiling_rate, self.ceiling_latency) if r is not None]
+
+
+# ------------------------------------------------------------------ processes
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_env(work: Path, extra: dict[str, str]) -> dict[str, str]:
+    """No inherited `LLM_CONFIG_*` (the key comes from --key-file) and an empty XDG config home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_CONFIG_")}
+    xdg = work / "xdg-empty"
+    xdg.mkdir(exist_ok=True)
+    env["XDG_CONFIG_HOME"] = str(xdg)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(extra)
+    return env
+
+
+def _get(port: int, path: str, timeout: float = 5.0) -> tuple[int, list[tuple[str, str]], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.getheaders(), resp.read()
+    finally:
+        conn.close()
+
+
+def _log_tail(log: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the server's own process group (it was started with start_new_session); SIGKILL to
+    whatever of that group is left after STOP_TIMEOUT_S."""
+    pgid = proc.pid
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    while time.monotonic() < deadline:  # workers may outlive the main process for a moment
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    progress(f"server group {pgid} still alive {STOP_TIMEOUT_S:.0f} s after SIGTERM: SIGKILL")
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+@contextmanager
+def _running(argv: list[str], port: int, env: dict[str, str], log: Path, what: str) -> Iterator[None]:
+    """Start `argv` in its own process group, wait until `GET /health` answers 200, stop it after."""
+    progress(f"starting {what}: {shlex.join(argv)}")
+    with log.open("ab") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode} before answering /health:\n"
+                                   f"{_log_tail(log)}")
+            try:
+                if _get(port, "/health", timeout=2.0)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not answer /health in {START_TIMEOUT_S:.0f} s:\n{_log_tail(log)}")
+            time.sleep(0.1)
+        yield
+    finally:
+        _stop(proc)
+
+
+# ------------------------------------------------------------------ wrk
+
+
+def ensure_wrk(notes: list[str]) -> str:
+    """The wrk binary; installed with apt-get (and said so) when it is missing."""
+    if Path(WRK).exists():
+        return WRK
+    found = shutil.which("wrk")
+    if found:
+        return found
+    progress("wrk not found: installing it with `apt-get install -y wrk`")
+    if subprocess.run(["apt-get", "install", "-y", "wrk"], check=False).returncode != 0:
+        progress("apt-get install failed: running `apt-get update` and trying again")
+        subprocess.run(["apt-get", "update"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "wrk"], check=True)
+    notes.append("wrk was missing and this run installed it with `apt-get install -y wrk`")
+    found = shutil.which("wrk") or (WRK if Path(WRK).exists() else None)
+    if found is None:
+        raise RuntimeError("wrk is still missing after apt-get install")
+    return found
+
+
+def _wrk_version(wrk: str) -> str:
+    proc = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
+    first = (proc.stdout or proc.stderr).strip().splitlines()
+    return first[0].split(" Copyright")[0].strip() if first else "wrk (unknown version)"
+
+
+def _write_scripts(work: Path) -> tuple[Path, Path]:
+    values = {"ns": NAMESPACE, "env": ENV}
+    get_script = work / "get.lua"
+    put_script = work / "put.lua"
+    get_script.write_text(_GET_LUA % values + _DONE_LUA, encoding="utf-8")
+    put_script.write_text(_PUT_LUA % values + _DONE_LUA, encoding="utf-8")
+    return get_script, put_script
+
+
+def _wrk(wrk: str, script: Path, port: int, conns: int, seconds: int, what: str) -> WrkResult:
+    argv = [wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s", str(script),
+            f"http://127.0.0.1:{port}", "--", f"127.0.0.1:{port}", str(KEYS)]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({what}, exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    data = json.loads(line.removeprefix("BENCH-JSON "))
+    result = WrkResult(
+        requests=data["requests"], duration_s=data["duration_us"] / 1e6, non_2xx=data["status"],
+        socket_errors=data["connect"] + data["read"] + data["write"] + data["timeout"],
+        p50_us=data["p50_us"], p99_us=data["p99_us"],
+    )
+    flag = "" if result.non_2xx == result.socket_errors == 0 else \
+        f" — {result.non_2xx} non-2xx, {result.socket_errors} socket errors"
+    progress(f"  {what}: {result.rps:,.0f} req/s, p50 {fmt_ns(result.p50_us * 1e3)}, "
+             f"p99 {fmt_ns(result.p99_us * 1e3)}{flag}")
+    return result
+
+
+# ------------------------------------------------------------------ the store and its ceiling
+
+
+def _populate(port: int) -> None:
+    """PUT every key once, then GET each one (checking 200): the entries are stored and in L1."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for i in range(KEYS):
+            body = json.dumps({"value": i, "env": ENV}).encode()
+            conn.request("PUT", f"/api/v1/configs/{NAMESPACE}/k{i}", body=body,
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            if not 200 <= resp.status < 300:
+                raise RuntimeError(f"PUT k{i} answered {resp.status}")
+    finally:
+        conn.close()
+
+
+def _check_and_copy(port: int, into: Path) -> None:
+    """GET every key (200 expected); save k0's response body and headers for the ceiling app."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        for i in range(KEYS):
+            conn.request("GET", f"/api/v1/configs/{NAMESPACE}/k{i}?env={ENV}")
+            resp = conn.getresponse()
+            body = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"GET k{i} answered {resp.status}: {body[:200]!r}")
+            if i == 0:
+                skip = {"content-length", "date", "server"}  # the server adds these itself
+                headers = [[k.lower(), v] for k, v in resp.getheaders() if k.lower() not in skip]
+                into.write_text(json.dumps({"body": base64.b64encode(body).decode(), "headers": headers}),
+                                encoding="utf-8")
+    finally:
+        conn.close()
+
+
+def _ours_argv(impl: str, workers: int, store: Path, key_file: Path, port: int) -> list[str]:
+    cli = str(Path(sys.executable).parent / "llm-config")
+    return [cli, "-s", str(store), "--key-file", str(key_file), "serve", "--port", str(port),
+            "--server-impl", impl, "--workers", str(workers), "--cache-ttl", str(CACHE_TTL)]
+
+
+def _ceiling_argv(impl: str, workers: int, port: int) -> list[str]:
+    """The same server options `llm_config.server.runner` passes, as far as each CLI has them."""
+    if impl == "uvicorn":
+        return [sys.executable, "-m", "uvicorn", "bench.rest_ceiling:app", "--host", "127.0.0.1",
+                "--port", str(port), "--workers", str(workers), "--no-access-log", "--no-server-header",
+                "--no-proxy-headers", "--lifespan", "on", "--log-level", "warning"]
+    granian = str(Path(sys.executable).parent / "granian")
+    return [granian, "--interface", "asgi", "--host", "127.0.0.1", "--port", str(port), "--workers",
+            str(workers), "--no-ws", "--no-access-log", "--log-level", "warning", "bench.rest_ceiling:app"]
+
+
+# ------------------------------------------------------------------ the run
+
+
+def bench_rest(work: Path, sizes: RestSizes, notes: list[str]) -> list[Point]:
+    """Every point of the section, in the order workers → server (so a load change hits both)."""
+    from llm_config import generate_key
+
+    wrk = ensure_wrk(notes)
+    get_script, put_script = _write_scripts(work)
+    store = work / "rest-store"
+    key_file = work / "rest-master.key"
+    key_file.write_text(generate_key() + "\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    response_copy = work / "rest-response.json"
+    env = _server_env(work, {"BENCH_REST_RESPONSE": str(response_copy)})
+    logs = work / "rest-logs"
+    logs.mkdir(exist_ok=True)
+    points: list[Point] = []
+    populated = False
+    for workers in WORKERS:
+        for impl in SERVERS:
+            point = Point(impl, workers)
+            points.append(point)
+            name = f"{impl} ×{workers}"
+            port = _free_port()
+            with _running(_ours_argv(impl, workers, store, key_file, port), port, env,
+                          logs / f"{impl}-{workers}.log", f"llm-config serve ({name})"):
+                if not populated:
+                    _populate(port)
+                    populated = True
+                _check_and_copy(port, response_copy)
+                point.warmups.append(_wrk(wrk, get_script, port, GET_CONNS, sizes.warmup_s, f"{name} GET warm-up"))
+                point.get_rate = _wrk(wrk, get_script, port, GET_CONNS, sizes.measure_s, f"{name} GET @{GET_CONNS}")
+                point.get_latency = _wrk(wrk, get_script, port, LATENCY_CONNS, sizes.measure_s,
+                                         f"{name} GET @{LATENCY_CONNS}")
+                if workers == 1:
+                    point.warmups.append(_wrk(wrk, put_script, port, PUT_CONNS, sizes.warmup_s,
+                                              f"{name} PUT warm-up"))
+                    point.put = _wrk(wrk, put_script, port, PUT_CONNS, sizes.measure_s, f"{name} PUT @{PUT_CONNS}")
+            port = _free_port()
+            with _running(_ceiling_argv(impl, workers, port), port, env, logs / f"ceiling-{impl}-{workers}.log",
+                          f"ceiling ({name})"):
+                status, _, _ = _get(port, f"/api/v1/configs/{NAMESPACE}/k0?env={ENV}")
+                if status != 200:
+                    raise RuntimeError(f"ceiling ({name}) answered {status}")
+                point.warmups.append(_wrk(wrk, get_script, port, GET_CONNS, sizes.warmup_s,
+                                          f"{name} ceiling warm-up"))
+                point.ceiling_rate = _wrk(wrk, get_script, port, GET_CONNS, sizes.measure_s,
+                                          f"{name} ceiling @{GET_CONNS}")
+                point.ceiling_latency = _wrk(wrk, get_script, port, LATENCY_CONNS, sizes.measure_s,
+                                             f"{name} ceiling @{LATENCY_CONNS}")
+    notes.append(f"load generator: {_wrk_version(wrk)}, `-t1` (one thread) `--timeout 5s --latency`")
+    return points
+
+
+# ------------------------------------------------------------------ report
+
+
+def _lat(r: WrkResult | None) -> str:
+    return "—" if r is None else f"{fmt_ns(r.p50_us * 1e3)} / {fmt_ns(r.p99_us * 1e3)}"
+
+
+def _rps(r: WrkResult | None) -> str:
+    return "—" if r is None else f"{r.rps:,.0f}"
+
+
+def _errors(runs: list[WrkResult]) -> str:
+    non_2xx = sum(r.non_2xx for r in runs)
+    sock = sum(r.socket_errors for r in runs)
+    text = f"{non_2xx} / {sock}"
+    return text if non_2xx == sock == 0 else f"**{text}**"
+
+
+def _passed(points: list[Point], impl: str) -> bool:
+    runs = [r for p in points if p.impl == impl for r in (*p.ours(), *p.warmups)]
+    return bool(runs) and all(r.non_2xx == 0 and r.socket_errors == 0 for r in runs)
+
+
+def _geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values and min(values) > 0 else 0.0
+
+
+def conclusion(points: list[Point]) -> str:
+    """One line: the server with the higher cached-GET throughput (geometric mean over the worker
+    counts) among those with zero non-2xx and zero socket errors in every run."""
+    score = {impl: _geomean([p.get_rate.rps for p in points if p.impl == impl and p.get_rate]) for impl in SERVERS}
+    passed = [impl for impl in SERVERS if _passed(points, impl)]
+    failed = [impl for impl in SERVERS if impl not in passed]
+    if not passed:
+        return "**Conclusion:** no server passed (non-2xx responses or socket errors in every candidate's runs)."
+    best = max(passed, key=lambda impl: score[impl])
+    parts = []
+    for other in (impl for impl in SERVERS if impl != best):
+        per_workers = []
+        for workers in WORKERS:
+            a = next((p for p in points if p.impl == best and p.workers == workers), None)
+            b = next((p for p in points if p.impl == other and p.workers == workers), None)
+            if a and b and a.get_rate and b.get_rate and a.get_latency and b.get_latency and b.get_rate.rps:
+                per_workers.append(
+                    f"{a.get_rate.rps / b.get_rate.rps:.2f}× {other}'s cached-GET throughput and "
+                    f"p99 {fmt_ns(a.get_latency.p99_us * 1e3)} vs {fmt_ns(b.get_latency.p99_us * 1e3)} "
+                    f"at {workers} worker{'s' if workers > 1 else ''}"
+                )
+        put_a = next((p.put for p in points if p.impl == best and p.put), None)
+        put_b = next((p.put for p in points if p.impl == other and p.put), None)
+        if put_a and put_b and put_b.rps:
+            per_workers.append(f"PUT {put_a.rps / put_b.rps:.2f}×")
+        parts.append("; ".join(per_workers))
+    verdict = f"`serve` should default to **{best}**" if score[best] > 0 else "no throughput measured"
+    tail = f"; {', '.join(failed)} failed (non-2xx or socket errors)" if failed else \
+        "; both passed (0 non-2xx, 0 socket errors)"
+    return f"**Conclusion:** {best} is faster — {'; '.join(parts)}{tail} → {verdict}."
+
+
+def _versions() -> str:
+    out = []
+    for dist in ("uvicorn", "granian", "starlette", "fastapi", "uvloop", "httptools"):
+        try:
+            out.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{dist} (not installed)")
+    return ", ".join(out)
+
+
+def render_rest(points: list[Point], *, command: str, host: Machine, runtime_s: float, notes: list[str],
+                load: str, sizes: RestSizes) -> str:
+    lines = [
+        "## REST API: uvicorn vs granian",
+        "",
+        f"- command: `{command}` (`make bench` runs `.venv/bin/python -m bench.run`; "
+        "`python -m bench.rest` runs this section alone)",
+        f"- date: `{host.date}`; section runtime {runtime_s / 60:.1f} min",
+        f"- machine: {host.cpus} CPUs (`nproc`), {host.cpu_model}, Python {host.python}, SQLite {host.sqlite}; "
+        f"1-min load average {load} (start → end of the section)",
+        f"- software: {_versions()}",
+        "",
+        f"| server | workers | request | req/s | p50 / p99 @{LATENCY_CONNS} conn | ceiling req/s "
+        f"| ceiling p50 / p99 @{LATENCY_CONNS} conn | ours ÷ ceiling (req/s) | non-2xx / socket errors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        ratio = f"{p.get_rate.rps / p.ceiling_rate.rps:.2f}×" if p.get_rate and p.ceiling_rate and \
+            p.ceiling_rate.rps else "—"
+        get_runs = [r for r in (p.get_rate, p.get_latency) if r is not None]
+        lines.append(
+            f"| {p.impl} | {p.workers} | cached GET, random of {KEYS:,} keys (req/s @{GET_CONNS} conn) "
+            f"| {_rps(p.get_rate)} | {_lat(p.get_latency)} | {_rps(p.ceiling_rate)} | {_lat(p.ceiling_latency)} "
+            f"| {ratio} | {_errors(get_runs)} (ceiling {_errors(p.ceiling())}) |"
+        )
+    for p in points:
+        if p.put is not None:
+            lines.append(
+                f"| {p.impl} | {p.workers} | durable PUT, random of {KEYS:,} keys (@{PUT_CONNS} conn) "
+                f"| {_rps(p.put)} | {_lat(p.put)} | — | — | — | {_errors([p.put])} |"
+            )
+    lines += ["", conclusion(points), "", "How it is measured:", ""]
+    lines += [
+        f"- each server is a real process in its own process group: `.venv/bin/llm-config -s <tmp store> "
+        f"--key-file <tmp key file> serve --port <free port> --server-impl X --workers N --cache-ttl {CACHE_TTL}` "
+        "(the L1 TTL is raised from its default 5 s so no entry expires during the run: every measured GET is "
+        "a cache hit answered on the event loop), waited for through `GET /health`, stopped with SIGTERM to "
+        "its process group",
+        f"- per point: a {sizes.warmup_s} s wrk warm-up at {GET_CONNS} connections, then {sizes.measure_s} s at "
+        f"{GET_CONNS} connections (req/s) and {sizes.measure_s} s at {LATENCY_CONNS} connections (p50/p99); "
+        "wrk's Lua `init()` builds the request list (every request carries a Host header) and `request()` "
+        f"picks a random one of the {KEYS:,} keys",
+        f"- the {KEYS:,} keys were written with `PUT` (one durable transaction each) on the first server, and "
+        "each server GETs them all once (all 200) before wrk starts; with 2 workers the warm-up fills the "
+        "second worker's L1",
+        "- ceiling: `bench/rest_ceiling.py`, a bare Starlette app (one `Route`) answering every GET with the "
+        "bytes and headers copied from a real response of the API, served by `python -m uvicorn` / `granian "
+        "--interface asgi` with the same worker count and the options the runner uses (no access log, no "
+        "websockets), measured right after the API with the same wrk settings",
+        f"- PUT: `{{\"value\": N, \"env\": \"{ENV}\"}}` to a random key of the same {KEYS:,} (a new version each: "
+        f"one SQLite transaction with fsync), {sizes.warmup_s} s warm-up then {sizes.measure_s} s at {PUT_CONNS} "
+        "connections, 1 worker",
+        "- non-2xx / socket errors: wrk's counters (status ≥ 400; connect, read, write and timeout errors) "
+        "summed over the row's measured runs; warm-ups are checked too and count for the conclusion",
+        f"- the machine has {host.cpus} CPUs and wrk takes a good part of one: with 2 workers the servers "
+        "compete with wrk for the cores, so the 2-worker rows are not twice the 1-worker rows",
+        "- order: 1 worker (uvicorn, then granian), then 2 workers; each API point immediately followed by "
+        "its ceiling, so a load change on the shared machine hits a figure and its ceiling alike",
+    ]
+    lines += [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def write_rest_section(path: Path, section: str) -> None:
+    """Replace what lies between the rest markers; without them, add the block after the core section
+    (or at the end). Keeps the rest of the file."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    block = f"{BEGIN}\n{section}{END}"
+    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    elif _CORE_END in text:
+        head, tail = text.split(_CORE_END, 1)
+        text = f"{head}{_CORE_END}\n\n{block}\n{tail.lstrip(chr(10))}"
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_name(path.name + ".rest.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def run_section(*, quick: bool, command: str, parent: str | None) -> str:
+    """Measure and render the section (used by `bench.run` and by `main`)."""
+    sizes = RestSizes.quick() if quick else RestSizes()
+    started = time.perf_counter()
+    host = machine()
+    load_start = load_average()
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="llm-config-bench-rest-", dir=parent) as tmp:
+        progress(f"REST section: stores and logs under {tmp}; {sizes}")
+        points = bench_rest(Path(tmp), sizes, notes)
+    runtime = time.perf_counter() - started
+    return render_rest(points, command=command, host=host, runtime_s=runtime, notes=notes,
+                       load=f"{load_start} → {load_average()}", sizes=sizes)
+
+
+def _command(argv: list[str]) -> str:
+    exe = Path(sys.executable)
+    try:
+        shown = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+    except ValueError:
+        shown = str(exe)
+    return shlex.join([shown, "-m", "bench.rest", *argv])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m bench.rest", description="The REST section of BENCHMARKS.md.")
+    parser.add_argument("--quick", action="store_true", help=f"{RestSizes.quick().measure_s} s per point")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="file whose rest section is rewritten (default: BENCHMARKS.md; --quick writes only "
+                        "when --output is given)")
+    parser.add_argument("--no-write", action="store_true", help="print the section only")
+    parser.add_argument("--dir", default=None, help="parent of the temporary store (default: $TMPDIR)")
+    args = parser.parse_args(args_list)
+    section = run_section(quick=args.quick, command=_command(args_list), parent=args.dir)
+    print(section)
+    output = args.output if args.output is not None else None if args.quick else ROOT / "BENCHMARKS.md"
+    if output is not None and not args.no_write:
+        write_rest_section(output, section)
+        progress(f"wrote the rest section of {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
