@@ -117,6 +117,9 @@ class Storage(Protocol):
     ) -> AuditEvent:
         """Append an event that is not part of a write (reveals, denials); durable on return."""
 
+    def append_audit_many(self, events: Sequence[dict[str, Any]], audit_key: bytes) -> None:
+        """Append several events (each a dict of `append_audit`'s arguments) in one transaction."""
+
     def audit_events(self, query: AuditQuery) -> list[AuditEvent]:
         """Events matching the query, oldest first."""
 

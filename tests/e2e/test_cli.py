@@ -622,3 +622,45 @@ def test_get_imports_no_web_stack(cli: Runner, cli_env: CLIEnv) -> None:
     assert proc.returncode == 0, proc.stderr
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if "|" in line}
     assert not imported & {"fastapi", "starlette", "pydantic", "uvicorn", "granian", "rich", "yaml", "typer"}
+
+
+# ---------------------------------------------------------------------------------- keys
+
+
+def test_keys_create_list_revoke(cli: Runner, cli_env: CLIEnv) -> None:
+    ok(cli("init"))
+    created = ok(cli("keys", "create", "--name", "ci", "--role", "editor", "--namespace", "acme",
+                     "--environment", "dev", "--expires", "30", "--format", "json")).json()
+    assert set(created) == {"id", "name", "role", "namespaces", "environments", "expires_at", "key"}
+    assert created["key"].startswith("llmc_") and created["environments"] == ["development"]
+    text = ok(cli("keys", "create", "--name", "plain", "--role", "viewer"))
+    assert text.out.strip().startswith("llmc_") and "not shown again" in text.err
+    listed = ok(cli("keys", "list", "--format", "json")).json()
+    assert [k["name"] for k in listed] == ["ci", "plain"]
+    assert created["key"] not in json.dumps(listed) and "key_hash" not in listed[0]
+    ok(cli("keys", "revoke", created["id"]))
+    assert ok(cli("keys", "list", "--format", "json")).json()[0]["revoked_at"] is not None
+    raw = (cli_env.store / DB_FILE).read_bytes()
+    assert created["key"].encode() not in raw
+    events = ok(cli("audit", "list", "--format", "json")).json()
+    assert [e["type"] for e in events].count("key_created") == 2 and events[-1]["type"] == "key_revoked"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--name", "x", "--role", "root"), "Invalid value for '--role'"),
+    (("--name", "x", "--role", "viewer", "--namespace", "bad ns"), "Invalid namespace"),
+    (("--name", "x", "--role", "viewer", "--environment", "qa"), "Unknown environment: qa"),
+    (("--name", "x", "--role", "viewer", "--expires", "0"), "Invalid value for '--expires'"),
+    (("--name", "", "--role", "viewer"), "Invalid key name"),
+])
+def test_keys_create_bad_input(cli: Runner, args: tuple[str, ...], message: str) -> None:
+    ok(cli("init"))
+    result = cli("keys", "create", *args)
+    assert result.code in (1, 2) and message in result.err
+    assert ok(cli("keys", "list", "--format", "json")).json() == []
+
+
+def test_keys_revoke_unknown_is_exit_1(cli: Runner) -> None:
+    ok(cli("init"))
+    result = cli("keys", "revoke", "key_nope")
+    assert result.code == 1 and "API key not found" in result.err

@@ -22,6 +22,7 @@ import orjson
 
 from llm_config import audit, rbac
 from llm_config.cache.l1 import L1Cache
+from llm_config.core.read_audit import ReadAuditBuffer
 from llm_config.core.resolve import merge_with_base, nest
 from llm_config.core.transfer import ImportPlan, format_export, parse_import
 from llm_config.crypto.aead import Keyring, derive_key, envelope_key_id
@@ -132,6 +133,10 @@ class ConfigManager:
         self._change_token = storage.change_token()
         if self._keyring is not None:
             self._load_instance_secret()
+        self._read_audit: ReadAuditBuffer | None = None
+        if audit_reads:
+            _, audit_key, _ = self._need_key("Auditing reads")
+            self._read_audit = ReadAuditBuffer(storage, audit_key)
 
     # ------------------------------------------------------------------ opening and keys
 
@@ -200,7 +205,9 @@ class ConfigManager:
         return self._keyring, self._audit_key, self._fingerprint_key
 
     def close(self) -> None:
-        """Release the storage connections."""
+        """Flush queued read events and release the storage connections."""
+        if self._read_audit is not None:
+            self._read_audit.close()
         self.cache.clear()
         self.storage.close()
 
@@ -324,7 +331,22 @@ class ConfigManager:
         environment = _ENV_FAST.get(env) or parse_environment(env)
         if principal is not None and not rbac.allowed(principal, "config:read", namespace, environment):
             return None
-        return self.cache.get((namespace, key, environment))
+        hit = self.cache.get((namespace, key, environment))
+        if hit is not None and self._read_audit is not None:
+            self._record_read(hit, principal, None, None, None)
+        return hit
+
+    def _record_read(
+        self, entry: Entry, principal: Principal | None, actor: str | None, source_ip: str | None,
+        request_id: str | None,
+    ) -> None:
+        assert self._read_audit is not None
+        self._read_audit.record({
+            "type": "config_accessed", "actor": principal.actor if principal else actor or self.actor,
+            "namespace": entry.namespace, "key": entry.key, "environment": entry.environment.value,
+            "old_version": entry.version, "source_ip": source_ip, "request_id": request_id,
+            "timestamp": self._now(),
+        })
 
     # ------------------------------------------------------------------ reads
 
@@ -351,10 +373,11 @@ class ConfigManager:
             # the hot path: one change check and one dict lookup on a hit
             self._check_foreign_changes()
             hit = self.cache.get((namespace, key, environment))
+            if hit is None:
+                hit = self._current(namespace, key, environment, looked=True)
             if hit is not None:
-                return hit
-            hit = self._current(namespace, key, environment, looked=True)
-            if hit is not None:
+                if self._read_audit is not None:
+                    self._record_read(hit, principal, actor, source_ip, request_id)
                 return hit
             raise NotFoundError(
                 f"Config not found: {_where(namespace, key, environment)}",
@@ -377,6 +400,8 @@ class ConfigManager:
                             request_id=request_id)
             who = principal.actor if principal is not None else actor
             entry = self._reveal(entry, version, actor=who, source_ip=source_ip, request_id=request_id)
+        elif self._read_audit is not None:
+            self._record_read(entry, principal, actor, source_ip, request_id)
         return entry
 
     def _get_version(self, namespace: str, key: str, env: Environment, version: int) -> Entry:

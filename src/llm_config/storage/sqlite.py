@@ -740,16 +740,21 @@ class SQLiteStorage:
         details: dict[str, Any] | None = None,
         timestamp: str | None = None,
     ) -> AuditEvent:
-        return self._audited(
-            (), audit_key, type=type, actor=actor, namespace=namespace, key=key, environment=environment,
-            old_version=old_version, new_version=new_version, outcome=outcome, source_ip=source_ip,
-            request_id=request_id, details=details, timestamp=timestamp,
-        )
+        return self._audited((), audit_key, {
+            "type": type, "actor": actor, "namespace": namespace, "key": key, "environment": environment,
+            "old_version": old_version, "new_version": new_version, "outcome": outcome, "source_ip": source_ip,
+            "request_id": request_id, "details": details, "timestamp": timestamp,
+        })
+
+    def append_audit_many(self, events: Sequence[dict[str, Any]], audit_key: bytes) -> None:
+        if events:
+            self._audited((), audit_key, *events)
 
     def _audited(
-        self, statements: Sequence[tuple[str, tuple[Any, ...]]], audit_key: bytes, **event: Any
+        self, statements: Sequence[tuple[str, tuple[Any, ...]]], audit_key: bytes, *events: dict[str, Any]
     ) -> AuditEvent:
-        """Run `statements` and append one audit event in a single BEGIN IMMEDIATE transaction."""
+        """Run `statements` and append the audit events in a single BEGIN IMMEDIATE transaction;
+        returns the last event."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -760,27 +765,30 @@ class SQLiteStorage:
                 conn.execute(sql, params)
             head = conn.execute(_SQL_AUDIT_HEAD).fetchone()
             seq, prev_mac = (int(head[0]), str(head[1])) if head else (0, GENESIS_MAC)
-            environment = event.get("environment")
-            timestamp = event.get("timestamp")
-            details = event.get("details")
-            built = _make_event(
-                audit_key,
-                seq + 1,
-                prev_mac,
-                timestamp=timestamp if timestamp is not None else _utc_now(),
-                type=event["type"],
-                actor=event["actor"],
-                namespace=event.get("namespace"),
-                key=event.get("key"),
-                environment=None if environment is None else str(environment),
-                old_version=event.get("old_version"),
-                new_version=event.get("new_version"),
-                outcome=event.get("outcome", "success"),
-                source_ip=event.get("source_ip"),
-                request_id=event.get("request_id"),
-                details=details if details is not None else {},
-            )
-            _insert_event(conn, built)
+            for event in events:
+                seq += 1
+                environment = event.get("environment")
+                timestamp = event.get("timestamp")
+                details = event.get("details")
+                built = _make_event(
+                    audit_key,
+                    seq,
+                    prev_mac,
+                    timestamp=timestamp if timestamp is not None else _utc_now(),
+                    type=event["type"],
+                    actor=event["actor"],
+                    namespace=event.get("namespace"),
+                    key=event.get("key"),
+                    environment=None if environment is None else str(environment),
+                    old_version=event.get("old_version"),
+                    new_version=event.get("new_version"),
+                    outcome=event.get("outcome", "success"),
+                    source_ip=event.get("source_ip"),
+                    request_id=event.get("request_id"),
+                    details=details if details is not None else {},
+                )
+                _insert_event(conn, built)
+                prev_mac = built.mac
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             _rollback(conn)
@@ -798,7 +806,7 @@ class SQLiteStorage:
             orjson.dumps([e.value for e in record.environments]).decode(), record.key_hash, record.created_at,
             record.created_by, record.expires_at, record.revoked_at,
         )
-        return self._audited([(_SQL_UPSERT_API_KEY, row)], audit_key, **event)
+        return self._audited([(_SQL_UPSERT_API_KEY, row)], audit_key, event)
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
         return self._one_key(_SQL_API_KEY_BY_ID, key_id)
