@@ -8,8 +8,7 @@ from collections.abc import Callable
 import pytest
 import time_machine
 
-from llm_config import AuthenticationError, ConfigManager, NotFoundError, PermissionDeniedError
-from llm_config import rbac
+from llm_config import AuthenticationError, ConfigManager, NotFoundError, PermissionDeniedError, rbac
 from llm_config.crypto.apikeys import looks_like_api_key
 from llm_config.models import Environment, Principal, Role
 
