@@ -7,12 +7,14 @@ For each server and worker count, in one run and side by side:
 - a cached `GET /api/v1/configs/bench/k{i}?env=production` of random keys among 1,000 (all written
   beforehand with PUT and warmed): throughput at 64 connections, latency p50/p99 at 16 connections;
 - its ceiling: a bare Starlette app (`bench/rest_ceiling.py`) sending the same bytes on the same
-  server with the same workers, measured right after it with the same wrk settings;
+  server with the same workers, with the same wrk settings;
 - durable PUTs (`{"value": N, "env": "production"}` to random keys, SQLite with fsync) at 16
   connections, 1 worker.
 
 Every server is a real process started in its own process group, waited for through `/health`,
-warmed for `warmup_s`, measured for `measure_s` per point and stopped with SIGTERM to its group.
+warmed for `warmup_s`, then measured in `rounds` rounds of 1 s that alternate between the servers
+(all four of a worker count run at once, idle but for the one measured), and stopped with SIGTERM
+to its group.
 `python -m bench.rest [--quick] [--no-write] [--output FILE]` runs this section alone and writes it
 into BENCHMARKS.md between `<!-- rest:begin -->` and `<!-- rest:end -->`; `python -m bench.run` runs
 it after the core section (`--skip-rest` skips it).
@@ -30,12 +32,12 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -70,10 +72,10 @@ local requests = {}
 local count = 0
 
 function init(args)
-  local host = args[1]
+  local headers = {["Host"] = args[1], ["Authorization"] = "Bearer " .. args[3]}
   count = tonumber(args[2])
   for i = 0, count - 1 do
-    requests[i + 1] = wrk.format("GET", "/api/v1/configs/%(ns)s/k" .. i .. "?env=%(env)s", {["Host"] = host})
+    requests[i + 1] = wrk.format("GET", "/api/v1/configs/%(ns)s/k" .. i .. "?env=%(env)s", headers)
   end
   math.randomseed(os.time() + count)
 end
@@ -84,12 +86,12 @@ end
 """
 
 _PUT_LUA: Final = """
-local host = nil
+local headers = nil
 local count = 0
 local n = 0
 
 function init(args)
-  host = args[1]
+  headers = {["Host"] = args[1], ["Authorization"] = "Bearer " .. args[3], ["Content-Type"] = "application/json"}
   count = tonumber(args[2])
   math.randomseed(os.time() + 7)
 end
@@ -98,7 +100,7 @@ function request()
   n = n + 1
   local body = '{"value": ' .. n .. ', "env": "%(env)s"}'
   local path = "/api/v1/configs/%(ns)s/k" .. (math.random(count) - 1)
-  return wrk.format("PUT", path, {["Host"] = host, ["Content-Type"] = "application/json"}, body)
+  return wrk.format("PUT", path, headers, body)
 end
 """
 
@@ -117,14 +119,16 @@ end
 
 @dataclass(frozen=True, slots=True)
 class RestSizes:
-    """Seconds of wrk per point; `quick()` is the smoke-test variant."""
+    """Seconds of wrk: one warm-up per server, then `rounds` rounds of 1 s per server and measurement
+    (so ~`rounds` s each), and one `put_s` run per server; `quick()` is the smoke-test variant."""
 
     warmup_s: int = 2
-    measure_s: int = 5
+    rounds: int = 5
+    put_s: int = 5
 
     @classmethod
     def quick(cls) -> RestSizes:
-        return cls(warmup_s=1, measure_s=2)
+        return cls(warmup_s=1, rounds=2, put_s=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,24 +146,55 @@ class WrkResult:
 
 
 @dataclass(slots=True)
+class Series:
+    """The rounds of one measurement of one server (interleaved with the other servers' rounds)."""
+
+    runs: list[WrkResult] = field(default_factory=list)
+
+    @property
+    def rps(self) -> float:
+        return statistics.median(r.rps for r in self.runs) if self.runs else 0.0
+
+    @property
+    def p50_us(self) -> float:
+        return statistics.median(r.p50_us for r in self.runs) if self.runs else 0.0
+
+    @property
+    def p99_us(self) -> float:
+        return statistics.median(r.p99_us for r in self.runs) if self.runs else 0.0
+
+    @property
+    def spread(self) -> str:
+        if len(self.runs) < 2:
+            return ""
+        rates = [r.rps for r in self.runs]
+        return f" ({min(rates) / 1e3:,.1f}k–{max(rates) / 1e3:,.1f}k)"
+
+
+def round_ratio(ours: Series, base: Series) -> float:
+    """Median over the rounds of ours/base req/s (the rounds ran alternately)."""
+    pairs = [(a.rps, b.rps) for a, b in zip(ours.runs, base.runs, strict=False) if b.rps > 0]
+    return statistics.median(a / b for a, b in pairs) if pairs else 0.0
+
+
+@dataclass(slots=True)
 class Point:
     """One server and worker count: our GET, its ceiling, our PUT (1 worker), and the warm-ups."""
 
     impl: str
     workers: int
-    get_rate: WrkResult | None = None
-    get_latency: WrkResult | None = None
-    ceiling_rate: WrkResult | None = None
-    ceiling_latency: WrkResult | None = None
+    get_rate: Series = field(default_factory=Series)
+    get_latency: Series = field(default_factory=Series)
+    ceiling_rate: Series = field(default_factory=Series)
+    ceiling_latency: Series = field(default_factory=Series)
     put: WrkResult | None = None
     warmups: list[WrkResult] = field(default_factory=list)
 
     def ours(self) -> list[WrkResult]:
-        runs = [self.get_rate, self.get_latency, self.put]
-        return [r for r in runs if r is not None]
+        return [*self.get_rate.runs, *self.get_latency.runs, *([self.put] if self.put else [])]
 
     def ceiling(self) -> list[WrkResult]:
-        return [r for r in (self.ceiling_rate, self.ceiling_latency) if r is not None]
+        return [*self.ceiling_rate.runs, *self.ceiling_latency.runs]
 
 
 # ------------------------------------------------------------------ processes
@@ -220,30 +255,42 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=STOP_TIMEOUT_S)
 
 
-@contextmanager
-def _running(argv: list[str], port: int, env: dict[str, str], log: Path, what: str) -> Iterator[None]:
-    """Start `argv` in its own process group, wait until `GET /health` answers 200, stop it after."""
+@dataclass(slots=True)
+class Server:
+    """One server process (its own process group) listening on `port`."""
+
+    what: str
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes]
+
+
+def _start(stack: ExitStack, argv: list[str], port: int, env: dict[str, str], log: Path, what: str) -> Server:
+    """Start `argv` in its own process group; `stack` stops it (SIGTERM to the group) on exit."""
     progress(f"starting {what}: {shlex.join(argv)}")
     with log.open("ab") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{what} exited with {proc.returncode} before answering /health:\n"
-                                   f"{_log_tail(log)}")
-            try:
-                if _get(port, "/health", timeout=2.0)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} did not answer /health in {START_TIMEOUT_S:.0f} s:\n{_log_tail(log)}")
-            time.sleep(0.1)
-        yield
-    finally:
-        _stop(proc)
+    stack.callback(_stop, proc)
+    return Server(what, port, log, proc)
+
+
+def _wait_ready(server: Server) -> None:
+    """Until `GET /health` answers 200."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.what} exited with {server.proc.returncode} before answering /health:\n"
+                               f"{_log_tail(server.log)}")
+        try:
+            if _get(server.port, "/health", timeout=2.0)[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{server.what} did not answer /health in {START_TIMEOUT_S:.0f} s:\n"
+                               f"{_log_tail(server.log)}")
+        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------ wrk
@@ -285,7 +332,7 @@ def _write_scripts(work: Path) -> tuple[Path, Path]:
 
 def _wrk(wrk: str, script: Path, port: int, conns: int, seconds: int, what: str) -> WrkResult:
     argv = [wrk, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "5s", "--latency", "-s", str(script),
-            f"http://127.0.0.1:{port}", "--", f"127.0.0.1:{port}", str(KEYS)]
+            f"http://127.0.0.1:{port}", "--", f"127.0.0.1:{port}", str(KEYS), _TOKEN[0]]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-JSON ")), None)
     if proc.returncode != 0 or line is None:
@@ -306,6 +353,39 @@ def _wrk(wrk: str, script: Path, port: int, conns: int, seconds: int, what: str)
 # ------------------------------------------------------------------ the store and its ceiling
 
 
+_TOKEN: list[str] = [""]  # the admin API key of the run's store (set by bench_rest)
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {_TOKEN[0]}"}
+
+
+def _admin_key(store: Path, key_file: Path, env: dict[str, str]) -> str:
+    """An unrestricted admin API key for the store (`llm-config keys create`, which creates the store)."""
+    cli = str(Path(sys.executable).parent / "llm-config")
+    proc = subprocess.run([cli, "-s", str(store), "--key-file", str(key_file), "keys", "create", "--name", "bench",
+                           "--role", "admin", "--format", "json"], env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"llm-config keys create failed ({proc.returncode}): {proc.stderr.strip()}")
+    return str(json.loads(proc.stdout)["key"])
+
+
+def _serve_flags(env: dict[str, str]) -> list[str]:
+    """Rate limits off (a benchmark sends far more than a client should; 0 = off) and, where `serve` has
+    an access log, no access log, as the runner had before it existed: the comparison is of servers."""
+    cli = str(Path(sys.executable).parent / "llm-config")
+    help_text = subprocess.run([cli, "serve", "--help"], env=env, capture_output=True, text=True,
+                               check=False).stdout
+    flags = []
+    if "--rate-limit-key" in help_text:
+        flags += ["--rate-limit-key", "0"]
+    if "--rate-limit-ip" in help_text:
+        flags += ["--rate-limit-ip", "0"]
+    if "--access-log" in help_text:
+        flags += ["--no-access-log"]
+    return flags
+
+
 def _populate(port: int) -> None:
     """PUT every key once, then GET each one (checking 200): the entries are stored and in L1."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -313,11 +393,11 @@ def _populate(port: int) -> None:
         for i in range(KEYS):
             body = json.dumps({"value": i, "env": ENV}).encode()
             conn.request("PUT", f"/api/v1/configs/{NAMESPACE}/k{i}", body=body,
-                         headers={"Content-Type": "application/json"})
+                         headers={"Content-Type": "application/json", **_auth()})
             resp = conn.getresponse()
             resp.read()
             if not 200 <= resp.status < 300:
-                raise RuntimeError(f"PUT k{i} answered {resp.status}")
+                raise RuntimeError(f"PUT k{i} answered {resp.status}: {resp.read()[:200]!r}")
     finally:
         conn.close()
 
@@ -327,7 +407,7 @@ def _check_and_copy(port: int, into: Path) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         for i in range(KEYS):
-            conn.request("GET", f"/api/v1/configs/{NAMESPACE}/k{i}?env={ENV}")
+            conn.request("GET", f"/api/v1/configs/{NAMESPACE}/k{i}?env={ENV}", headers=_auth())
             resp = conn.getresponse()
             body = resp.read()
             if resp.status != 200:
@@ -341,10 +421,10 @@ def _check_and_copy(port: int, into: Path) -> None:
         conn.close()
 
 
-def _ours_argv(impl: str, workers: int, store: Path, key_file: Path, port: int) -> list[str]:
+def _ours_argv(impl: str, workers: int, store: Path, key_file: Path, port: int, flags: list[str]) -> list[str]:
     cli = str(Path(sys.executable).parent / "llm-config")
     return [cli, "-s", str(store), "--key-file", str(key_file), "serve", "--port", str(port),
-            "--server-impl", impl, "--workers", str(workers), "--cache-ttl", str(CACHE_TTL)]
+            "--server-impl", impl, "--workers", str(workers), "--cache-ttl", str(CACHE_TTL), *flags]
 
 
 def _ceiling_argv(impl: str, workers: int, port: int) -> list[str]:
@@ -361,8 +441,18 @@ def _ceiling_argv(impl: str, workers: int, port: int) -> list[str]:
 # ------------------------------------------------------------------ the run
 
 
+def _measure_rounds(wrk: str, script: Path, servers: list[tuple[Server, Series]], conns: int, rounds: int,
+                    label: str) -> None:
+    """`rounds` rounds of 1 s per server, alternating servers (order reversed every other round)."""
+    for i in range(rounds):
+        order = servers if i % 2 == 0 else servers[::-1]
+        for server, into in order:
+            into.runs.append(_wrk(wrk, script, server.port, conns, 1, f"{server.what} {label} round {i + 1}"))
+
+
 def bench_rest(work: Path, sizes: RestSizes, notes: list[str]) -> list[Point]:
-    """Every point of the section, in the order workers → server (so a load change hits both)."""
+    """For 1 then 2 workers: both APIs and both ceilings run at once (idle but for the one measured),
+    their rounds interleaved so a load change on the shared machine hits them all alike."""
     from llm_config import generate_key
 
     wrk = ensure_wrk(notes)
@@ -375,40 +465,54 @@ def bench_rest(work: Path, sizes: RestSizes, notes: list[str]) -> list[Point]:
     env = _server_env(work, {"BENCH_REST_RESPONSE": str(response_copy)})
     logs = work / "rest-logs"
     logs.mkdir(exist_ok=True)
+    _TOKEN[0] = _admin_key(store, key_file, env)
+    flags = _serve_flags(env)
+    notes.append("every request carries an admin API key (`Authorization: Bearer`, made with `llm-config keys "
+                 f"create --role admin`); extra `serve` flags: `{' '.join(flags) or 'none'}`")
     points: list[Point] = []
     populated = False
     for workers in WORKERS:
-        for impl in SERVERS:
-            point = Point(impl, workers)
-            points.append(point)
-            name = f"{impl} ×{workers}"
-            port = _free_port()
-            with _running(_ours_argv(impl, workers, store, key_file, port), port, env,
-                          logs / f"{impl}-{workers}.log", f"llm-config serve ({name})"):
-                if not populated:
-                    _populate(port)
-                    populated = True
-                _check_and_copy(port, response_copy)
-                point.warmups.append(_wrk(wrk, get_script, port, GET_CONNS, sizes.warmup_s, f"{name} GET warm-up"))
-                point.get_rate = _wrk(wrk, get_script, port, GET_CONNS, sizes.measure_s, f"{name} GET @{GET_CONNS}")
-                point.get_latency = _wrk(wrk, get_script, port, LATENCY_CONNS, sizes.measure_s,
-                                         f"{name} GET @{LATENCY_CONNS}")
-                if workers == 1:
-                    point.warmups.append(_wrk(wrk, put_script, port, PUT_CONNS, sizes.warmup_s,
-                                              f"{name} PUT warm-up"))
-                    point.put = _wrk(wrk, put_script, port, PUT_CONNS, sizes.measure_s, f"{name} PUT @{PUT_CONNS}")
-            port = _free_port()
-            with _running(_ceiling_argv(impl, workers, port), port, env, logs / f"ceiling-{impl}-{workers}.log",
-                          f"ceiling ({name})"):
-                status, _, _ = _get(port, f"/api/v1/configs/{NAMESPACE}/k0?env={ENV}")
+        with ExitStack() as stack:
+            here = {impl: Point(impl, workers) for impl in SERVERS}
+            points += here.values()
+            apis = {}
+            for impl in SERVERS:
+                port = _free_port()
+                apis[impl] = _start(stack, _ours_argv(impl, workers, store, key_file, port, flags), port, env,
+                                    logs / f"{impl}-{workers}.log", f"{impl} ×{workers}")
+            for server in apis.values():
+                _wait_ready(server)
+            if not populated:
+                _populate(apis[SERVERS[0]].port)
+                populated = True
+            for server in apis.values():  # every key answers 200 (and sits in this worker's L1)
+                _check_and_copy(server.port, response_copy)
+            ceilings = {}
+            for impl in SERVERS:
+                port = _free_port()
+                ceilings[impl] = _start(stack, _ceiling_argv(impl, workers, port), port, env,
+                                        logs / f"ceiling-{impl}-{workers}.log", f"{impl} ×{workers} ceiling")
+            for server in ceilings.values():
+                _wait_ready(server)
+                status, _, _ = _get(server.port, f"/api/v1/configs/{NAMESPACE}/k0?env={ENV}")  # no key needed
                 if status != 200:
-                    raise RuntimeError(f"ceiling ({name}) answered {status}")
-                point.warmups.append(_wrk(wrk, get_script, port, GET_CONNS, sizes.warmup_s,
-                                          f"{name} ceiling warm-up"))
-                point.ceiling_rate = _wrk(wrk, get_script, port, GET_CONNS, sizes.measure_s,
-                                          f"{name} ceiling @{GET_CONNS}")
-                point.ceiling_latency = _wrk(wrk, get_script, port, LATENCY_CONNS, sizes.measure_s,
-                                             f"{name} ceiling @{LATENCY_CONNS}")
+                    raise RuntimeError(f"{server.what} answered {status}")
+            everyone = [(apis[impl], here[impl]) for impl in SERVERS] + \
+                [(ceilings[impl], here[impl]) for impl in SERVERS]
+            for server, point in everyone:
+                point.warmups.append(_wrk(wrk, get_script, server.port, GET_CONNS, sizes.warmup_s,
+                                          f"{server.what} GET warm-up"))
+            rate = [(s, p.get_rate if s in apis.values() else p.ceiling_rate) for s, p in everyone]
+            latency = [(s, p.get_latency if s in apis.values() else p.ceiling_latency) for s, p in everyone]
+            _measure_rounds(wrk, get_script, rate, GET_CONNS, sizes.rounds, f"GET @{GET_CONNS}")
+            _measure_rounds(wrk, get_script, latency, LATENCY_CONNS, sizes.rounds, f"GET @{LATENCY_CONNS}")
+            if workers == 1:
+                for impl in SERVERS:
+                    server = apis[impl]
+                    here[impl].warmups.append(_wrk(wrk, put_script, server.port, PUT_CONNS, sizes.warmup_s,
+                                                   f"{server.what} PUT warm-up"))
+                    here[impl].put = _wrk(wrk, put_script, server.port, PUT_CONNS, sizes.put_s,
+                                          f"{server.what} PUT @{PUT_CONNS}")
     notes.append(f"load generator: {_wrk_version(wrk)}, `-t1` (one thread) `--timeout 5s --latency`")
     return points
 
@@ -416,12 +520,8 @@ def bench_rest(work: Path, sizes: RestSizes, notes: list[str]) -> list[Point]:
 # ------------------------------------------------------------------ report
 
 
-def _lat(r: WrkResult | None) -> str:
-    return "—" if r is None else f"{fmt_ns(r.p50_us * 1e3)} / {fmt_ns(r.p99_us * 1e3)}"
-
-
-def _rps(r: WrkResult | None) -> str:
-    return "—" if r is None else f"{r.rps:,.0f}"
+def _lat(p50_us: float, p99_us: float) -> str:
+    return f"{fmt_ns(p50_us * 1e3)} / {fmt_ns(p99_us * 1e3)}"
 
 
 def _errors(runs: list[WrkResult]) -> str:
@@ -440,36 +540,90 @@ def _geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values and min(values) > 0 else 0.0
 
 
+def _tie(ratio: float) -> str:
+    return " (a tie: within 5 %)" if abs(ratio - 1) < 0.05 else ""
+
+
+def _point(points: list[Point], impl: str, workers: int) -> Point | None:
+    return next((p for p in points if p.impl == impl and p.workers == workers), None)
+
+
 def conclusion(points: list[Point]) -> str:
-    """One line: the server with the higher cached-GET throughput (geometric mean over the worker
-    counts) among those with zero non-2xx and zero socket errors in every run."""
-    score = {impl: _geomean([p.get_rate.rps for p in points if p.impl == impl and p.get_rate]) for impl in SERVERS}
+    """One line: among the servers with zero non-2xx and zero socket errors in every run (warm-ups
+    included), the one with the higher cached-GET throughput — the geometric mean over the worker
+    counts of the per-round req/s ratios."""
     passed = [impl for impl in SERVERS if _passed(points, impl)]
     failed = [impl for impl in SERVERS if impl not in passed]
     if not passed:
         return "**Conclusion:** no server passed (non-2xx responses or socket errors in every candidate's runs)."
-    best = max(passed, key=lambda impl: score[impl])
+    if len(passed) == 1:
+        return (f"**Conclusion:** only {passed[0]} passed ({', '.join(failed)} had non-2xx responses or socket "
+                f"errors) → `serve` should default to **{passed[0]}**.")
+    first, second = passed[0], passed[1]
+    per_workers: dict[int, float] = {}
+    for workers in WORKERS:
+        a, b = _point(points, first, workers), _point(points, second, workers)
+        if a and b and a.get_rate.runs and b.get_rate.runs:
+            per_workers[workers] = round_ratio(a.get_rate, b.get_rate)
+    overall = _geomean(list(per_workers.values()))
+    if overall <= 0:
+        return "**Conclusion:** no cached-GET throughput was measured."
+    best, other = (first, second) if overall >= 1 else (second, first)
     parts = []
-    for other in (impl for impl in SERVERS if impl != best):
-        per_workers = []
-        for workers in WORKERS:
-            a = next((p for p in points if p.impl == best and p.workers == workers), None)
-            b = next((p for p in points if p.impl == other and p.workers == workers), None)
-            if a and b and a.get_rate and b.get_rate and a.get_latency and b.get_latency and b.get_rate.rps:
-                per_workers.append(
-                    f"{a.get_rate.rps / b.get_rate.rps:.2f}× {other}'s cached-GET throughput and "
-                    f"p99 {fmt_ns(a.get_latency.p99_us * 1e3)} vs {fmt_ns(b.get_latency.p99_us * 1e3)} "
-                    f"at {workers} worker{'s' if workers > 1 else ''}"
-                )
-        put_a = next((p.put for p in points if p.impl == best and p.put), None)
-        put_b = next((p.put for p in points if p.impl == other and p.put), None)
-        if put_a and put_b and put_b.rps:
-            per_workers.append(f"PUT {put_a.rps / put_b.rps:.2f}×")
-        parts.append("; ".join(per_workers))
-    verdict = f"`serve` should default to **{best}**" if score[best] > 0 else "no throughput measured"
-    tail = f"; {', '.join(failed)} failed (non-2xx or socket errors)" if failed else \
-        "; both passed (0 non-2xx, 0 socket errors)"
-    return f"**Conclusion:** {best} is faster — {'; '.join(parts)}{tail} → {verdict}."
+    for workers, ratio in per_workers.items():
+        r = ratio if best == first else 1 / ratio
+        a, b = _point(points, best, workers), _point(points, other, workers)
+        assert a is not None and b is not None
+        parts.append(f"{workers} worker{'s' if workers > 1 else ''}: {r:.2f}× {other}'s cached-GET req/s{_tie(r)}, "
+                     f"p99 {fmt_ns(a.get_latency.p99_us * 1e3)} vs {fmt_ns(b.get_latency.p99_us * 1e3)}")
+    put_a, put_b = (_point(points, best, 1), _point(points, other, 1))
+    if put_a and put_b and put_a.put and put_b.put and put_b.put.rps:
+        r = put_a.put.rps / put_b.put.rps
+        parts.append(f"PUT {r:.2f}× req/s{_tie(r)}")
+    lead = overall if best == first else 1 / overall
+    head = f"{best} is faster ({lead:.2f}× {other} over 1 and 2 workers)" if lead >= 1.05 else \
+        f"{best} leads by only {(lead - 1) * 100:.0f} % over 1 and 2 workers (a tie within 5 %)"
+    return (f"**Conclusion:** {head} — {'; '.join(parts)}; both passed (0 non-2xx, 0 socket errors) → "
+            f"`serve` should default to **{best}**.")
+
+
+def _findings(points: list[Point], host: Machine) -> list[str]:
+    """Notes that only apply when the numbers say so."""
+    out = []
+    for impl in SERVERS:
+        one, two = _point(points, impl, 1), _point(points, impl, 2)
+        if one and two and one.ceiling_rate.runs and two.ceiling_rate.runs and \
+                two.ceiling_rate.rps < 1.1 * one.ceiling_rate.rps:
+            out.append(
+                f"{impl}'s ceiling gains little or nothing from a second worker ({one.ceiling_rate.rps:,.0f} → "
+                f"{two.ceiling_rate.rps:,.0f} req/s): {host.cpus} cores shared by 2 workers and wrk are saturated, "
+                "so its 2-worker row measures the machine more than the server"
+            )
+    for p in points:
+        if p.put is not None and p.put.p50_us > 0 and p.put.p99_us > 20 * p.put.p50_us:
+            out.append(
+                f"{p.impl} PUT p99 is {p.put.p99_us / p.put.p50_us:.0f}× its p50: concurrent writes of one process "
+                "wait for SQLite's write lock in its busy handler (per-thread connections, `BEGIN IMMEDIATE`, "
+                "sleep-and-retry), not in an ordered queue, so some wait far longer than others"
+            )
+    return out
+
+
+def _code_note() -> str:
+    """Which `llm_config` the servers ran (they inherit this process's PYTHONPATH): others edit src/
+    while benchmarks run, so say whether it was this checkout's HEAD, with or without local changes."""
+    import llm_config
+
+    pkg = Path(llm_config.__file__).resolve().parent
+    if not pkg.is_relative_to(ROOT / "src"):
+        return f"code measured: `llm_config` imported from `{pkg}` (through PYTHONPATH), not this checkout's src/"
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=False).stdout.strip() or "?"
+    status = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True,
+                            text=True, check=False).stdout.splitlines()
+    changes = f"{len(status)} uncommitted change(s) under src/ at the end of the run" if status else \
+        "no uncommitted change under src/ at the end of the run"
+    return f"code measured: this checkout's `src/llm_config`, HEAD {head}, {changes}"
 
 
 def _versions() -> str:
@@ -484,6 +638,8 @@ def _versions() -> str:
 
 def render_rest(points: list[Point], *, command: str, host: Machine, runtime_s: float, notes: list[str],
                 load: str, sizes: RestSizes) -> str:
+    if os.environ.get("PYTHONPATH"):  # the servers inherit it: it may choose the code measured
+        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
     lines = [
         "## REST API: uvicorn vs granian",
         "",
@@ -494,24 +650,26 @@ def render_rest(points: list[Point], *, command: str, host: Machine, runtime_s: 
         f"1-min load average {load} (start → end of the section)",
         f"- software: {_versions()}",
         "",
-        f"| server | workers | request | req/s | p50 / p99 @{LATENCY_CONNS} conn | ceiling req/s "
-        f"| ceiling p50 / p99 @{LATENCY_CONNS} conn | ours ÷ ceiling (req/s) | non-2xx / socket errors |",
+        f"| server | workers | request | req/s @{GET_CONNS} conn, median (range) | p50 / p99 @{LATENCY_CONNS} conn "
+        f"| ceiling req/s @{GET_CONNS} | ceiling p50 / p99 @{LATENCY_CONNS} | ours ÷ ceiling (req/s) "
+        "| non-2xx / socket errors |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
-        ratio = f"{p.get_rate.rps / p.ceiling_rate.rps:.2f}×" if p.get_rate and p.ceiling_rate and \
-            p.ceiling_rate.rps else "—"
-        get_runs = [r for r in (p.get_rate, p.get_latency) if r is not None]
+        ratio = f"{round_ratio(p.get_rate, p.ceiling_rate):.2f}×" if p.ceiling_rate.runs else "—"
         lines.append(
-            f"| {p.impl} | {p.workers} | cached GET, random of {KEYS:,} keys (req/s @{GET_CONNS} conn) "
-            f"| {_rps(p.get_rate)} | {_lat(p.get_latency)} | {_rps(p.ceiling_rate)} | {_lat(p.ceiling_latency)} "
-            f"| {ratio} | {_errors(get_runs)} (ceiling {_errors(p.ceiling())}) |"
+            f"| {p.impl} | {p.workers} | cached GET, random of {KEYS:,} keys "
+            f"| {p.get_rate.rps:,.0f}{p.get_rate.spread} | {_lat(p.get_latency.p50_us, p.get_latency.p99_us)} "
+            f"| {p.ceiling_rate.rps:,.0f}{p.ceiling_rate.spread} "
+            f"| {_lat(p.ceiling_latency.p50_us, p.ceiling_latency.p99_us)} | {ratio} "
+            f"| {_errors([*p.get_rate.runs, *p.get_latency.runs])} (ceiling {_errors(p.ceiling())}) |"
         )
     for p in points:
         if p.put is not None:
             lines.append(
-                f"| {p.impl} | {p.workers} | durable PUT, random of {KEYS:,} keys (@{PUT_CONNS} conn) "
-                f"| {_rps(p.put)} | {_lat(p.put)} | — | — | — | {_errors([p.put])} |"
+                f"| {p.impl} | {p.workers} | durable PUT, random of {KEYS:,} keys, @{PUT_CONNS} conn "
+                f"| {p.put.rps:,.0f} (@{PUT_CONNS} conn) | {_lat(p.put.p50_us, p.put.p99_us)} | — | — | — "
+                f"| {_errors([p.put])} |"
             )
     lines += ["", conclusion(points), "", "How it is measured:", ""]
     lines += [
@@ -520,28 +678,31 @@ def render_rest(points: list[Point], *, command: str, host: Machine, runtime_s: 
         "(the L1 TTL is raised from its default 5 s so no entry expires during the run: every measured GET is "
         "a cache hit answered on the event loop), waited for through `GET /health`, stopped with SIGTERM to "
         "its process group",
-        f"- per point: a {sizes.warmup_s} s wrk warm-up at {GET_CONNS} connections, then {sizes.measure_s} s at "
-        f"{GET_CONNS} connections (req/s) and {sizes.measure_s} s at {LATENCY_CONNS} connections (p50/p99); "
-        "wrk's Lua `init()` builds the request list (every request carries a Host header) and `request()` "
-        f"picks a random one of the {KEYS:,} keys",
-        f"- the {KEYS:,} keys were written with `PUT` (one durable transaction each) on the first server, and "
-        "each server GETs them all once (all 200) before wrk starts; with 2 workers the warm-up fills the "
-        "second worker's L1",
+        "- per worker count, the two APIs and the two ceilings run at the same time (each idle but while it is "
+        f"measured): a {sizes.warmup_s} s wrk warm-up each at {GET_CONNS} connections, then {sizes.rounds} "
+        f"rounds of 1 s per server at {GET_CONNS} connections (req/s), then {sizes.rounds} rounds at "
+        f"{LATENCY_CONNS} connections (p50/p99), the servers taking turns within each round (order reversed "
+        "every other round); figures are medians over the rounds, ratios medians of the per-round ratios, the "
+        "range in brackets the slowest and fastest round — the machine is shared, so this keeps load changes "
+        "out of the comparison",
+        f"- wrk's Lua `init()` builds the list of {KEYS:,} requests (each with a Host header) and `request()` "
+        f"picks a random one; the keys were written with `PUT` (one durable transaction each) before the first "
+        "measurement, and every API GETs them all once (all 200) before wrk starts; with 2 workers the "
+        "warm-up fills the second worker's L1",
         "- ceiling: `bench/rest_ceiling.py`, a bare Starlette app (one `Route`) answering every GET with the "
         "bytes and headers copied from a real response of the API, served by `python -m uvicorn` / `granian "
         "--interface asgi` with the same worker count and the options the runner uses (no access log, no "
-        "websockets), measured right after the API with the same wrk settings",
-        f"- PUT: `{{\"value\": N, \"env\": \"{ENV}\"}}` to a random key of the same {KEYS:,} (a new version each: "
-        f"one SQLite transaction with fsync), {sizes.warmup_s} s warm-up then {sizes.measure_s} s at {PUT_CONNS} "
-        "connections, 1 worker",
+        "websockets); it still runs Starlette's middleware, router and `Response`, which the API's cache-hit "
+        "path skips, so it bounds the server's cost more than the app's and the API can beat it",
+        f"- PUT: `{{\"value\": N, \"env\": \"{ENV}\"}}` to a random key of the same {KEYS:,} (a new version "
+        f"each: one SQLite transaction with fsync), {sizes.warmup_s} s warm-up then {sizes.put_s} s at "
+        f"{PUT_CONNS} connections, 1 worker, uvicorn then granian",
         "- non-2xx / socket errors: wrk's counters (status ≥ 400; connect, read, write and timeout errors) "
         "summed over the row's measured runs; warm-ups are checked too and count for the conclusion",
         f"- the machine has {host.cpus} CPUs and wrk takes a good part of one: with 2 workers the servers "
-        "compete with wrk for the cores, so the 2-worker rows are not twice the 1-worker rows",
-        "- order: 1 worker (uvicorn, then granian), then 2 workers; each API point immediately followed by "
-        "its ceiling, so a load change on the shared machine hits a figure and its ceiling alike",
+        "compete with wrk for the cores",
     ]
-    lines += [f"- {note}" for note in notes]
+    lines += [f"- {note}" for note in (*notes, _code_note(), *_findings(points, host))]
     return "\n".join(lines) + "\n"
 
 
@@ -590,7 +751,7 @@ def _command(argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench.rest", description="The REST section of BENCHMARKS.md.")
-    parser.add_argument("--quick", action="store_true", help=f"{RestSizes.quick().measure_s} s per point")
+    parser.add_argument("--quick", action="store_true", help=f"{RestSizes.quick().rounds} rounds of 1 s per point")
     parser.add_argument("--output", type=Path, default=None,
                         help="file whose rest section is rewritten (default: BENCHMARKS.md; --quick writes only "
                         "when --output is given)")

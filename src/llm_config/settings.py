@@ -45,7 +45,10 @@ class Settings:
 
 @dataclass(slots=True)
 class ServeOptions:
-    """Options of `llm-config serve` (SPEC §4)."""
+    """Options of `llm-config serve` (SPEC §4, §9).
+
+    Rate limits are `RATE:BURST` (requests per second, bucket size); `0` switches one off.
+    """
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -57,6 +60,15 @@ class ServeOptions:
     audit_reads: bool = False
     max_body: int = 2 << 20
     cors_origin: list[str] = field(default_factory=list)
+    rate_limit_key: str = "100:50"
+    rate_limit_ip: str = "10:10"
+    allow_cidr: list[str] = field(default_factory=list)
+    deny_cidr: list[str] = field(default_factory=list)
+    trusted_proxy: list[str] = field(default_factory=list)
+    metrics_auth: bool = False
+    ban_loopback: bool = False
+    access_log: bool = True
+    redis_prefix: str = "llm-config:"
 
 
 T = TypeVar("T", Settings, ServeOptions)

@@ -1,4 +1,9 @@
-"""Fixtures for the REST API: a real uvicorn server in a thread, on a fresh store with a fresh key."""
+"""Fixtures for the REST API: a real uvicorn server in a thread, on a fresh store with a fresh key.
+
+Every server gets an unrestricted admin API key (`LiveServer.admin_key`); `LiveServer.client()`
+sends it unless told otherwise. Rate limits are off unless a test asks for them (a test suite
+sends requests faster than any real client should).
+"""
 
 from __future__ import annotations
 
@@ -18,18 +23,31 @@ from llm_config.server.app import create_app
 from llm_config.server.runner import uvicorn_options
 from llm_config.settings import ServeOptions
 
+ADMIN_NAME = "test-admin"
+ADMIN_ACTOR = f"key:{ADMIN_NAME}"
+
 
 @dataclass
 class LiveServer:
-    """A running API server: its base URL, app, manager and options."""
+    """A running API server: its base URL, app, manager, options and an admin API key."""
 
     url: str
     app: FastAPI
     manager: ConfigManager
     options: ServeOptions
+    admin_key: str
 
-    def client(self, **kw: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kw)
+    def client(self, key: str | bool | None = True, **kw: Any) -> httpx.Client:
+        """An httpx client sending `key` (True: the admin key; None/False: no key)."""
+        headers = dict(kw.pop("headers", {}))
+        token = self.admin_key if key is True else key or None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers, **kw)
+
+    def new_key(self, role: str = "admin", name: str | None = None, **kw: Any) -> str:
+        """A fresh API key made directly by the manager (as the local owner)."""
+        return self.manager.create_api_key(name or f"{role}-{time.monotonic_ns()}", role, **kw)[1]
 
 
 class ServerThread:
@@ -56,6 +74,31 @@ class ServerThread:
         self.thread.join(timeout=15)
 
 
+def serve_in_thread(
+    manager: ConfigManager, options: ServeOptions, *, redis_url: str | None = None,
+) -> tuple[ServerThread, LiveServer]:
+    """Start `create_app(manager, options)` on a free port, with a fresh admin key."""
+    admin_key = manager.create_api_key(ADMIN_NAME, "admin")[1] if not _has_admin(manager) else ""
+    app = create_app(manager, options, redis_url=redis_url)
+    thread = ServerThread(app, options)
+    port = thread.start()
+    scheme = "https" if options.tls_cert else "http"
+    server = LiveServer(url=f"{scheme}://127.0.0.1:{port}", app=app, manager=manager, options=options,
+                        admin_key=admin_key)
+    return thread, server
+
+
+def _has_admin(manager: ConfigManager) -> bool:
+    return any(k.name == ADMIN_NAME for k in manager.list_api_keys())
+
+
+def server_options(**options: Any) -> ServeOptions:
+    """ServeOptions for a test server: rate limits off unless given."""
+    options.setdefault("rate_limit_key", "0")
+    options.setdefault("rate_limit_ip", "0")
+    return ServeOptions(**options)
+
+
 @pytest.fixture
 def make_live_server(
     make_manager: Callable[..., ConfigManager],
@@ -63,15 +106,12 @@ def make_live_server(
     """Factory: start a live server (keyword args override `ServeOptions`) on the test's store."""
     running: list[ServerThread] = []
 
-    def start(**options: Any) -> LiveServer:
-        opts = ServeOptions(**options)
-        manager = make_manager(cache_ttl=opts.cache_ttl)
-        app = create_app(manager, opts)
-        thread = ServerThread(app, opts)
+    def start(*, redis_url: str | None = None, manager: ConfigManager | None = None, **options: Any) -> LiveServer:
+        opts = server_options(**options)
+        mgr = manager if manager is not None else make_manager(cache_ttl=opts.cache_ttl, audit_reads=opts.audit_reads)
+        thread, server = serve_in_thread(mgr, opts, redis_url=redis_url)
         running.append(thread)
-        port = thread.start()
-        scheme = "https" if opts.tls_cert else "http"
-        return LiveServer(url=f"{scheme}://127.0.0.1:{port}", app=app, manager=manager, options=opts)
+        return server
 
     yield start
     for thread in running:
@@ -80,12 +120,19 @@ def make_live_server(
 
 @pytest.fixture
 def live_server(make_live_server: Callable[..., LiveServer]) -> LiveServer:
-    """A live API server with default options on a fresh store."""
+    """A live API server with default options (rate limits off) on a fresh store."""
     return make_live_server()
 
 
 @pytest.fixture
 def api(live_server: LiveServer) -> Iterator[httpx.Client]:
-    """An httpx client for `live_server`."""
+    """An httpx client for `live_server`, sending its admin key."""
     with live_server.client() as client:
+        yield client
+
+
+@pytest.fixture
+def anon(live_server: LiveServer) -> Iterator[httpx.Client]:
+    """An httpx client for `live_server` without any key."""
+    with live_server.client(key=None) as client:
         yield client

@@ -589,7 +589,8 @@ def test_doctor(cli: Runner) -> None:
 COMMANDS = [
     ("init",), ("keygen",), ("set",), ("get",), ("list",), ("namespaces",), ("delete",), ("history",),
     ("rollback",), ("purge",), ("export",), ("import",), ("audit",), ("audit", "list"), ("audit", "verify"),
-    ("audit", "head"), ("audit", "export"), ("doctor",), ("serve",),
+    ("audit", "head"), ("audit", "export"), ("doctor",), ("serve",), ("keys",), ("keys", "create"),
+    ("keys", "list"), ("keys", "revoke"),
 ]
 
 

@@ -1,4 +1,7 @@
-"""The REST API against a real uvicorn server (SPEC §3, §5, §7, §8)."""
+"""The REST API against a real uvicorn server (SPEC §3, §5, §7, §8), as an admin API key.
+
+Authentication, RBAC, rate limits and the other defences of SPEC §9 are in test_security*.py.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +17,10 @@ import pytest
 import yaml
 
 from llm_config.core.manager import ConfigManager
-from llm_config.errors import ValidationError
 from llm_config.server.app import create_app
-from llm_config.server.runner import is_loopback, serve
-from llm_config.settings import ServeOptions, Settings
-from tests.e2e.conftest import LiveServer
+from llm_config.server.runner import is_loopback
+from llm_config.settings import ServeOptions
+from tests.e2e.conftest import ADMIN_ACTOR, LiveServer
 
 C = "/api/v1/configs"
 SENTINEL = "SENTINEL-7f3a9c"
@@ -66,7 +68,7 @@ def test_config_response_shape(api: httpx.Client) -> None:
     assert body["environment"] == "production"
     assert body["metadata"]["tags"] == ["llm", "prod"]
     assert body["metadata"]["description"] == "the model"
-    assert body["metadata"]["created_by"] == "local:127.0.0.1"
+    assert body["metadata"]["created_by"] == ADMIN_ACTOR
     assert body["metadata"]["created_at"].endswith("Z")
 
 
@@ -112,7 +114,7 @@ def test_secret_hidden_unless_revealed(live_server: LiveServer, api: httpx.Clien
     events = api.get("/api/v1/audit", params={"type": "secret_accessed"}).json()
     assert len(events) == 1
     assert events[0]["request_id"] == "req-reveal-1"
-    assert events[0]["actor"] == "local:127.0.0.1" and events[0]["source_ip"] == "127.0.0.1"
+    assert events[0]["actor"] == ADMIN_ACTOR and events[0]["source_ip"] == "127.0.0.1"
     assert "sk-top-secret" not in json.dumps(api.get("/api/v1/audit").json())
     # a plain write over a secret needs "secret": false explicitly
     assert_error(put(api, "app/openai.api_key", {"value": SENTINEL}), 400)
@@ -121,7 +123,7 @@ def test_secret_hidden_unless_revealed(live_server: LiveServer, api: httpx.Clien
 
 def test_actor_and_source_ip_never_from_client(api: httpx.Client) -> None:
     r = put(api, "app/k", {"value": 1}, headers={"X-Forwarded-For": "6.6.6.6"})
-    assert r.json()["metadata"]["updated_by"] == "local:127.0.0.1"
+    assert r.json()["metadata"]["updated_by"] == ADMIN_ACTOR
     event = api.get("/api/v1/audit").json()[-1]
     assert event["source_ip"] == "127.0.0.1"
     assert event["request_id"] == r.headers["x-request-id"]
@@ -165,7 +167,8 @@ class _NoThreads:
 
 def test_cache_hits_are_answered_without_a_thread_hop(live_server: LiveServer, api: httpx.Client) -> None:
     put(api, "app/hot", {"value": {"fast": True}})
-    warm = api.get(f"{C}/app/hot")
+    api.get(f"{C}/app/hot")
+    warm = api.get(f"{C}/app/hot")  # authenticated and cached within the principal cache's 0.5 s
     pool = live_server.app.state.executor
     live_server.app.state.executor = _NoThreads()
     try:
@@ -361,35 +364,36 @@ def test_audit_list_verify_head_export(api: httpx.Client) -> None:
         put(api, f"aud/k{i}", {"value": i})
     put(api, "other/k", {"value": 1})
     events = api.get("/api/v1/audit").json()
-    assert [e["seq"] for e in events] == list(range(1, 7))
-    assert all(e["type"] == "config_created" for e in events)
+    # seq 1 is the creation of the test's admin key
+    assert [e["seq"] for e in events] == list(range(1, 8))
+    assert events[0]["type"] == "key_created" and all(e["type"] == "config_created" for e in events[1:])
     assert len(api.get("/api/v1/audit", params={"namespace": "aud"}).json()) == 5
-    assert len(api.get("/api/v1/audit", params={"user": "local:127.0.0.1", "type": "config_created"}).json()) == 6
+    assert len(api.get("/api/v1/audit", params={"user": ADMIN_ACTOR, "type": "config_created"}).json()) == 6
     assert api.get("/api/v1/audit", params={"user": "nobody"}).json() == []
     first = events[0]["timestamp"]
-    assert len(api.get("/api/v1/audit", params={"since": first}).json()) == 6
+    assert len(api.get("/api/v1/audit", params={"since": first}).json()) == 7
     assert api.get("/api/v1/audit", params={"until": first}).json() == []
     assert_error(api.get("/api/v1/audit", params={"since": "yesterday"}), 400)
     # pagination: next cursor is the last seq of a full page
     page = api.get("/api/v1/audit", params={"limit": 4})
     assert [e["seq"] for e in page.json()] == [1, 2, 3, 4] and page.headers["x-next-cursor"] == "4"
     rest = api.get("/api/v1/audit", params={"limit": 4, "cursor": 4})
-    assert [e["seq"] for e in rest.json()] == [5, 6] and "x-next-cursor" not in rest.headers
+    assert [e["seq"] for e in rest.json()] == [5, 6, 7] and "x-next-cursor" not in rest.headers
     report = api.get("/api/v1/audit/verify").json()
-    assert report["ok"] is True and report["events"] == 6 and report["problems"] == []
+    assert report["ok"] is True and report["events"] == 7 and report["problems"] == []
     head = api.get("/api/v1/audit/head").json()["head"]
-    assert head.startswith("6:") and head == report["head"]
+    assert head.startswith("7:") and head == report["head"]
     assert api.get("/api/v1/audit/verify", params={"anchor": head}).json()["ok"] is True
     assert_error(api.get("/api/v1/audit/verify", params={"anchor": "nonsense"}), 400)
     exported = api.get("/api/v1/audit/export")
     assert exported.headers["content-type"].startswith("application/x-ndjson")
     lines = [json.loads(line) for line in exported.text.splitlines()]
-    assert [e["seq"] for e in lines] == list(range(1, 7)) and all(len(e["mac"]) == 64 for e in lines)
+    assert [e["seq"] for e in lines] == list(range(1, 8)) and all(len(e["mac"]) == 64 for e in lines)
 
 
-def test_audit_head_of_empty_store(api: httpx.Client) -> None:
-    assert api.get("/api/v1/audit/head").json() == {"head": None}
-    assert api.get("/api/v1/audit").json() == []
+def test_audit_of_a_fresh_store_holds_only_the_key_creation(api: httpx.Client) -> None:
+    assert api.get("/api/v1/audit/head").json()["head"].startswith("1:")
+    assert [e["type"] for e in api.get("/api/v1/audit").json()] == ["key_created"]
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -504,25 +508,31 @@ def test_unexpected_errors_are_500_without_details(
     assert "RuntimeError" in caplog.text and SENTINEL not in caplog.text
 
 
-def test_missing_key_is_503(make_manager: Callable[..., ConfigManager], tmp_path: Path) -> None:
-    make_manager().close()  # create the store with the key
+def test_missing_master_key_is_503(make_manager: Callable[..., ConfigManager], tmp_path: Path) -> None:
+    """Without the master key no API key can be checked (the pepper is sealed): every /api call is 503."""
+    owner = make_manager()
+    api_key = owner.create_api_key("admin", "admin")[1]
+    owner.close()
     readonly = make_manager(encryption_key=None)
     assert not readonly.has_key
     app = create_app(readonly, ServeOptions())
 
     async def call() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", headers=headers) as client:
             return [
                 await client.put(f"{C}/app/k", json={"value": SENTINEL}),
                 await client.get("/api/v1/audit/verify"),
                 await client.get(f"{C}/app/k"),
+                await client.get("/health"),
             ]
 
-    write, verify, read = asyncio.run(call())
+    write, verify, read, health = asyncio.run(call())
     assert "LLM_CONFIG_KEY" in assert_error(write, 503)
     assert_error(verify, 503)
-    assert_error(read, 404)
+    assert_error(read, 503)
+    assert health.status_code == 200 and health.json()["status"] == "degraded"
 
 
 def test_storage_unavailable_is_503(live_server: LiveServer, api: httpx.Client) -> None:
@@ -597,25 +607,15 @@ def test_tls_and_hsts(make_live_server: Callable[..., LiveServer], tmp_path: Pat
 NON_LOOPBACK = ["0.0.0.0", "::", "10.1.2.3", "192.168.0.1", "example.com", "::ffff:8.8.8.8"]  # noqa: S104
 
 
-@pytest.mark.parametrize("host", NON_LOOPBACK)
-def test_non_loopback_bind_is_refused(tmp_path: Path, key: str, host: str) -> None:
-    store = tmp_path / "never-created"
-    with pytest.raises(ValidationError) as err:
-        serve(Settings(storage=str(store), encryption_key=key), ServeOptions(host=host))
-    assert str(err.value) == (
-        f"Refusing to bind {host}: authentication arrives with the security layer; "
-        "until then the server only listens on loopback"
-    )
-    assert not store.exists()
-
-
 def test_loopback_hosts() -> None:
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"))
     assert not any(is_loopback(h) for h in (*NON_LOOPBACK, "", "localhost.evil.com", "128.0.0.1"))
 
 
 EXPECTED_ROUTES = {
-    ("get", "/health"), ("get", "/health/ready"),
+    ("get", "/health"), ("get", "/health/ready"), ("get", "/metrics"),
+    ("get", "/api/v1/keys"), ("post", "/api/v1/keys"), ("delete", "/api/v1/keys/{key_id}"),
+    ("get", "/api/v1/admin/bans"), ("delete", "/api/v1/admin/bans/{ip}"),
     ("get", "/api/v1/configs/{ns}/{key}"), ("put", "/api/v1/configs/{ns}/{key}"),
     ("post", "/api/v1/configs/{ns}/{key}"), ("delete", "/api/v1/configs/{ns}/{key}"),
     ("get", "/api/v1/configs/{ns}/-/{key}"), ("put", "/api/v1/configs/{ns}/-/{key}"),
@@ -638,12 +638,25 @@ def test_every_route_is_in_openapi(api: httpx.Client) -> None:
     for path, item in spec["paths"].items():
         for method, op in item.items():
             assert "422" not in op["responses"], (method, path)
-            ok = op["responses"].get("200") or op["responses"].get("204")
+            ok = op["responses"].get("200") or op["responses"].get("201") or op["responses"].get("204")
             assert ok is not None, (method, path)
-            if "200" in op["responses"]:
+            if "200" in op["responses"] or "201" in op["responses"]:
                 assert ok.get("content"), (method, path)
             if path.startswith("/api/"):
                 assert "400" in op["responses"] or "503" in op["responses"], (method, path)
+                assert {"401", "403", "429"} <= set(op["responses"]), (method, path)
+                assert op["security"] == [{"bearerAuth": []}, {"apiKeyHeader": []}], (method, path)
+                assert "WWW-Authenticate" in op["responses"]["401"]["headers"]
+                assert "Retry-After" in op["responses"]["429"]["headers"]
+            else:
+                assert op["security"] == [], (method, path)
+    schemes = spec["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
+    assert schemes["apiKeyHeader"] == {**schemes["apiKeyHeader"], "type": "apiKey", "in": "header",
+                                       "name": "X-API-Key"}
+    # the hot path is served outside the router, but documented like every other operation
+    hot = spec["paths"]["/api/v1/configs/{ns}/{key}"]["get"]
+    assert hot["security"] and hot["responses"]["200"]["headers"]["ETag"]
     write = spec["paths"]["/api/v1/configs/{ns}/{key}"]["put"]["requestBody"]["content"]["application/json"]
     assert write["schema"]["$ref"] == "#/components/schemas/ConfigWrite"
     assert spec["components"]["schemas"]["ConfigWrite"]["required"] == ["value"]

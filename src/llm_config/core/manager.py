@@ -306,6 +306,35 @@ class ConfigManager:
             message=f"Permission denied: {principal.actor} ({principal.role.value}) may not {permission} on {where}",
         )
 
+    def authorize(
+        self,
+        principal: Principal | None,
+        permission: str,
+        namespace: str | None = None,
+        env: Environment | None = None,
+        *,
+        key: str | None = None,
+        source_ip: str | None = None,
+        require_unscoped: bool = False,
+        request_id: str | None = None,
+    ) -> None:
+        """The audited RBAC decision, for front ends guarding their own routes (bans, metrics).
+
+        `require_unscoped`: the target is server-wide state, so only keys without namespace or
+        environment limits pass.
+        """
+        if require_unscoped and principal is not None and not rbac.allowed(principal, permission, None, None):
+            self._deny(principal, permission, None, None, key=None, source_ip=source_ip, request_id=request_id,
+                       message=f"Permission denied: {principal.actor} ({principal.role.value}) may not "
+                       f"{permission} (needs a key without namespace or environment limits)")
+        self._authorize(principal, permission, namespace, env, key=key, source_ip=source_ip,
+                        request_id=request_id)
+
+    def cached_principal(self, token: str) -> Principal | None:
+        """The principal of `token` if authenticated within `AUTH_CACHE_SECONDS` (no I/O), else None."""
+        cached = self._principals.get(token)
+        return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+
     def _deny(
         self, principal: Principal, permission: str, namespace: str | None, env: Environment | None, *,
         key: str | None, source_ip: str | None, request_id: str | None, message: str,
@@ -320,7 +349,8 @@ class ConfigManager:
         raise PermissionDeniedError(message, namespace=namespace, key=key, environment=env.value if env else None)
 
     def peek(
-        self, namespace: str, key: str, env: str | Environment, *, principal: Principal | None = None
+        self, namespace: str, key: str, env: str | Environment, *, principal: Principal | None = None,
+        source_ip: str | None = None, request_id: str | None = None,
     ) -> Entry | None:
         """The cached live entry if L1 holds it, else None; never touches storage.
 
@@ -333,7 +363,7 @@ class ConfigManager:
             return None
         hit = self.cache.get((namespace, key, environment))
         if hit is not None and self._read_audit is not None:
-            self._record_read(hit, principal, None, None, None)
+            self._record_read(hit, principal, None, source_ip, request_id)
         return hit
 
     def _record_read(
@@ -523,9 +553,12 @@ class ConfigManager:
             next_cursor = f"{last.namespace}\x00{last.key}" if recursive else last.key
         return [self._entry(r) for r in rows], next_cursor
 
-    def namespaces(self, prefix: str = "", *, principal: Principal | None = None) -> builtins.list[str]:
+    def namespaces(
+        self, prefix: str = "", *, principal: Principal | None = None, source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> builtins.list[str]:
         """Namespaces holding at least one live entry (only those the principal may list)."""
-        self._authorize(principal, "config:list", None, None)
+        self._authorize(principal, "config:list", None, None, source_ip=source_ip, request_id=request_id)
         found = self.storage.namespaces(prefix)
         if principal is None or not principal.namespaces:
             return found
@@ -973,9 +1006,11 @@ class ConfigManager:
                                                         "role": parsed_role.value}})
         return record, secret_key
 
-    def list_api_keys(self, *, principal: Principal | None = None) -> builtins.list[ApiKey]:
+    def list_api_keys(
+        self, *, principal: Principal | None = None, source_ip: str | None = None, request_id: str | None = None
+    ) -> builtins.list[ApiKey]:
         """Every key (without secrets); a caller sees the keys it could have created itself."""
-        self._authorize(principal, "users:list", None, None)
+        self._authorize(principal, "users:list", None, None, source_ip=source_ip, request_id=request_id)
         keys = self.storage.list_api_keys()
         if principal is None:
             return keys
@@ -1052,13 +1087,15 @@ class ConfigManager:
     # ------------------------------------------------------------------ audit and health
 
     def audit_events(
-        self, query: AuditQuery | None = None, *, principal: Principal | None = None
+        self, query: AuditQuery | None = None, *, principal: Principal | None = None,
+        source_ip: str | None = None, request_id: str | None = None,
     ) -> builtins.list[AuditEvent]:
         """Audit events oldest first, filtered to the principal's namespaces (works without the key)."""
         query = query or AuditQuery()
         if query.namespace is not None:
             validate_namespace(query.namespace)
-        self._authorize(principal, "audit_log:list", query.namespace, None)
+        self._authorize(principal, "audit_log:list", query.namespace, None, source_ip=source_ip,
+                        request_id=request_id)
         if principal is None or not principal.namespaces:
             return self.storage.audit_events(query)
         # a namespace-limited caller sees only events inside its namespaces: page until full
@@ -1073,9 +1110,12 @@ class ConfigManager:
             after = page[-1].seq
         return out if query.limit is None else out[: query.limit]
 
-    def audit_verify(self, anchor: str | None = None, *, principal: Principal | None = None) -> audit.VerifyReport:
+    def audit_verify(
+        self, anchor: str | None = None, *, principal: Principal | None = None, source_ip: str | None = None,
+        request_id: str | None = None,
+    ) -> audit.VerifyReport:
         """Check the whole chain and the version references; `anchor` is `SEQ:MAC`."""
-        self._authorize(principal, "audit_log:read", None, None)
+        self._authorize(principal, "audit_log:read", None, None, source_ip=source_ip, request_id=request_id)
         _, audit_key, _ = self._need_key("Verifying the audit trail")
         parsed = None
         if anchor is not None:
@@ -1092,9 +1132,11 @@ class ConfigManager:
             report.problems = [f"{len(report.problems)} problem(s) found; ask an unrestricted auditor"]
         return report
 
-    def audit_head(self, *, principal: Principal | None = None) -> str | None:
+    def audit_head(
+        self, *, principal: Principal | None = None, source_ip: str | None = None, request_id: str | None = None
+    ) -> str | None:
         """`SEQ:MAC` of the newest event, to keep outside the database."""
-        self._authorize(principal, "audit_log:read", None, None)
+        self._authorize(principal, "audit_log:read", None, None, source_ip=source_ip, request_id=request_id)
         head = self.storage.audit_head()
         return f"{head[0]}:{head[1]}" if head else None
 

@@ -8,7 +8,6 @@ could carry a value).
 
 from __future__ import annotations
 
-import logging
 import traceback
 from http import HTTPStatus
 from typing import Final
@@ -21,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llm_config.errors import LLMConfigError, http_status_for
+from llm_config.server.logs import get_logger
 
 __all__ = [
     "HTTPError",
@@ -32,7 +32,7 @@ __all__ = [
     "status_and_message",
 ]
 
-log = logging.getLogger("llm_config.server")
+log = get_logger()
 
 _DEFAULT_MESSAGES: Final = {
     404: "No such route",
@@ -88,7 +88,7 @@ def status_and_message(exc: BaseException) -> tuple[int, str, dict[str, str]]:
 def log_unexpected(exc: BaseException, where: str) -> None:
     """Log an unexpected exception by type and stack frames only: its text could hold a value."""
     frames = "".join(traceback.format_tb(exc.__traceback__))
-    log.error("unexpected %s while handling %s\n%s", type(exc).__name__, where, frames)
+    log.error("unexpected_error", error_type=type(exc).__name__, where=where, frames=frames)
 
 
 def _validation_message(exc: RequestValidationError) -> str:

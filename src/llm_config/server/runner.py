@@ -1,40 +1,60 @@
-"""`serve`: open the store, refuse non-loopback hosts, run uvicorn or granian.
+"""`serve`: open the store, show the first admin key once, run uvicorn or granian.
 
-Until the security layer (authentication, RBAC, rate limits) exists, the API has no access control,
-so it only listens on loopback. With several workers each process opens its own manager through
-the import-string factory `llm_config.server.app:app_from_env`, configured by `LLM_CONFIG_*`
-variables this module sets for them. Never logs a key or a password.
+Every `/api` request is authenticated (see `middleware.py`), so any address may be bound; the
+default stays 127.0.0.1, and a non-loopback address without TLS gets a warning in the log.
+
+On a store that never had an API key, `serve` creates an unrestricted admin key and shows it once
+(SPEC §9): on the terminal when stderr is one; otherwise in a new 0600 file — `<store dir>/initial-admin-key`
+for a directory store, `$XDG_CONFIG_HOME/llm-config/initial-admin-key` for a URL store — whose
+path, never the key, goes to the log.
+
+With several workers (or granian, whose workers are processes) each process opens its own manager
+through the import-string factory `llm_config.server.app:app_from_env`, configured by `LLM_CONFIG_*`
+variables set here, and Prometheus runs in multiprocess mode over a fresh private directory
+(`PROMETHEUS_MULTIPROC_DIR`) removed at exit. Never logs a key or a password.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from llm_config.core.manager import ConfigManager
 from llm_config.errors import ValidationError
+from llm_config.server.limits import parse_rate
+from llm_config.server.logs import configure as configure_logging
+from llm_config.server.logs import get_logger
+from llm_config.server.security import parse_networks, parse_origins
 from llm_config.settings import ServeOptions, Settings
+from llm_config.storage.base import parse_target
 
 __all__ = [
     "APP_FACTORY",
+    "INITIAL_KEY_FILE",
     "SERVER_IMPLS",
-    "ensure_loopback",
+    "initial_key_path",
     "is_loopback",
+    "open_manager",
     "serve",
+    "show_initial_key",
     "uvicorn_options",
     "worker_environment",
 ]
 
-log = logging.getLogger("llm_config.server")
+log = get_logger()
 
 APP_FACTORY: Final = "llm_config.server.app:app_from_env"
 SERVER_IMPLS: Final = ("uvicorn", "granian")
+INITIAL_KEY_FILE: Final = "initial-admin-key"
+_MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def is_loopback(host: str) -> bool:
@@ -50,16 +70,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def ensure_loopback(host: str) -> None:
-    if not is_loopback(host):
-        raise ValidationError(
-            f"Refusing to bind {host}: authentication arrives with the security layer; "
-            "until then the server only listens on loopback"
-        )
-
-
 def _check_options(options: ServeOptions) -> None:
-    ensure_loopback(options.host)
     if options.server_impl not in SERVER_IMPLS:
         raise ValidationError(f"Unknown server implementation {options.server_impl!r}: use uvicorn or granian")
     if options.workers < 1:
@@ -73,18 +84,31 @@ def _check_options(options: ServeOptions) -> None:
             raise ValidationError(f"TLS file not found: {path}")
     if options.max_body < 1:
         raise ValidationError("Invalid max-body: must be positive")
+    parse_rate(options.rate_limit_key, "rate-limit-key")
+    parse_rate(options.rate_limit_ip, "rate-limit-ip")
+    parse_networks(options.allow_cidr, "allow-cidr")
+    parse_networks(options.deny_cidr, "deny-cidr")
+    parse_networks(options.trusted_proxy, "trusted-proxy")
+    parse_origins(options.cors_origin)
+
+
+def _env_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def worker_environment(settings: Settings, options: ServeOptions) -> dict[str, str]:
     """The `LLM_CONFIG_*` variables from which `app_from_env` rebuilds these settings in a worker."""
-    env = {
-        "LLM_CONFIG_STORAGE": settings.storage,
-        "LLM_CONFIG_CACHE_TTL": repr(float(options.cache_ttl)),
-        "LLM_CONFIG_AUDIT_READS": "1" if options.audit_reads else "0",
-        "LLM_CONFIG_MAX_BODY": str(options.max_body),
-        "LLM_CONFIG_HOST": options.host,
-        "LLM_CONFIG_PORT": str(options.port),
-    }
+    env = {"LLM_CONFIG_STORAGE": settings.storage}
+    for f in fields(ServeOptions):
+        value = getattr(options, f.name)
+        if value is not None:
+            env["LLM_CONFIG_" + f.name.upper()] = _env_value(value)
     # workers find the key through find_keyring's own lookup (SPEC §2 order): a key given by flag
     # travels as LLM_CONFIG_KEY; a key file given by flag travels as LLM_CONFIG_KEY_FILE with
     # LLM_CONFIG_KEY blanked, so an inherited LLM_CONFIG_KEY cannot outrank the flag
@@ -93,12 +117,8 @@ def worker_environment(settings: Settings, options: ServeOptions) -> dict[str, s
     elif settings.key_file:
         env["LLM_CONFIG_KEY"] = ""
         env["LLM_CONFIG_KEY_FILE"] = settings.key_file
-    optional = {
-        "LLM_CONFIG_REDIS_URL": settings.redis_url,
-        "LLM_CONFIG_TLS_CERT": options.tls_cert,
-        "LLM_CONFIG_TLS_KEY": options.tls_key,
-    }
-    env.update({name: value for name, value in optional.items() if value})
+    if settings.redis_url:
+        env["LLM_CONFIG_REDIS_URL"] = settings.redis_url
     return env
 
 
@@ -116,31 +136,105 @@ def _environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = old
 
 
-def _announce(url: str, options: ServeOptions, storage_url: str) -> None:
-    if not logging.getLogger().handlers and not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-    log.info(
-        "llm-config API listening on %s (%s, %d worker%s, store %s); docs at %s/docs",
-        url, options.server_impl, options.workers, "" if options.workers == 1 else "s", storage_url, url,
+@contextmanager
+def _metrics_dir() -> Iterator[str]:
+    """A fresh private directory for prometheus-client's multiprocess files, removed afterwards."""
+    path = tempfile.mkdtemp(prefix="llm-config-metrics-")  # 0700
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def initial_key_path(storage: str) -> Path:
+    """Where a non-interactive `serve` writes the first admin key of `storage`."""
+    location = parse_target(storage)
+    if location.directory is not None:
+        return location.directory / INITIAL_KEY_FILE
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "llm-config" / INITIAL_KEY_FILE
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def show_initial_key(manager: ConfigManager, storage: str, *, interactive: bool | None = None) -> Path | None:
+    """Create the first admin key of a store that never had one and show it once.
+
+    Returns the file it was written to (None when shown on the terminal or when the store
+    already had keys).
+    """
+    key = manager.ensure_initial_admin_key()
+    if key is None:
+        return None
+    if interactive is None:
+        interactive = sys.stderr.isatty()
+    if interactive:
+        sys.stderr.write(
+            "\n  First start: an admin API key was created for this store. It is shown only now:\n\n"
+            f"      {key}\n\n"
+            "  Use it as 'Authorization: Bearer <key>' (or X-API-Key); create narrower keys with\n"
+            "  'llm-config keys create' or POST /api/v1/keys, and revoke this one when done.\n\n"
+        )
+        sys.stderr.flush()
+        return None
+    path = initial_key_path(storage)
+    _write_private(path, key + "\n")
+    log.warning("initial_admin_key_written", path=str(path),
+                note="first start: an admin API key was created and written (mode 0600) to this file only; "
+                     "read it, store it safely and delete the file")
+    if parse_target(storage).directory is None:
+        sys.stderr.write(f"llm-config: the first admin API key was written to {path} (mode 0600)\n")
+    return path
+
+
+def open_manager(settings: Settings, options: ServeOptions) -> ConfigManager:
+    """Open the store for serving. Redis (when configured) shares the rate limits (server/limits.py);
+    the manager's L2 cache on Redis is a later milestone, so the manager is opened without it."""
+    return ConfigManager.open(
+        settings.storage, encryption_key=settings.encryption_key, key_file=settings.key_file, create=True,
+        cache_ttl=options.cache_ttl, audit_reads=options.audit_reads,
     )
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
     """Run the REST API until interrupted."""
     _check_options(options)
-    manager = ConfigManager.open(
-        settings.storage, encryption_key=settings.encryption_key, key_file=settings.key_file,
-        redis_url=settings.redis_url, create=True, cache_ttl=options.cache_ttl, audit_reads=options.audit_reads,
-    )
+    configure_logging()
+    in_process = options.server_impl == "uvicorn" and options.workers == 1
+    if in_process:
+        _serve(settings, options, in_process=True)
+        return
+    # before prometheus-client is imported here: granian forks its workers from this process
+    with _metrics_dir() as metrics_dir, _environ({_MULTIPROC_ENV: metrics_dir}):
+        _serve(settings, options, in_process=False)
+
+
+def _serve(settings: Settings, options: ServeOptions, *, in_process: bool) -> None:
+    manager = open_manager(settings, options)
+    try:
+        show_initial_key(manager, settings.storage)
+    except BaseException:
+        manager.close()
+        raise
     tls = bool(options.tls_cert)
     shown_host = f"[{options.host}]" if ":" in options.host else options.host
     url = f"{'https' if tls else 'http'}://{shown_host}:{options.port}"
-    _announce(url, options, manager.storage.url)
-    if options.server_impl == "uvicorn" and options.workers == 1:
-        _run_uvicorn_single(manager, options)
+    log.info("listening", message=f"llm-config API listening on {url}; docs at {url}/docs",
+             server=options.server_impl, workers=options.workers, store=manager.storage.url)
+    if not tls and not is_loopback(options.host):
+        log.warning("plain_http_on_network", host=options.host,
+                    note="API keys travel in clear text: use --tls-cert/--tls-key or a TLS-terminating proxy")
+    if in_process:
+        _run_uvicorn_single(manager, options, settings.redis_url)
         return
     manager.close()  # the store exists and the key opens it; every worker opens its own manager
     with _environ(worker_environment(settings, options)):
@@ -154,23 +248,23 @@ def uvicorn_options(options: ServeOptions) -> dict[str, object]:
     return {
         "host": options.host,
         "port": options.port,
-        "proxy_headers": False,  # trusted proxies arrive with the security layer
+        "proxy_headers": False,  # X-Forwarded-For is resolved by the edge, only from --trusted-proxy peers
         "server_header": False,
         "ws": "none",
         "lifespan": "on",
-        "access_log": False,
+        "access_log": False,  # ours, with route templates and without query strings (logs.py)
         "log_level": "info",
         "ssl_certfile": options.tls_cert,
         "ssl_keyfile": options.tls_key,
     }
 
 
-def _run_uvicorn_single(manager: ConfigManager, options: ServeOptions) -> None:
+def _run_uvicorn_single(manager: ConfigManager, options: ServeOptions, redis_url: str | None) -> None:
     import uvicorn
 
     from llm_config.server.app import create_app
 
-    app = create_app(manager, options)
+    app = create_app(manager, options, redis_url=redis_url)
     app.state.close_manager = True
     uvicorn.Server(uvicorn.Config(app, **uvicorn_options(options))).run()  # type: ignore[arg-type]
 

@@ -12,15 +12,11 @@ from typing import Any
 import click
 
 from llm_config.cli.commands._common import refuse_remote, state_of
-from llm_config.cli.output import err
 from llm_config.errors import LLMConfigError, MissingDependencyError, ValidationError
 
 __all__ = ["COMMANDS"]
 
 _SERVER_IMPLS = ("granian", "uvicorn")
-# accepted for compatibility with SPEC §4 but not carried by ServeOptions yet: say so, since a
-# silently ignored security flag is worse than a missing one
-_NOT_ENFORCED = ("rate_limit_key", "rate_limit_ip", "allow_cidr", "deny_cidr", "trusted_proxy", "metrics_auth")
 
 
 @click.command("serve")
@@ -33,14 +29,20 @@ _NOT_ENFORCED = ("rate_limit_key", "rate_limit_ip", "allow_cidr", "deny_cidr", "
 @click.option("--cache-ttl", type=click.FloatRange(min=0), help="L1 cache TTL in seconds.  [default: 5]")
 @click.option("--audit-reads/--no-audit-reads", default=None, help="Also audit plain reads (config_accessed).")
 @click.option("--max-body", metavar="SIZE", help="Largest request body, e.g. 512KiB.  [default: 2MiB]")
-@click.option("--rate-limit-key", metavar="RATE:BURST", help="Per-API-key rate limit.  [default: 100:50]")
-@click.option("--rate-limit-ip", metavar="RATE:BURST", help="Per-client-IP rate limit.  [default: 10:10]")
+@click.option("--rate-limit-key", metavar="RATE:BURST",
+              help="Per-API-key token bucket (requests/s:bucket size; 0 = off).  [default: 100:50]")
+@click.option("--rate-limit-ip", metavar="RATE:BURST",
+              help="Per-client-IP bucket for requests without a valid key (0 = off).  [default: 10:10]")
 @click.option("--allow-cidr", multiple=True, metavar="CIDR", help="Only accept clients in CIDR (repeatable).")
 @click.option("--deny-cidr", multiple=True, metavar="CIDR", help="Refuse clients in CIDR (repeatable).")
 @click.option("--trusted-proxy", multiple=True, metavar="CIDR",
               help="Trust X-Forwarded-For from proxies in CIDR (repeatable).")
 @click.option("--cors-origin", multiple=True, metavar="ORIGIN", help="Allow CORS from ORIGIN (repeatable).")
-@click.option("--metrics-auth", is_flag=True, default=None, help="Require an API key for /metrics.")
+@click.option("--metrics-auth", is_flag=True, default=None,
+              help="Require an API key with system:read (admin, auditor) for /metrics.")
+@click.option("--ban-loopback", is_flag=True, default=None,
+              help="Ban loopback clients too after 10 failed authentications (exempt by default).")
+@click.option("--access-log/--no-access-log", default=None, help="One log line per request.  [default: on]")
 @click.pass_context
 def serve_cmd(ctx: click.Context, /, **flags: Any) -> None:
     """Serve the REST API (needs the master key)."""
@@ -48,10 +50,7 @@ def serve_cmd(ctx: click.Context, /, **flags: Any) -> None:
     refuse_remote(state)
     from llm_config.settings import ServeOptions, load_settings
 
-    for name in _NOT_ENFORCED:
-        if flags.get(name):
-            err(f"warning: --{name.replace('_', '-')} is accepted but not enforced yet by this version")
-    given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in flags.items() if k not in _NOT_ENFORCED}
+    given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in flags.items()}
     options = load_settings(ServeOptions, given, state.config_file)
     if options.server_impl not in _SERVER_IMPLS:
         raise ValidationError(f"Invalid server_impl {options.server_impl!r}: use granian or uvicorn")

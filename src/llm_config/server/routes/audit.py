@@ -12,7 +12,17 @@ from starlette.responses import Response
 
 from llm_config.errors import ValidationError
 from llm_config.names import validate_namespace
-from llm_config.server.routes.common import error_responses, json_response, manager_of, run_blocking
+from llm_config.server.auth import require_unscoped
+from llm_config.server.routes.common import (
+    call,
+    caller,
+    error_responses,
+    json_response,
+    manager_of,
+    principal_of,
+    request_id_of,
+    source_ip_of,
+)
 from llm_config.server.routes.schemas import AuditEventModel, AuditHead, VerifyReportModel
 from llm_config.types import AuditQuery
 
@@ -72,7 +82,7 @@ async def list_audit(
 ) -> Response:
     query = _query(since, until, user, type, namespace, cursor, limit + 1)
     manager = manager_of(request)
-    events = await run_blocking(request, manager.audit_events, query)
+    events = await call(request, "audit_list", None, manager.audit_events, query, **caller(request))
     headers = None
     if len(events) > limit:
         events = events[:limit]
@@ -90,7 +100,7 @@ async def verify_audit(
     anchor: str | None = Query(None, max_length=200, description="SEQ:MAC as printed by audit head"),
 ) -> Response:
     manager = manager_of(request)
-    report = await run_blocking(request, manager.audit_verify, anchor or None)
+    report = await call(request, "audit_verify", None, manager.audit_verify, anchor or None, **caller(request))
     return json_response(report.to_json())
 
 
@@ -101,7 +111,8 @@ async def verify_audit(
 )
 async def audit_head(request: Request) -> Response:
     manager = manager_of(request)
-    return json_response({"head": await run_blocking(request, manager.audit_head)})
+    head = await call(request, "audit_head", None, manager.audit_head, **caller(request))
+    return json_response({"head": head})
 
 
 def _export_lines(events: list[Any]) -> bytes:
@@ -124,8 +135,12 @@ def _export_lines(events: list[Any]) -> bytes:
 )
 async def export_audit(request: Request) -> Response:
     manager = manager_of(request)
+    principal = principal_of(request)
+    source_ip, request_id = source_ip_of(request), request_id_of(request)
 
     def build() -> bytes:
-        return _export_lines(manager.audit_events(AuditQuery()))
+        # the whole trail with its MACs: unscoped keys with audit_log:export only
+        require_unscoped(manager, principal, "audit_log:export", source_ip=source_ip, request_id=request_id)
+        return _export_lines(manager.audit_events(AuditQuery(), principal=principal))
 
-    return Response(await run_blocking(request, build), media_type="application/x-ndjson")
+    return Response(await call(request, "audit_export", None, build), media_type="application/x-ndjson")

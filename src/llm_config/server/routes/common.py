@@ -1,4 +1,9 @@
-"""Helpers shared by the routes: the manager, the thread pool, JSON in and out, caller identity."""
+"""Helpers shared by the routes: the manager, the thread pool, JSON in and out, caller identity.
+
+The edge middleware authenticates every `/api` request and leaves the principal, the real client
+address and the request id in the ASGI scope; routes pass all three to every manager call, so
+the actor is always the key's principal and never anything from the request body.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +18,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llm_config.core.manager import ConfigManager
-from llm_config.errors import ValidationError
-from llm_config.models import Entry
+from llm_config.errors import AuthenticationError, ValidationError
+from llm_config.models import Entry, Principal
 from llm_config.server.errors import HTTPError
 from llm_config.server.routes.schemas import ErrorBody
+from llm_config.server.telemetry import observe_operation
 from llm_config.values import loads_strict
 
 __all__ = [
+    "CLIENT_IP_KEY",
+    "PRINCIPAL_KEY",
     "REQUEST_ID_KEY",
+    "ROUTE_KEY",
     "JSONBytes",
-    "actor_of",
+    "call",
+    "caller",
     "entry_etag",
     "error_responses",
     "etag_matches",
     "json_response",
     "manager_of",
     "parse_json_bytes",
+    "principal_of",
     "read_body",
     "request_id_of",
     "run_blocking",
@@ -39,6 +50,12 @@ T = TypeVar("T")
 
 REQUEST_ID_KEY: Final = "llm_config.request_id"
 """ASGI scope key under which the edge middleware stores the request id."""
+PRINCIPAL_KEY: Final = "llm_config.principal"
+"""ASGI scope key of the authenticated `Principal`."""
+CLIENT_IP_KEY: Final = "llm_config.client_ip"
+"""ASGI scope key of the real client address (trusted proxies resolved)."""
+ROUTE_KEY: Final = "llm_config.route"
+"""ASGI scope key of the route template of a request answered outside the router."""
 
 JSON_TYPES: Final = ("application/json",)
 
@@ -69,12 +86,31 @@ async def run_blocking(request: Request, fn: Callable[..., T], /, *args: Any, **
 
 
 def source_ip_of(request: Request) -> str | None:
+    """The real client address the edge resolved (X-Forwarded-For only from trusted proxies)."""
+    ip = request.scope.get(CLIENT_IP_KEY)
+    if isinstance(ip, str):
+        return ip
     return request.client.host if request.client else None
 
 
-def actor_of(request: Request) -> str:
-    """Who is calling. Until authentication arrives: `local:<client host>` (never from the body)."""
-    return f"local:{source_ip_of(request) or 'unknown'}"
+def principal_of(request: Request) -> Principal:
+    """The authenticated caller (the edge refuses unauthenticated `/api` requests before routing)."""
+    principal = request.scope.get(PRINCIPAL_KEY)
+    if not isinstance(principal, Principal):
+        raise AuthenticationError("API key missing")
+    return principal
+
+
+def caller(request: Request) -> dict[str, Any]:
+    """`principal`, `source_ip` and `request_id` keyword arguments for a manager call."""
+    return {"principal": principal_of(request), "source_ip": source_ip_of(request),
+            "request_id": request_id_of(request)}
+
+
+async def call(request: Request, operation: str, env: object, fn: Callable[..., T], /, *args: Any,
+               **kwargs: Any) -> T:
+    """Run a manager call in the thread pool, counted in the metrics as `operation` in `env`."""
+    return await observe_operation(operation, env, lambda: run_blocking(request, fn, *args, **kwargs))
 
 
 def request_id_of(request: Request) -> str | None:
@@ -129,11 +165,14 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` entries for our error shape."""
     descriptions = {
         400: "Bad input: malformed JSON, bad names, unknown environment, missing or unknown fields",
+        401: "Missing, invalid, expired or revoked API key",
+        403: "Not allowed for this key (role, namespace or environment limits), or client address refused",
         404: "Not found (or no such route)",
         409: "Compare-and-set conflict (expected_version)",
         412: "Compare-and-set conflict (If-Match)",
         413: "Request body too large",
         415: "Unsupported content type",
+        429: "Rate limit exceeded (see Retry-After)",
         503: "Storage or master key unavailable",
     }
     wanted = sorted({*statuses, 404})  # any path can miss the router (e.g. a name holding a newline)

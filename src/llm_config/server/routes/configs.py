@@ -21,7 +21,8 @@ from llm_config.errors import ConflictError, ValidationError
 from llm_config.names import parse_environment
 from llm_config.server.errors import HTTPError
 from llm_config.server.routes.common import (
-    actor_of,
+    call,
+    caller,
     entry_etag,
     error_responses,
     etag_matches,
@@ -29,9 +30,6 @@ from llm_config.server.routes.common import (
     manager_of,
     parse_json_bytes,
     read_body,
-    request_id_of,
-    run_blocking,
-    source_ip_of,
 )
 from llm_config.server.routes.schemas import (
     KEY_PATTERN,
@@ -182,10 +180,9 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         reveal: bool = Query(False, description="Decrypt a secret (audited)"),
     ) -> Response:
         manager = manager_of(request)
-        entry = await run_blocking(
-            request, manager.get, ns, key, env=env, version=version, with_overrides=with_overrides,
-            reveal=reveal, actor=actor_of(request), source_ip=source_ip_of(request),
-            request_id=request_id_of(request),
+        entry = await call(
+            request, "reveal" if reveal else "get", env, manager.get, ns, key, env=env, version=version,
+            with_overrides=with_overrides, reveal=reveal, **caller(request),
         )
         etag = entry_etag(entry, reveal and entry.secret)
         if etag_matches(request.headers.get("if-none-match"), etag):
@@ -204,9 +201,9 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         expected, via_if_match = _expected_version(fields.pop("expected_version"), if_match)
         manager = manager_of(request)
         try:
-            entry = await run_blocking(
-                request, manager.set, ns, key, fields.pop("value"), **fields, expected_version=expected,
-                actor=actor_of(request), source_ip=source_ip_of(request), request_id=request_id_of(request),
+            entry = await call(
+                request, "set", fields["env"], manager.set, ns, key, fields.pop("value"), **fields,
+                expected_version=expected, **caller(request),
             )
         except ConflictError as exc:
             if via_if_match:
@@ -223,9 +220,9 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         expected = parse_if_match(request.headers.get("if-match"))
         manager = manager_of(request)
         try:
-            await run_blocking(
-                request, manager.delete, ns, key, env=env, expected_version=expected,
-                actor=actor_of(request), source_ip=source_ip_of(request), request_id=request_id_of(request),
+            await call(
+                request, "delete", env, manager.delete, ns, key, env=env, expected_version=expected,
+                **caller(request),
             )
         except ConflictError as exc:
             if expected is not None:
@@ -241,7 +238,8 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         limit: int | None = Query(None, ge=1, le=10_000),
     ) -> Response:
         manager = manager_of(request)
-        items = await run_blocking(request, manager.history, ns, key, env=env, limit=limit)
+        items = await call(request, "history", env, manager.history, ns, key, env=env, limit=limit,
+                           **caller(request))
         return json_response([item.to_json() for item in items])
 
     async def rollback_config(
@@ -252,10 +250,8 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         env: str = Query("development", max_length=32, description=_ENV_DOC),
     ) -> Response:
         manager = manager_of(request)
-        entry = await run_blocking(
-            request, manager.rollback, ns, key, version, env=env, actor=actor_of(request),
-            source_ip=source_ip_of(request), request_id=request_id_of(request),
-        )
+        entry = await call(request, "rollback", env, manager.rollback, ns, key, version, env=env,
+                           **caller(request))
         return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False)})
 
     async def list_configs(
@@ -268,9 +264,9 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         recursive: bool = Query(False, description="Include sub-namespaces"),
     ) -> Response:
         manager = manager_of(request)
-        entries, next_cursor = await run_blocking(
-            request, manager.list_page, ns, env=env, prefix=prefix, recursive=recursive, limit=limit,
-            cursor=decode_cursor(cursor),
+        entries, next_cursor = await call(
+            request, "list", env, manager.list_page, ns, env=env, prefix=prefix, recursive=recursive, limit=limit,
+            cursor=decode_cursor(cursor), **caller(request),
         )
         headers = {"X-Next-Cursor": encode_cursor(next_cursor)} if next_cursor else None
         return json_response([e.to_json() for e in entries], headers=headers)

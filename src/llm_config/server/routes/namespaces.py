@@ -10,14 +10,13 @@ from starlette.responses import Response
 
 from llm_config.errors import ValidationError
 from llm_config.server.routes.common import (
-    actor_of,
+    call,
+    caller,
     error_responses,
     json_response,
     manager_of,
     read_body,
-    request_id_of,
     run_blocking,
-    source_ip_of,
 )
 from llm_config.server.routes.schemas import NAMESPACE_PATH_PATTERN, ExportDocument, ImportPlanModel
 
@@ -55,7 +54,7 @@ async def list_namespaces(
     prefix: str = Query("", max_length=600, pattern=r"^[A-Za-z0-9_./-]*$", description="Namespace prefix"),
 ) -> Response:
     manager = manager_of(request)
-    return json_response(await run_blocking(request, manager.namespaces, prefix))
+    return json_response(await call(request, "namespaces", None, manager.namespaces, prefix, **caller(request)))
 
 
 @router.get(
@@ -71,9 +70,9 @@ async def resolve_namespace(
     nested: bool = Query(False, description="Split keys on dots into nested objects"),
 ) -> Response:
     manager = manager_of(request)
-    resolved = await run_blocking(
-        request, manager.resolve, ns, env=env, nested=nested, reveal=reveal, actor=actor_of(request),
-        source_ip=source_ip_of(request), request_id=request_id_of(request),
+    resolved = await call(
+        request, "resolve_reveal" if reveal else "resolve", env, manager.resolve, ns, env=env, nested=nested,
+        reveal=reveal, **caller(request),
     )
     return json_response(resolved)
 
@@ -98,8 +97,9 @@ async def export_namespace(
     reveal: bool = Query(False, description="Include decrypted secrets (audited)"),
 ) -> Response:
     manager = manager_of(request)
-    text = await run_blocking(
-        request, manager.export_text, ns, env=env, fmt=format, reveal=reveal, actor=actor_of(request)
+    text = await call(
+        request, "export_reveal" if reveal else "export", env, manager.export_text, ns, env=env, fmt=format,
+        reveal=reveal, **caller(request),
     )
     return Response(text.encode(), media_type=_EXPORT_TYPES[format])
 
@@ -137,8 +137,8 @@ async def import_namespace(
     if fmt == "yaml":
         await run_blocking(request, _refuse_yaml_aliases, text)
     manager = manager_of(request)
-    plan = await run_blocking(
-        request, manager.import_, ns, text, env=env, fmt=fmt, prune=prune, dry_run=dry_run,
-        actor=actor_of(request), source_ip=source_ip_of(request), request_id=request_id_of(request),
+    plan = await call(
+        request, "import", env, manager.import_, ns, text, env=env, fmt=fmt, prune=prune, dry_run=dry_run,
+        **caller(request),
     )
     return json_response(plan.to_json())

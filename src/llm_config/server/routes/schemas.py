@@ -13,8 +13,12 @@ __all__ = [
     "KEY_PATTERN",
     "NAMESPACE_PATH_PATTERN",
     "NAMESPACE_SEGMENT_PATTERN",
+    "ApiKeyCreate",
+    "ApiKeyCreated",
+    "ApiKeyModel",
     "AuditEventModel",
     "AuditHead",
+    "BanModel",
     "ConfigResponse",
     "ConfigWrite",
     "ErrorBody",
@@ -34,6 +38,7 @@ NAMESPACE_PATH_PATTERN: Final = rf"^{_SEGMENT}(/{_SEGMENT}){{0,7}}$"
 KEY_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
 
 EnvironmentName = Literal["base", "development", "staging", "production", "edge"]
+RoleName = Literal["admin", "editor", "viewer", "auditor"]
 
 
 class ErrorBody(BaseModel):
@@ -147,3 +152,51 @@ class HealthResponse(BaseModel):
 
 class ReadyResponse(BaseModel):
     status: Literal["ready", "not_ready"]
+
+
+class ApiKeyCreate(BaseModel):
+    """Body of POST /api/v1/keys. Unknown fields (id, created_by, key …) are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="A label for the key (printable text)")
+    role: RoleName
+    namespaces: list[str] | None = Field(None, max_length=50, description="Namespace limits (sub-namespaces "
+                                         "included); empty or absent = every namespace the caller may use")
+    environments: list[EnvironmentName] | None = Field(None, max_length=5, description="Environment limits")
+    expires_days: float | None = Field(None, gt=0, le=36500, description="Expire after this many days")
+
+
+class ApiKeyModel(BaseModel):
+    """An API key's record (never the key itself)."""
+
+    id: str
+    name: str
+    role: RoleName
+    namespaces: list[str]
+    environments: list[EnvironmentName]
+    created_at: str
+    created_by: str
+    expires_at: str | None
+    revoked_at: str | None
+
+
+class ApiKeyCreated(BaseModel):
+    """A new key: `key` is shown in this answer only."""
+
+    id: str
+    name: str
+    role: RoleName
+    namespaces: list[str]
+    environments: list[EnvironmentName]
+    expires_at: str | None
+    key: str = Field(description="The API key (llmc_…): store it now, it is not shown again")
+
+
+class BanModel(BaseModel):
+    """A client address banned after repeated failed authentications."""
+
+    ip: str
+    banned_at: str
+    expires_at: str
+    failures: int

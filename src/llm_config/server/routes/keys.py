@@ -1,0 +1,107 @@
+"""`/api/v1/keys`: list, create and revoke API keys (SPEC §8, §9; admins, and narrower keys per §4).
+
+The manager enforces `users:*` and "equal or narrower role and scope"; a created key is returned
+once, in the 201 body (with `Cache-Control: no-store`, like every `/api` answer), and never again.
+Unknown body fields (`id`, `created_by`, `key`, …) are refused: nobody picks their own id or actor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import APIRouter, Path
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llm_config.errors import ValidationError
+from llm_config.server.routes.common import (
+    call,
+    caller,
+    error_responses,
+    json_response,
+    manager_of,
+    parse_json_bytes,
+    read_body,
+)
+from llm_config.server.routes.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyModel
+
+__all__ = ["KEY_ID_PATTERN", "router"]
+
+router = APIRouter(tags=["keys"])
+
+KEY_ID_PATTERN: Final = r"^key_[0-9a-f]{16}$"
+_CREATE_FIELDS: Final = frozenset(ApiKeyCreate.model_fields)
+
+
+def _string_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 50:
+        raise ValidationError(f"Invalid field '{name}': must be an array of at most 50 strings")
+    return value
+
+
+def _parse_create(raw: bytes) -> dict[str, Any]:
+    body = parse_json_bytes(raw)
+    if not isinstance(body, dict):
+        raise ValidationError("Invalid body: expected a JSON object with 'name' and 'role'")
+    unknown = sorted(set(body) - _CREATE_FIELDS)
+    if unknown:
+        shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
+        raise ValidationError(f"Unknown field(s) in body: {shown}; allowed: {', '.join(sorted(_CREATE_FIELDS))}")
+    name, role = body.get("name"), body.get("role")
+    if not isinstance(name, str):
+        raise ValidationError("Missing or invalid field 'name': a string of 1-100 printable characters")
+    if not isinstance(role, str) or len(role) > 32:
+        raise ValidationError("Missing or invalid field 'role': admin, editor, viewer or auditor")
+    expires = body.get("expires_days")
+    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int | float)):
+        raise ValidationError("Invalid field 'expires_days': a number of days")
+    return {"name": name, "role": role, "namespaces": _string_list(body, "namespaces"),
+            "environments": _string_list(body, "environments"),
+            "expires_days": float(expires) if expires is not None else None}
+
+
+@router.get(
+    "/api/v1/keys",
+    summary="API keys this key could have created itself (never the keys themselves)",
+    responses={200: {"model": list[ApiKeyModel]}, **error_responses(503)},
+)
+async def list_keys(request: Request) -> Response:
+    manager = manager_of(request)
+    keys = await call(request, "keys_list", None, manager.list_api_keys, **caller(request))
+    return json_response([k.to_json() for k in keys])
+
+
+@router.post(
+    "/api/v1/keys",
+    status_code=201,
+    summary="Create an API key of equal or narrower role and scope; the key is shown once",
+    responses={201: {"model": ApiKeyCreated, "description": "Created; `key` is shown only here"},
+               **error_responses(400, 413, 415, 503)},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ApiKeyCreate"}}}}},
+)
+async def create_key(request: Request) -> Response:
+    raw, _ = await read_body(request)
+    fields = _parse_create(raw)
+    manager = manager_of(request)
+    record, secret = await call(request, "keys_create", None, manager.create_api_key, fields.pop("name"),
+                                fields.pop("role"), **fields, **caller(request))
+    doc = record.to_json()
+    body = {name: doc[name] for name in ("id", "name", "role", "namespaces", "environments", "expires_at")}
+    body["key"] = secret
+    return json_response(body, status_code=201)
+
+
+@router.delete(
+    "/api/v1/keys/{key_id}",
+    status_code=204,
+    summary="Revoke an API key (effective on every worker within a second)",
+    responses={204: {"description": "Revoked"}, **error_responses(400, 503)},
+)
+async def revoke_key(request: Request, key_id: str = Path(pattern=KEY_ID_PATTERN)) -> Response:
+    manager = manager_of(request)
+    await call(request, "keys_revoke", None, manager.revoke_api_key, key_id, **caller(request))
+    return Response(status_code=204)
