@@ -652,6 +652,18 @@ class ConfigManager:
         validate_key(key)
         return _env(env)
 
+    def _write_target(
+        self, namespace: str, key: str, env: str | Environment, permission: str, principal: Principal | None,
+        actor: str | None, source_ip: str | None, request_id: str | None,
+    ) -> tuple[Environment, str | None]:
+        """Validate and authorize a write's target; returns its environment and the actor to record."""
+        environment = self._target(namespace, key, env)
+        if principal is None:
+            return environment, actor
+        self._authorize(principal, permission, namespace, environment, key=key, source_ip=source_ip,
+                        request_id=request_id)
+        return environment, principal.actor
+
     def _request(
         self, kind: WriteKind, namespace: str, key: str, env: Environment, *, actor: str | None,
         source_ip: str | None, request_id: str | None, change_description: str, **fields: Any,
@@ -748,12 +760,10 @@ class ConfigManager:
         principal: Principal | None = None,
     ) -> Entry:
         """Write a new version; `expected_version` makes it a compare-and-set (0: must not exist)."""
-        environment = self._target(namespace, key, env)
-        if principal is not None:
-            permission = "secret:create" if secret else "config:create"
-            self._authorize(principal, permission, namespace, environment, key=key, source_ip=source_ip,
-                            request_id=request_id)
-            actor = principal.actor
+        environment, actor = self._write_target(
+            namespace, key, env, "secret:create" if secret else "config:create", principal, actor, source_ip,
+            request_id,
+        )
         if message is not None:
             check_text(message, "message")
         request = self._set_request(  # storage enforces the secret rule on the row it locks
@@ -776,11 +786,9 @@ class ConfigManager:
         principal: Principal | None = None,
     ) -> Entry:
         """Write a tombstone version; returns it (value None). Missing key → NotFoundError."""
-        environment = self._target(namespace, key, env)
-        if principal is not None:
-            self._authorize(principal, "config:delete", namespace, environment, key=key, source_ip=source_ip,
-                            request_id=request_id)
-            actor = principal.actor
+        environment, actor = self._write_target(
+            namespace, key, env, "config:delete", principal, actor, source_ip, request_id
+        )
         if expected_version is not None:
             check_version(expected_version, "expected_version", allow_zero=True)
         request = self._request(
@@ -802,11 +810,9 @@ class ConfigManager:
         principal: Principal | None = None,
     ) -> Entry:
         """Write version max+1 holding version N's value (an undelete after a delete)."""
-        environment = self._target(namespace, key, env)
-        if principal is not None:
-            self._authorize(principal, "config:rollback", namespace, environment, key=key, source_ip=source_ip,
-                            request_id=request_id)
-            actor = principal.actor
+        environment, actor = self._write_target(
+            namespace, key, env, "config:rollback", principal, actor, source_ip, request_id
+        )
         request = self._request(
             WriteKind.ROLLBACK, namespace, key, environment, actor=actor, source_ip=source_ip,
             request_id=request_id, change_description=f"Rollback to version {version}",
@@ -827,11 +833,9 @@ class ConfigManager:
         principal: Principal | None = None,
     ) -> None:
         """Destroy one (non-current) version's value for good (admins only); history keeps a marker."""
-        environment = self._target(namespace, key, env)
-        if principal is not None:
-            self._authorize(principal, "system:delete", namespace, environment, key=key, source_ip=source_ip,
-                            request_id=request_id)
-            actor = principal.actor
+        environment, actor = self._write_target(
+            namespace, key, env, "system:delete", principal, actor, source_ip, request_id
+        )
         self._apply([self._request(
             WriteKind.PURGE, namespace, key, environment, actor=actor, source_ip=source_ip,
             request_id=request_id, change_description=f"Purged version {version}",
