@@ -385,8 +385,6 @@ class EdgeMiddleware:
     async def _cached_get(self, scope: Scope, req: _Request, send: Send) -> bool:
         """Answer a plain GET of one config from L1 on the event loop; False to take the slow path."""
         manager = self.edge.manager
-        if manager.audit_reads:  # read events need the request's address and id: the slow path has them
-            return False
         path = req.path
         match = _SINGLE.fullmatch(path)
         template = _SINGLE_TEMPLATE
@@ -406,7 +404,8 @@ class EdgeMiddleware:
             return False
         started = time.perf_counter()
         try:
-            entry = manager.peek(match.group(1), match.group(2), env, principal=req.principal)
+            entry = manager.peek(match.group(1), match.group(2), env, principal=req.principal, source_ip=req.ip,
+                                 request_id=req.request_id)
         except ValidationError:
             return False  # the route reports it
         if entry is None:
