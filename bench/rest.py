@@ -4,12 +4,17 @@ Decides by measurement which ASGI server `serve` should use by default (ARCHITEC
 cache hits are answered on the event loop, so the server's own per-request cost is most of a hit).
 For each server and worker count, in one run and side by side:
 
-- a cached `GET /api/v1/configs/bench/k{i}?env=production` of random keys among 1,000 (all written
-  beforehand with PUT and warmed): throughput at 64 connections, latency p50/p99 at 16 connections;
+- the authenticated, RBAC-checked cached `GET /api/v1/configs/bench/k{i}?env=production` of random
+  keys among 1,000 (all written beforehand with PUT and warmed), with an editor key limited to the
+  namespace `bench` (so the scope check runs), the per-key rate limit on but too high to refuse
+  (`--rate-limit-key 1000000:1000000`), metrics on and the access log as `serve` has it by default
+  (on): throughput at 64 connections, latency p50/p99 at 16 connections, each against its goal;
 - its ceiling: a bare Starlette app (`bench/rest_ceiling.py`) sending the same bytes on the same
   server with the same workers, with the same wrk settings;
 - durable PUTs (`{"value": N, "env": "production"}` to random keys, SQLite with fsync) at 16
-  connections, 1 worker.
+  connections, 1 worker;
+- the cost per request of each edge step, in-process and without a network (`bench.edge`, run
+  once per metrics mode).
 
 Every server is a real process started in its own process group, waited for through `/health`,
 warmed for `warmup_s`, then measured in `rounds` rounds of 1 s that alternate between the servers
@@ -41,12 +46,13 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from bench.harness import fmt_ns, progress
 from bench.report import Machine, load_average, machine
+from llm_config.settings import ServeOptions
 
-__all__ = ["BEGIN", "END", "RestSizes", "bench_rest", "main", "write_rest_section"]
+__all__ = ["BEGIN", "END", "EdgeResults", "RestSizes", "bench_edge", "bench_rest", "main", "write_rest_section"]
 
 BEGIN: Final = "<!-- rest:begin -->"
 END: Final = "<!-- rest:end -->"
@@ -62,7 +68,17 @@ ENV: Final = "production"
 GET_CONNS: Final = 64
 LATENCY_CONNS: Final = 16
 PUT_CONNS: Final = 16
+RATE_LIMIT: Final = "1000000:1000000"  # on, but never refusing: 1,000,000 req/s, bucket of 1,000,000
 CACHE_TTL: Final = 3600  # no L1 entry expires during a run: every measured GET is a cache hit
+GOAL_CEILING_SHARE: Final = 0.60  # issue 3: cached GET throughput ≥ 60 % of the ceiling …
+GOAL_RPS: Final = 15_000  # … and ≥ 15,000 req/s on this 2-core machine
+GOAL_P99_US: Final = 3_000.0  # p99 ≤ 3 ms at 16 connections
+EDGE_RBAC_GOAL_NS: Final = 2_000  # the permission decision of a cached read ≤ 2 µs
+EDGE_MODE_TITLES: Final = {
+    "one process": "one-process metrics (uvicorn ×1)",
+    "multiprocess": "multiprocess metrics (granian ×1, ×2; uvicorn ×2)",
+}
+EDGE_TIMEOUT_S: Final = 300.0
 START_TIMEOUT_S: Final = 60.0
 STOP_TIMEOUT_S: Final = 15.0
 
@@ -353,37 +369,30 @@ def _wrk(wrk: str, script: Path, port: int, conns: int, seconds: int, what: str)
 # ------------------------------------------------------------------ the store and its ceiling
 
 
-_TOKEN: list[str] = [""]  # the admin API key of the run's store (set by bench_rest)
+_TOKEN: list[str] = [""]  # the scoped editor API key of the run's store (set by bench_rest)
 
 
 def _auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {_TOKEN[0]}"}
 
 
-def _admin_key(store: Path, key_file: Path, env: dict[str, str]) -> str:
-    """An unrestricted admin API key for the store (`llm-config keys create`, which creates the store)."""
+def _editor_key(store: Path, key_file: Path, env: dict[str, str]) -> str:
+    """An editor API key limited to the namespace `bench` (`llm-config keys create`, which creates the
+    store): every request then runs the namespace-scope check of RBAC, not only the role check."""
     cli = str(Path(sys.executable).parent / "llm-config")
-    proc = subprocess.run([cli, "-s", str(store), "--key-file", str(key_file), "keys", "create", "--name", "bench",
-                           "--role", "admin", "--format", "json"], env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run([cli, "-s", str(store), "--key-file", str(key_file), "keys", "create", "--name",
+                           "bench-editor", "--role", "editor", "--namespace", NAMESPACE, "--format", "json"],
+                          env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"llm-config keys create failed ({proc.returncode}): {proc.stderr.strip()}")
     return str(json.loads(proc.stdout)["key"])
 
 
-def _serve_flags(env: dict[str, str]) -> list[str]:
-    """Rate limits off (a benchmark sends far more than a client should; 0 = off) and, where `serve` has
-    an access log, no access log, as the runner had before it existed: the comparison is of servers."""
-    cli = str(Path(sys.executable).parent / "llm-config")
-    help_text = subprocess.run([cli, "serve", "--help"], env=env, capture_output=True, text=True,
-                               check=False).stdout
-    flags = []
-    if "--rate-limit-key" in help_text:
-        flags += ["--rate-limit-key", "0"]
-    if "--rate-limit-ip" in help_text:
-        flags += ["--rate-limit-ip", "0"]
-    if "--access-log" in help_text:
-        flags += ["--no-access-log"]
-    return flags
+def _serve_flags() -> list[str]:
+    """The per-key rate limit stays on (its cost is part of every request) with a bucket no benchmark
+    empties; everything else — metrics, the access log, the per-address limit of requests without a
+    key — as `serve` has it by default."""
+    return ["--rate-limit-key", RATE_LIMIT]
 
 
 def _populate(port: int) -> None:
@@ -438,6 +447,63 @@ def _ceiling_argv(impl: str, workers: int, port: int) -> list[str]:
             str(workers), "--no-ws", "--no-access-log", "--log-level", "warning", "bench.rest_ceiling:app"]
 
 
+# ------------------------------------------------------------------ the edge, in-process
+
+
+@dataclass(slots=True)
+class EdgeResults:
+    """`bench.edge`'s JSON for each metrics mode, its profiles and notes."""
+
+    one: dict[str, Any] | None = None
+    multi: dict[str, Any] | None = None
+    profiles: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _edge_once(work: Path, quick: bool, multiprocess: bool) -> tuple[dict[str, Any], str]:
+    """Run `python -m bench.edge` in a fresh process (stderr, i.e. the access log, to a file)."""
+    tag = "multi" if multiprocess else "one"
+    out, prof, log = work / f"edge-{tag}.json", work / f"edge-{tag}.prof.txt", work / f"edge-{tag}.log"
+    env = _server_env(work, {})
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if multiprocess:
+        metrics_dir = work / "edge-prometheus"
+        metrics_dir.mkdir(exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    argv = [sys.executable, "-m", "bench.edge", "--output", str(out), "--profile", str(prof), "--dir", str(work)]
+    if quick:
+        argv.append("--quick")
+    progress(f"edge in-process ({'multiprocess' if multiprocess else 'one-process'} metrics): {shlex.join(argv)}")
+    with log.open("wb") as err:
+        proc = subprocess.run(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                              timeout=EDGE_TIMEOUT_S, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.edge failed ({proc.returncode}):\n{_log_tail(log)}")
+    data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    rows = data["rows"]
+    progress("  " + ", ".join(f"{name} {fmt_ns(v['ns'])}" for name, v in rows.items()))
+    return data, prof.read_text(encoding="utf-8") if prof.exists() else ""
+
+
+def bench_edge(work: Path, quick: bool) -> EdgeResults:
+    """The in-process edge table, once per metrics mode."""
+    result = EdgeResults()
+    for multiprocess in (False, True):
+        data, prof = _edge_once(work, quick, multiprocess)
+        if multiprocess:
+            result.multi = data
+        else:
+            result.one = data
+        if prof:
+            result.profiles.append(prof)
+    misses = [m["auth_misses"] for m in (result.one, result.multi) if m]
+    result.notes.append(
+        "the principal cache holds a key for 0.5 s: the authentication loop found it expired "
+        f"{' and '.join(str(m) for m in misses)} time(s) (one-process, multiprocess run) and re-authenticated "
+        "(a storage read, included in its figure, as the edge would send it to the thread pool)")
+    return result
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -465,10 +531,8 @@ def bench_rest(work: Path, sizes: RestSizes, notes: list[str]) -> list[Point]:
     env = _server_env(work, {"BENCH_REST_RESPONSE": str(response_copy)})
     logs = work / "rest-logs"
     logs.mkdir(exist_ok=True)
-    _TOKEN[0] = _admin_key(store, key_file, env)
-    flags = _serve_flags(env)
-    notes.append("every request carries an admin API key (`Authorization: Bearer`, made with `llm-config keys "
-                 f"create --role admin`); extra `serve` flags: `{' '.join(flags) or 'none'}`")
+    _TOKEN[0] = _editor_key(store, key_file, env)
+    flags = _serve_flags()
     points: list[Point] = []
     populated = False
     for workers in WORKERS:
@@ -583,8 +647,10 @@ def conclusion(points: list[Point]) -> str:
     lead = overall if best == first else 1 / overall
     head = f"{best} is faster ({lead:.2f}× {other} over 1 and 2 workers)" if lead >= 1.05 else \
         f"{best} leads by only {(lead - 1) * 100:.0f} % over 1 and 2 workers (a tie within 5 %)"
-    return (f"**Conclusion:** {head} — {'; '.join(parts)}; both passed (0 non-2xx, 0 socket errors) → "
-            f"`serve` should default to **{best}**.")
+    now = ServeOptions().server_impl
+    follow = "its default already" if now == best else f"its default is {now} now: change it"
+    return (f"**Conclusion:** for the authenticated, RBAC-checked cached GET {head} — {'; '.join(parts)}; both "
+            f"passed (0 non-2xx, 0 socket errors) → `serve` should default to **{best}** ({follow}).")
 
 
 def _findings(points: list[Point], host: Machine) -> list[str]:
@@ -636,10 +702,81 @@ def _versions() -> str:
     return ", ".join(out)
 
 
+def _goal_rate(p: Point) -> tuple[str, bool | None]:
+    if not p.get_rate.runs or not p.ceiling_rate.runs:
+        return "—", None
+    ratio = round_ratio(p.get_rate, p.ceiling_rate)
+    return f"{ratio:.2f}×", ratio >= GOAL_CEILING_SHARE and p.get_rate.rps >= GOAL_RPS
+
+
+def _met(ok: bool | None) -> str:
+    return "—" if ok is None else "yes" if ok else "**no**"
+
+
+def _edge_rows(edge: EdgeResults) -> list[str]:
+    """The in-process table: one column per metrics mode."""
+    modes = [m for m in (edge.one, edge.multi) if m is not None]
+    if not modes:
+        return []
+
+    def ns(mode: dict[str, Any], name: str) -> float:
+        return float(mode["rows"][name]["ns"])
+
+    def cell(name: str) -> str:
+        return " | ".join(fmt_ns(ns(m, name)) for m in modes)
+
+    def sum_cell(names: tuple[str, ...]) -> str:
+        return " | ".join(fmt_ns(sum(ns(m, n) for n in names)) for m in modes)
+
+    def goal_met(name: str) -> str:
+        return _met(all(ns(m, name) <= EDGE_RBAC_GOAL_NS for m in modes))
+
+    heads = " | ".join(EDGE_MODE_TITLES[m["metrics_mode"]] for m in modes)
+    sep = "|---|" + "---|" * len(modes) + "---|---|"
+    steps = ("auth", "rbac_scoped", "rate_limit", "metrics", "access_log")
+    rows = [
+        f"| step, per request (median of the rounds) | {heads} | goal | met? |",
+        sep,
+        f"| authentication, principal-cache hit (`extract_token` + `cached_principal`) | {cell('auth')} | — | — |",
+        f"| ↳ floor: `dict.get(token)` | {cell('dict_get')} | — | — |",
+        f"| RBAC decision `rbac.allowed(p, \"config:read\", \"{NAMESPACE}\", production)`, editor scoped to "
+        f"`{NAMESPACE}` | {cell('rbac_scoped')} | ≤ 2 µs | {goal_met('rbac_scoped')} |",
+        f"| RBAC decision, unscoped editor | {cell('rbac_unscoped')} | ≤ 2 µs | {goal_met('rbac_unscoped')} |",
+        f"| rate-limit check `RateLimiter.hit_local(\"key\", key_id)` ({RATE_LIMIT}) | {cell('rate_limit')} | — | — |",
+        "| metrics of one cached GET (`record_rbac` + `record_operation` + `record_http`: 3 counters, "
+        f"2 histograms) | {cell('metrics')} | — | — |",
+        f"| access-log line (structlog, redaction, orjson, stdlib handler, write to a file) | {cell('access_log')} "
+        "| — | — |",
+        f"| sum of the five steps | {sum_cell(steps)} | — | — |",
+        f"| **whole edge**: the app `serve` builds, called as ASGI, cached GET of a random key (access log on) "
+        f"| {cell('edge')} | — | — |",
+        f"| ↳ the same app with `access_log=False` | {cell('edge_no_log')} | — | — |",
+        "| ↳ the access log's share in context (whole edge − the same with `access_log=False`) | "
+        + " | ".join(fmt_ns(ns(m, "edge") - ns(m, "edge_no_log")) for m in modes) + " | — | — |",
+        f"| ↳ the same app with the rate limit off (`rate_limit_key=\"0\"`), access log on "
+        f"| {cell('edge_no_rate_limit')} | — | — |",
+        "| ↳ the rate limit's share in context (whole edge − the same with the rate limit off) | "
+        + " | ".join(fmt_ns(ns(m, "edge") - ns(m, "edge_no_rate_limit")) for m in modes) + " | — | — |",
+        "| ↳ its `EdgeMiddleware` called directly, access log on (skips `FastAPI.__call__` with its native-"
+        "telemetry check, `ServerErrorMiddleware`, `ExceptionTelemetryMiddleware`, `AppBodyLimitMiddleware`) "
+        f"| {cell('edge_direct')} | — | — |",
+        "| ↳ the share of those outer layers (whole edge − `EdgeMiddleware` alone) | "
+        + " | ".join(fmt_ns(ns(m, "edge") - ns(m, "edge_direct")) for m in modes) + " | — | — |",
+        f"| ↳ floor: bare Starlette app (`bench/rest_ceiling.py`) called the same way, same bytes "
+        f"| {cell('ceiling')} | — | — |",
+        "| ↳ whole edge ÷ bare Starlette (median of per-round ratios) | "
+        + " | ".join(f"{m['edge_ratio']:.1f}×" for m in modes) + " | — | — |",
+        "| ↳ whole edge − bare Starlette: what the edge adds per request | "
+        + " | ".join(fmt_ns(ns(m, "edge") - ns(m, "ceiling")) for m in modes) + " | — | — |",
+    ]
+    return rows
+
+
 def render_rest(points: list[Point], *, command: str, host: Machine, runtime_s: float, notes: list[str],
-                load: str, sizes: RestSizes) -> str:
+                load: str, sizes: RestSizes, edge: EdgeResults | None = None) -> str:
     if os.environ.get("PYTHONPATH"):  # the servers inherit it: it may choose the code measured
         command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
+    all_runs = [r for p in points for r in (*p.ours(), *p.ceiling(), *p.warmups)]
     lines = [
         "## REST API: uvicorn vs granian",
         "",
@@ -649,35 +786,58 @@ def render_rest(points: list[Point], *, command: str, host: Machine, runtime_s: 
         f"- machine: {host.cpus} CPUs (`nproc`), {host.cpu_model}, Python {host.python}, SQLite {host.sqlite}; "
         f"1-min load average {load} (start → end of the section)",
         f"- software: {_versions()}",
+        f"- request: `GET /api/v1/configs/{NAMESPACE}/k{{i}}?env={ENV}`, i random among {KEYS:,} cached keys, "
+        f"`Authorization: Bearer <editor key limited to namespace {NAMESPACE}>`; server: `llm-config serve "
+        f"--rate-limit-key {RATE_LIMIT} --cache-ttl {CACHE_TTL}` (rate limit on, never refusing; metrics on; "
+        f"access log {'on' if ServeOptions().access_log else 'off'} — `serve`'s default — one JSON line per request "
+        "on stderr, redirected to a file)",
+        f"- wrk, all runs of the section (warm-ups and ceilings included): {_errors(all_runs)} non-2xx / socket "
+        "errors",
         "",
-        f"| server | workers | request | req/s @{GET_CONNS} conn, median (range) | p50 / p99 @{LATENCY_CONNS} conn "
-        f"| ceiling req/s @{GET_CONNS} | ceiling p50 / p99 @{LATENCY_CONNS} | ours ÷ ceiling (req/s) "
-        "| non-2xx / socket errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "### Authenticated, RBAC-checked cached GET vs its ceiling",
+        "",
+        f"| server | workers | req/s @{GET_CONNS} conn, median (range) | ceiling req/s @{GET_CONNS} "
+        f"| ours ÷ ceiling | goal ≥ {GOAL_CEILING_SHARE:.0%} of ceiling and ≥ {GOAL_RPS:,} req/s "
+        f"| p50 / p99 @{LATENCY_CONNS} conn | ceiling p50 / p99 @{LATENCY_CONNS} | goal p99 ≤ 3 ms "
+        "| non-2xx / socket errors (ceiling) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for p in points:
-        ratio = f"{round_ratio(p.get_rate, p.ceiling_rate):.2f}×" if p.ceiling_rate.runs else "—"
+        share, share_ok = _goal_rate(p)
+        p99_ok = p.get_latency.p99_us <= GOAL_P99_US if p.get_latency.runs else None
         lines.append(
-            f"| {p.impl} | {p.workers} | cached GET, random of {KEYS:,} keys "
-            f"| {p.get_rate.rps:,.0f}{p.get_rate.spread} | {_lat(p.get_latency.p50_us, p.get_latency.p99_us)} "
-            f"| {p.ceiling_rate.rps:,.0f}{p.ceiling_rate.spread} "
-            f"| {_lat(p.ceiling_latency.p50_us, p.ceiling_latency.p99_us)} | {ratio} "
-            f"| {_errors([*p.get_rate.runs, *p.get_latency.runs])} (ceiling {_errors(p.ceiling())}) |"
+            f"| {p.impl} | {p.workers} | {p.get_rate.rps:,.0f}{p.get_rate.spread} "
+            f"| {p.ceiling_rate.rps:,.0f}{p.ceiling_rate.spread} | {share} | {_met(share_ok)} "
+            f"| {_lat(p.get_latency.p50_us, p.get_latency.p99_us)} "
+            f"| {_lat(p.ceiling_latency.p50_us, p.ceiling_latency.p99_us)} | {_met(p99_ok)} "
+            f"| {_errors([*p.get_rate.runs, *p.get_latency.runs])} ({_errors(p.ceiling())}) |"
         )
+    lines += [
+        "",
+        f"### Authenticated durable PUT on SQLite, random of {KEYS:,} keys, {PUT_CONNS} connections",
+        "",
+        "| server | workers | req/s | p50 / p99 | non-2xx / socket errors |",
+        "|---|---|---|---|---|",
+    ]
     for p in points:
         if p.put is not None:
-            lines.append(
-                f"| {p.impl} | {p.workers} | durable PUT, random of {KEYS:,} keys, @{PUT_CONNS} conn "
-                f"| {p.put.rps:,.0f} (@{PUT_CONNS} conn) | {_lat(p.put.p50_us, p.put.p99_us)} | — | — | — "
-                f"| {_errors([p.put])} |"
-            )
+            lines.append(f"| {p.impl} | {p.workers} | {p.put.rps:,.0f} | {_lat(p.put.p50_us, p.put.p99_us)} "
+                         f"| {_errors([p.put])} |")
+    if edge is not None and (edge.one or edge.multi):
+        lines += ["", "### Cost of each edge step per request, in-process (no network, no server)", ""]
+        lines += _edge_rows(edge)
     lines += ["", conclusion(points), "", "How it is measured:", ""]
     lines += [
         f"- each server is a real process in its own process group: `.venv/bin/llm-config -s <tmp store> "
-        f"--key-file <tmp key file> serve --port <free port> --server-impl X --workers N --cache-ttl {CACHE_TTL}` "
-        "(the L1 TTL is raised from its default 5 s so no entry expires during the run: every measured GET is "
-        "a cache hit answered on the event loop), waited for through `GET /health`, stopped with SIGTERM to "
-        "its process group",
+        f"--key-file <tmp key file> serve --port <free port> --server-impl X --workers N --cache-ttl {CACHE_TTL} "
+        f"--rate-limit-key {RATE_LIMIT}` (the L1 TTL is raised from its default 5 s so no entry expires during "
+        "the run: every measured GET is a cache hit answered on the event loop; the principal cache keeps its "
+        "0.5 s, so each worker re-authenticates the key in its thread pool twice a second, as in production), "
+        "waited for through `GET /health`, stopped with SIGTERM to its process group; its stderr (the access "
+        "log) goes to a file",
+        "- the key: `llm-config keys create --name bench-editor --role editor --namespace "
+        f"{NAMESPACE}` — RBAC checks the role and that `{NAMESPACE}` lies inside the key's namespaces on every "
+        "request",
         "- per worker count, the two APIs and the two ceilings run at the same time (each idle but while it is "
         f"measured): a {sizes.warmup_s} s wrk warm-up each at {GET_CONNS} connections, then {sizes.rounds} "
         f"rounds of 1 s per server at {GET_CONNS} connections (req/s), then {sizes.rounds} rounds at "
@@ -692,18 +852,38 @@ def render_rest(points: list[Point], *, command: str, host: Machine, runtime_s: 
         "- ceiling: `bench/rest_ceiling.py`, a bare Starlette app (one `Route`) answering every GET with the "
         "bytes and headers copied from a real response of the API, served by `python -m uvicorn` / `granian "
         "--interface asgi` with the same worker count and the options the runner uses (no access log, no "
-        "websockets); it still runs Starlette's middleware, router and `Response`, which the API's cache-hit "
-        "path skips, so it bounds the server's cost more than the app's and the API can beat it",
+        "websockets); no authentication, RBAC, rate limit, metrics or log: the difference is the edge's cost",
         f"- PUT: `{{\"value\": N, \"env\": \"{ENV}\"}}` to a random key of the same {KEYS:,} (a new version "
-        f"each: one SQLite transaction with fsync), {sizes.warmup_s} s warm-up then {sizes.put_s} s at "
+        f"each: one SQLite transaction with fsync, audited), {sizes.warmup_s} s warm-up then {sizes.put_s} s at "
         f"{PUT_CONNS} connections, 1 worker, uvicorn then granian",
         "- non-2xx / socket errors: wrk's counters (status ≥ 400; connect, read, write and timeout errors) "
         "summed over the row's measured runs; warm-ups are checked too and count for the conclusion",
         f"- the machine has {host.cpus} CPUs and wrk takes a good part of one: with 2 workers the servers "
         "compete with wrk for the cores",
+        "- in-process edge table: `python -m bench.edge` (a process of its own, run twice: prometheus-client picks "
+        "its value store at import time — plain in-memory values as `serve` on uvicorn with 1 worker, or "
+        "memory-mapped files shared by the workers when `PROMETHEUS_MULTIPROC_DIR` is set, as `serve` does for "
+        "granian and for more than 1 worker); each step in a tight loop next to its floor in interleaved rounds "
+        "with the garbage collector off (loop overhead ~10-20 ns included); the whole edge awaits the app with a "
+        "minimal HTTP scope (the wrk request's headers), a constant `receive` and a `send` that checks the status "
+        "(all 200), on uvloop, no lifespan; the keys were cached by one GET each first",
     ]
+    if edge is not None:
+        lines += [f"- {note}" for note in edge.notes]
     lines += [f"- {note}" for note in (*notes, _code_note(), *_findings(points, host))]
+    if edge is not None and edge.profiles and _any_missed(points, edge):
+        lines += ["", "<details><summary>Profiles of the edge (goals missed)</summary>", "", "```text"]
+        lines += [p.rstrip() for p in edge.profiles]
+        lines += ["```", "", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _any_missed(points: list[Point], edge: EdgeResults) -> bool:
+    for p in points:
+        if _goal_rate(p)[1] is False or (p.get_latency.runs and p.get_latency.p99_us > GOAL_P99_US):
+            return True
+    modes = [m for m in (edge.one, edge.multi) if m is not None]
+    return any(m["rows"][n]["ns"] > EDGE_RBAC_GOAL_NS for m in modes for n in ("rbac_scoped", "rbac_unscoped"))
 
 
 def write_rest_section(path: Path, section: str) -> None:
@@ -733,10 +913,11 @@ def run_section(*, quick: bool, command: str, parent: str | None) -> str:
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="llm-config-bench-rest-", dir=parent) as tmp:
         progress(f"REST section: stores and logs under {tmp}; {sizes}")
+        edge = bench_edge(Path(tmp), quick)
         points = bench_rest(Path(tmp), sizes, notes)
     runtime = time.perf_counter() - started
     return render_rest(points, command=command, host=host, runtime_s=runtime, notes=notes,
-                       load=f"{load_start} → {load_average()}", sizes=sizes)
+                       load=f"{load_start} → {load_average()}", sizes=sizes, edge=edge)
 
 
 def _command(argv: list[str]) -> str:

@@ -2,7 +2,8 @@
 
 Measures, in one run and each next to its physical floor: cached and cold `get`, durable `set`,
 `history` / `list` / `resolve`, the CLI's wall time, and `get` at up to 1,000,000 stored entries;
-then the REST API on uvicorn and granian next to a bare Starlette app (`bench.rest`).
+then the REST API on uvicorn and granian next to a bare Starlette app, and the cost of each step of
+its edge in-process (`bench.rest`, `bench.edge`).
 Prints Markdown tables and writes them into BENCHMARKS.md between `<!-- core:begin -->` and
 `<!-- core:end -->`, and between `<!-- rest:begin -->` and `<!-- rest:end -->`. Every run uses fresh
 temporary stores and a fresh master key.
@@ -46,7 +47,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--dir", default=None, help="parent of the temporary stores (default: $TMPDIR)")
     parser.add_argument("--skip-rest", action="store_true",
-                        help="skip the REST section (servers measured with wrk; about 2.5 min, 1 min with --quick)")
+                        help="skip the REST section (servers measured with wrk, and the edge in-process; about "
+                        "3 min, 1 min with --quick)")
     return parser.parse_args(argv)
 
 

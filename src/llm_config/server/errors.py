@@ -61,6 +61,9 @@ def reason(status: int) -> str:
         return "Error"
 
 
+LOGGED_KEY: Final = "llm_config.error_logged"
+
+
 def error_body(status: int, message: str) -> bytes:
     return orjson.dumps({"error": reason(status), "message": message})
 
@@ -106,6 +109,15 @@ async def _handle_ours(request: Request, exc: Exception) -> Response:
     return error_response(status, message, headers)
 
 
+async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    """Starlette's ServerErrorMiddleware calls this for anything unhandled (then re-raises it)."""
+    status, message, headers = status_and_message(exc)
+    if status == 500:
+        log_unexpected(exc, request.method)
+        request.scope[LOGGED_KEY] = True  # the edge sees it re-raised: it must not log it twice
+    return error_response(status, message, headers)
+
+
 async def _handle_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return error_response(400, _validation_message(exc))
@@ -117,3 +129,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPError, _handle_ours)
     app.add_exception_handler(StarletteHTTPException, _handle_ours)
     app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(Exception, _handle_unexpected)

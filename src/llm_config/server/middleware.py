@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import math
 import re
 import secrets
@@ -39,11 +38,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llm_config import metrics
 from llm_config.core.manager import ConfigManager
 from llm_config.errors import AuthenticationError, ValidationError
-from llm_config.models import Principal
+from llm_config.models import Entry, Principal
 from llm_config.server.auth import WWW_AUTHENTICATE, cached_principal, extract_token
-from llm_config.server.errors import error_body, log_unexpected, status_and_message
+from llm_config.server.errors import LOGGED_KEY, HTTPError, error_body, log_unexpected, status_and_message
 from llm_config.server.limits import BucketScope, LimitResult, RateLimiter
-from llm_config.server.logs import ACCESS_LOGGER, get_logger
+from llm_config.server.logs import access_line, get_logger
 from llm_config.server.routes.common import (
     CLIENT_IP_KEY,
     PRINCIPAL_KEY,
@@ -66,7 +65,8 @@ __all__ = ["DRAIN_LIMIT", "Edge", "EdgeMiddleware"]
 
 T = TypeVar("T")
 
-DRAIN_LIMIT: Final = 64 << 20  # read (and drop) at most this much of a refused body before answering
+DRAIN_LIMIT: Final = 64 << 20
+_MAX_BODIES: Final = 65_536  # read (and drop) at most this much of a refused body before answering
 
 _CONFIGS_PREFIX: Final = "/api/v1/configs/"
 _SINGLE: Final = re.compile(r"/api/v1/configs/([^/]+)/([^/]+)")
@@ -91,7 +91,6 @@ _CORS_EXPOSE: Final = ("ETag", "X-Next-Cursor", "X-Request-ID", "Retry-After", "
                        "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 log = get_logger()
-access_log = get_logger(ACCESS_LOGGER)
 
 
 @dataclass(slots=True)
@@ -110,10 +109,6 @@ class Edge:
     cors_origins: tuple[str, ...] = ()
     access_log: bool = True
     routes: RouteTable = field(default_factory=lambda: RouteTable(()))
-
-
-class _BodyTooLargeError(Exception):
-    """Raised by the limited receive channel; becomes a 413."""
 
 
 class _Request:
@@ -168,6 +163,9 @@ class EdgeMiddleware:
         self._docs_headers = base
         self._page_headers = [*base, _CSP]
         self._api_headers = [*base, _CSP, _NO_STORE]
+        # pre-serialised bodies of cached entries (ARCHITECTURE: a hit is a lookup, not a dump);
+        # an entry is immutable, so (entry, body, etag) stays right for as long as the entry lives
+        self._bodies: dict[int, tuple[Entry, bytes, str]] = {}
         self._cors: ASGIApp | None = None
         if edge.cors_origins:
             self._cors = CORSMiddleware(
@@ -218,9 +216,8 @@ class EdgeMiddleware:
                 await self._inner(scope, receive, send_with_headers)
         except Exception as exc:
             if started:  # too late for an error response: log (without the text) and drop the connection
-                log_unexpected(exc, f"{req.method} (response already started)")
-            elif isinstance(exc, _BodyTooLargeError):
-                await _send_error(send_with_headers, 413, self._too_large())
+                if not scope.get(LOGGED_KEY):
+                    log_unexpected(exc, f"{req.method} (response already started)")
             else:
                 status, message, headers = status_and_message(exc)
                 if status == 500:
@@ -237,12 +234,11 @@ class EdgeMiddleware:
         if ":" in template:
             template = template.replace(":path", "")
         record_http(req.method, template, req.status, seconds)
-        if self.edge.access_log and access_log_enabled():
+        if self.edge.access_log:
             principal = req.principal
-            access_log.info(
-                "request", method=req.method if len(req.method) <= 16 else "other", route=template,
-                status=req.status, duration_ms=round(seconds * 1000, 3), request_id=req.request_id,
-                client_ip=req.ip, actor=principal.actor if principal is not None else None,
+            access_line(
+                req.method if len(req.method) <= 16 else "other", template, req.status, round(seconds * 1000, 3),
+                req.request_id, req.ip, principal.actor if principal is not None else None,
             )
 
     async def _refused_address(self, receive: Receive, send: Send, req: _Request) -> bool:
@@ -370,14 +366,15 @@ class EdgeMiddleware:
     def _limited(self, receive: Receive) -> Receive:
         seen = 0
         limit = self.edge.max_body
+        too_large = self._too_large()
 
         async def limited() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _BodyTooLargeError
+                if seen > limit:  # an HTTPError, so FastAPI's handlers answer 413 if a route was reading
+                    raise HTTPError(413, too_large)
             return message
 
         return limited
@@ -412,13 +409,17 @@ class EdgeMiddleware:
             return False  # not cached, or not allowed: the route answers (and audits a refusal)
         scope[ROUTE_KEY] = template
         record_rbac(True)
-        etag = entry_etag(entry, False)
+        cached = self._bodies.get(id(entry))
+        if cached is None or cached[0] is not entry:  # the id of a dead entry may be reused: check
+            if len(self._bodies) >= _MAX_BODIES:
+                self._bodies.clear()
+            cached = self._bodies[id(entry)] = (entry, orjson.dumps(entry.to_json()), entry_etag(entry, False))
+        _, body, etag = cached
         inm = req.if_none_match
         if inm is not None and etag_matches(inm.decode("latin-1"), etag):
             await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag.encode())]})
             await send({"type": "http.response.body", "body": b""})
         else:
-            body = orjson.dumps(entry.to_json())
             await send({
                 "type": "http.response.start",
                 "status": 200,
@@ -439,13 +440,6 @@ _REQ_KEY: Final = "llm_config.edge_request"
 def _current(scope: Scope) -> _Request:
     req: _Request = scope[_REQ_KEY]
     return req
-
-
-_ACCESS_STD: Final = logging.getLogger(ACCESS_LOGGER)
-
-
-def access_log_enabled() -> bool:
-    return _ACCESS_STD.isEnabledFor(logging.INFO)
 
 
 async def _drain(receive: Receive) -> None:
