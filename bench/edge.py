@@ -15,7 +15,7 @@ Measured, each against a floor and in interleaved rounds (`bench.harness.interle
   unscoped editor;
 - the rate-limit check `RateLimiter.hit_local("key", key_id)` (bucket 1000000:1000000);
 - metrics: what the edge records for one cached GET (`record_rbac`, `record_operation`, `record_http`);
-- the access-log line of one request (structlog → redaction → orjson → stdlib handler → stderr);
+- the access-log line of one request (`logs.access_line`: orjson → the server's stderr handler);
 - the whole edge: the FastAPI app `serve` builds (`create_app`, edge middleware, scoped editor key,
   rate limit on, metrics, access log on — again with `access_log=False`, again with the rate limit
   off, and its `EdgeMiddleware` alone), called as an ASGI app with a minimal scope, receive and
@@ -182,16 +182,13 @@ def _micro_steps(manager: Any, token: str, principal: Any) -> list[tuple[str, Ca
 
 
 def _log_step(actor: str) -> Callable[[int], None]:
-    """The access-log line `EdgeMiddleware._observe` writes for one request."""
-    from llm_config.server.logs import ACCESS_LOGGER, get_logger
-
-    access_log = get_logger(ACCESS_LOGGER)
+    """The access-log line `EdgeMiddleware._observe` writes for one request (`logs.access_line`)."""
+    from llm_config.server.logs import access_line
 
     def log_line(n: int) -> None:
-        info = access_log.info
         for _ in range(n):
-            info("request", method="GET", route="/api/v1/configs/{ns}/{key}", status=200, duration_ms=0.041,
-                 request_id="0123456789abcdef0123456789abcdef", client_ip="127.0.0.1", actor=actor)
+            access_line("GET", "/api/v1/configs/{ns}/{key}", 200, 0.041, "0123456789abcdef0123456789abcdef",
+                        "127.0.0.1", actor)
 
     return log_line
 

@@ -745,7 +745,7 @@ def _edge_rows(edge: EdgeResults) -> list[str]:
         f"| rate-limit check `RateLimiter.hit_local(\"key\", key_id)` ({RATE_LIMIT}) | {cell('rate_limit')} | — | — |",
         "| metrics of one cached GET (`record_rbac` + `record_operation` + `record_http`: 3 counters, "
         f"2 histograms) | {cell('metrics')} | — | — |",
-        f"| access-log line (structlog, redaction, orjson, stdlib handler, write to a file) | {cell('access_log')} "
+        f"| access-log line (`logs.access_line`: orjson, written to the server's log file) | {cell('access_log')} "
         "| — | — |",
         f"| sum of the five steps | {sum_cell(steps)} | — | — |",
         f"| **whole edge**: the app `serve` builds, called as ASGI, cached GET of a random key (access log on) "
