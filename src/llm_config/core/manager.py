@@ -14,7 +14,7 @@ import os
 import pwd
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, NoReturn
 
@@ -1202,9 +1202,3 @@ class ConfigManager:
             kid = envelope_key_id(envelope) or "unknown"
             counts[kid] = counts.get(kid, 0) + 1
         return counts
-
-    def iter_namespace_entries(self, namespace: str) -> Iterator[Entry]:
-        """Every live entry of a namespace in every environment."""
-        for env in Environment:
-            yield from self.list(namespace, env=env)
-

@@ -455,38 +455,6 @@ class SQLiteStorage:
             raise _storage_error("listing namespaces", exc) from exc
         return [row[0] for row in rows]
 
-    def changes_since(
-        self,
-        after_revision: int,
-        *,
-        namespace: str | None = None,
-        env: Environment | None = None,
-        limit: int | None = None,
-    ) -> list[StoredEntry]:
-        """Current rows (tombstones included) last written after `after_revision`, oldest first.
-
-        For watch streams (SPEC §8 `?since=REVISION`): revisions are assigned in commit order, so
-        resuming from the last revision seen never skips a change. `namespace` covers sub-namespaces.
-        Not part of the `Storage` Protocol (yet).
-        """
-        clauses = ["revision > ?"]
-        params: list[Any] = [after_revision]
-        if namespace is not None:
-            clauses.append(_SQL_SUBTREE)
-            params.extend(_subtree(namespace))
-        if env is not None:
-            clauses.append("environment = ?")
-            params.append(_ENV_TEXT.get(env, env))
-        sql = f"SELECT {_ENTRY_COLS} FROM entries WHERE {' AND '.join(clauses)} ORDER BY revision"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(max(limit, 0))
-        try:
-            rows = self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise _storage_error("reading changes", exc) from exc
-        return [_entry(row) for row in rows]
-
     def version_audit_refs(self) -> list[tuple[str, str, str, int, int]]:
         try:
             rows = self._conn().execute(_SQL_VERSION_REFS).fetchall()

@@ -27,6 +27,7 @@ __all__ = [
     "env_option",
     "format_option",
     "open_manager",
+    "read_text",
     "read_value_arg",
     "refuse_remote",
     "state_of",
@@ -139,27 +140,32 @@ def confirm(question: str, yes: bool) -> None:
     click.confirm(question, abort=True, err=True)
 
 
+def read_text(path: str, what: str) -> str:
+    """The UTF-8 text of `path` (`-` is stdin); `what` names it in errors ("Value", "Import")."""
+    if path == "-":
+        raw, source = sys.stdin.buffer.read(), "stdin"
+    else:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            raise ValidationError(f"{what} file not found: {path}") from None
+        except OSError as exc:
+            raise ValidationError(f"{what} file {path} cannot be read: {exc.strerror}") from None
+        source = f"{what.lower()} file {path}"
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValidationError(f"Invalid {what.lower()}: {source} is not UTF-8 text") from None
+
+
 def read_value_arg(text: str) -> Any:
     """A VALUE argument: `-` reads stdin, `@FILE` a file; then JSON if it parses, else the string."""
     from llm_config.values import parse_cli_value
 
     if text == "-":
-        raw = sys.stdin.buffer.read()
-        source = "stdin"
-    elif text.startswith("@") and len(text) > 1:
+        return parse_cli_value(read_text("-", "Value"))
+    if text.startswith("@") and len(text) > 1:
         path = text[1:]
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-        except FileNotFoundError:
-            raise ValidationError(f"Value file not found: {path}") from None
-        except OSError as exc:
-            raise ValidationError(f"Value file {path} cannot be read: {exc.strerror}") from None
-        source = f"value file {path}"
-    else:
-        return parse_cli_value(text)
-    try:
-        decoded = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError(f"Invalid value: {source} is not UTF-8 text") from None
-    return parse_cli_value(decoded)
+        return parse_cli_value(read_text("./-" if path == "-" else path, "Value"))  # @- names a file
+    return parse_cli_value(text)

@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from llm_config.cli.commands._common import confirm, env_option, open_manager, yes_option
+from llm_config.cli.commands._common import confirm, env_option, open_manager, read_text, yes_option
 from llm_config.cli.output import err, out, out_raw, write_private_file
-from llm_config.errors import ValidationError
 
 if TYPE_CHECKING:
     from llm_config.core.transfer import ImportPlan
@@ -34,23 +33,6 @@ def export_cmd(ctx: click.Context, namespace: str, env: str, fmt: str, reveal: b
         err(f"exported {namespace} to {output}")
     else:
         out_raw(text)
-
-
-def _read_document(path: str) -> str:
-    if path == "-":
-        raw = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read()
-        except FileNotFoundError:
-            raise ValidationError(f"Import file not found: {path}") from None
-        except OSError as exc:
-            raise ValidationError(f"Import file {path} cannot be read: {exc.strerror}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValidationError("Invalid import document: not UTF-8 text") from None
 
 
 def _plan_text(plan: ImportPlan) -> str:
@@ -83,7 +65,7 @@ def import_cmd(
 
     Unchanged values write no new version; nothing is deleted unless --prune.
     """
-    text = _read_document(file)
+    text = read_text(file, "Import")
     with open_manager(ctx, create=True) as manager:
         if prune and not dry_run and not yes and sys.stdin.isatty():
             preview = manager.import_(namespace, text, env=env, fmt=fmt, prune=True, dry_run=True)

@@ -28,7 +28,7 @@ from llm_config.server.routes.common import (
     etag_matches,
     json_response,
     manager_of,
-    parse_json_bytes,
+    parse_object_body,
     read_body,
 )
 from llm_config.server.routes.schemas import (
@@ -113,13 +113,7 @@ def _text_field(body: dict[str, Any], name: str, limit: int) -> str | None:
 
 def _parse_write(raw: bytes, query_env: str | None) -> dict[str, Any]:
     """Validate a write body's shape (the manager validates names, value and limits)."""
-    body = parse_json_bytes(raw)
-    if not isinstance(body, dict):
-        raise ValidationError("Invalid body: expected a JSON object with a 'value' field")
-    unknown = sorted(set(body) - _WRITE_FIELDS)
-    if unknown:
-        shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
-        raise ValidationError(f"Unknown field(s) in body: {shown}; allowed: {', '.join(sorted(_WRITE_FIELDS))}")
+    body = parse_object_body(raw, _WRITE_FIELDS, "a 'value' field")
     if "value" not in body:
         raise ValidationError("Missing field 'value' (use null to store null)")
     validate_value(body["value"])

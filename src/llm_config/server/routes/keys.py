@@ -20,7 +20,7 @@ from llm_config.server.routes.common import (
     error_responses,
     json_response,
     manager_of,
-    parse_json_bytes,
+    parse_object_body,
     read_body,
 )
 from llm_config.server.routes.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyModel
@@ -43,13 +43,7 @@ def _string_list(body: dict[str, Any], name: str) -> list[str]:
 
 
 def _parse_create(raw: bytes) -> dict[str, Any]:
-    body = parse_json_bytes(raw)
-    if not isinstance(body, dict):
-        raise ValidationError("Invalid body: expected a JSON object with 'name' and 'role'")
-    unknown = sorted(set(body) - _CREATE_FIELDS)
-    if unknown:
-        shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
-        raise ValidationError(f"Unknown field(s) in body: {shown}; allowed: {', '.join(sorted(_CREATE_FIELDS))}")
+    body = parse_object_body(raw, _CREATE_FIELDS, "'name' and 'role'")
     name, role = body.get("name"), body.get("role")
     if not isinstance(name, str):
         raise ValidationError("Missing or invalid field 'name': a string of 1-100 printable characters")
