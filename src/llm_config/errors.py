@@ -12,7 +12,8 @@
     │                                                                       (HTTP 500→503, exit 1)
     ├── StoreMissingError        reading command on a store that does not exist (exit 1)
     ├── StorageError             the database failed or is unreachable      (HTTP 503, exit 1)
-    ├── AuditError               the audit event could not be written       (HTTP 503, exit 1)
+    │   ├── AuditError           the audit event could not be written       (HTTP 503, exit 1)
+    │   └── IntegrityError       a stored row fails its MAC: never served    (HTTP 503, exit 1)
     └── MissingDependencyError   an optional extra is not installed         (exit 1)
 
 Messages never contain a value (plain or secret): they name namespace, key, environment and
@@ -25,6 +26,7 @@ __all__ = [
     "AuditError",
     "AuthenticationError",
     "ConflictError",
+    "IntegrityError",
     "KeyMissingError",
     "LLMConfigError",
     "MissingDependencyError",
@@ -133,6 +135,11 @@ class StorageError(LLMConfigError):
 
 class AuditError(StorageError):
     """The audit event could not be written, so the operation did not happen."""
+
+
+class IntegrityError(StorageError):
+    """A stored row failed its keyed MAC or is an older copy of itself: it was changed outside
+    llm-config, so it is not served (SPEC §2). The message names the row, never its value."""
 
 
 class MissingDependencyError(LLMConfigError):

@@ -32,6 +32,8 @@ __all__ = [
     "AUTH_FAILURES",
     "BANS",
     "CACHE_TIERS",
+    "CLIENT_DISCONNECTS",
+    "CONNECTIONS_REFUSED",
     "CONTENT_TYPE",
     "HTTP_DURATION",
     "HTTP_REQUESTS",
@@ -42,6 +44,7 @@ __all__ = [
     "RBAC_CHECKS",
     "RBAC_DENIALS",
     "REGISTRY",
+    "SLOW_CLIENTS",
     "STORAGE_ERRORS",
     "AuditHeadCollector",
     "CacheSnapshot",
@@ -104,6 +107,17 @@ IP_REFUSED: Final = Counter(
     registry=REGISTRY,
 )
 BANS: Final = Counter("llm_config_bans", "Client addresses banned after failed authentications", registry=REGISTRY)
+CLIENT_DISCONNECTS: Final = Counter(
+    "llm_config_client_disconnects", "Requests whose client went away before the answer (not server errors)",
+    registry=REGISTRY,
+)
+SLOW_CLIENTS: Final = Counter(
+    "llm_config_slow_clients", "Connections closed or requests refused for reading too slowly (headers or body)",
+    ["phase"], registry=REGISTRY,
+)
+CONNECTIONS_REFUSED: Final = Counter(
+    "llm_config_connections_refused", "Connections closed because one address held too many", registry=REGISTRY,
+)
 STORAGE_ERRORS: Final = Counter(
     "llm_config_storage_errors", "Operations that failed because storage or the audit trail was unavailable",
     ["operation"], registry=REGISTRY,

@@ -17,6 +17,7 @@ __all__ = [
     "Environment",
     "HistoryItem",
     "Metadata",
+    "PendingEvent",
     "Principal",
     "Role",
     "StoredEntry",
@@ -152,6 +153,7 @@ class StoredEntry:
     tags: tuple[str, ...]
     description: str | None
     revision: int  # watch revision of the write that produced this row
+    purged_versions: tuple[int, ...] = ()  # versions of this entry whose value was destroyed
 
 
 @dataclass(slots=True)
@@ -215,8 +217,35 @@ class WriteResult:
 
 
 @dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An audit event to append (storage assigns seq, id, the chain MAC and, if missing, the time).
+
+    `subject` names the protected row the event changes (`integrity.entry_subject`, `key_subject`);
+    None for events that change no row (reveals, denials, authentication failures).
+    """
+
+    type: str
+    actor: str
+    namespace: str | None = None
+    key: str | None = None
+    environment: str | None = None
+    old_version: int | None = None
+    new_version: int | None = None
+    outcome: str = "success"
+    source_ip: str | None = None
+    request_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    timestamp: str | None = None
+    subject: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEvent:
-    """One link of the audit chain (SPEC §7). `mac` covers every other field and `prev_mac`."""
+    """One link of the audit chain (SPEC §7). `mac` covers every other field and `prev_mac`.
+
+    `subject` (see `PendingEvent`) is covered by the MAC when present, and is not part of the
+    SPEC §7 shape of `to_json()`; audit exports carry it so that they verify offline.
+    """
 
     seq: int
     id: str
@@ -234,6 +263,7 @@ class AuditEvent:
     details: dict[str, Any]
     prev_mac: str
     mac: str
+    subject: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -267,8 +297,8 @@ class Role(enum.StrEnum):
 class Principal:
     """Who is asking: a role and optional namespace / environment limits (empty = unlimited).
 
-    `actor` is what the audit trail records: `key:<name>` for an API key, the OS account for the
-    local CLI and library.
+    `actor` is what the audit trail records: `key:<name>#<id>` for an API key, the OS account for
+    the local CLI and library.
     """
 
     actor: str
@@ -296,6 +326,12 @@ class ApiKey:
     created_by: str
     expires_at: str | None
     revoked_at: str | None
+    parent_id: str | None = None  # the key that created this one (None: the store's owner)
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names this key: `key:<name>#<id>` (names repeat over time, ids never)."""
+        return f"key:{self.name}#{self.id}"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -308,4 +344,5 @@ class ApiKey:
             "created_by": self.created_by,
             "expires_at": self.expires_at,
             "revoked_at": self.revoked_at,
+            "parent_id": self.parent_id,
         }

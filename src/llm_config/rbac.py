@@ -2,7 +2,9 @@
 
 A permission is `resource:action`. A principal may act when its role grants the permission and
 the target namespace and environment are inside its limits (a namespace limit covers its
-sub-namespaces: `acme` covers `acme/chatbot`, not `acmex`).
+sub-namespaces: `acme` covers `acme/chatbot`, not `acmex`). An environment limit always lets a
+principal *read* `base` — it is every environment's default, so resolution reads it anyway —
+while writing `base` needs `base` in the limit.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ __all__ = [
     "ACTIONS",
     "RESOURCES",
     "ROLE_PERMISSIONS",
+    "READ_ACTIONS",
     "allowed",
+    "allowed_before_body",
     "covers_namespace",
     "in_scope",
     "is_narrower",
@@ -32,11 +36,12 @@ def _grid(resources: Iterable[str], actions: Iterable[str]) -> frozenset[str]:
     return frozenset(f"{r}:{a}" for r in resources for a in acts)
 
 
-_EDIT: Final = ("read", "create", "update", "delete", "list", "rollback")
+READ_ACTIONS: Final = frozenset({"read", "list", "export"})
+"""Actions that only read: allowed on `base` under any environment limit."""
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[str]]] = {
     Role.ADMIN: _grid(RESOURCES, ACTIONS),
-    Role.EDITOR: _grid(("config", "secret", "history"), _EDIT) | _grid(("audit_log",), ("read", "list")),
+    Role.EDITOR: _grid(("config", "secret", "history"), ACTIONS) | _grid(("audit_log",), ("read", "list")),
     Role.VIEWER: _grid(("config", "history"), ("read", "list")),
     Role.AUDITOR: _grid(("config", "history", "audit_log", "system"), ("read", "list"))
     | frozenset({"audit_log:export"}),
@@ -53,13 +58,26 @@ def covers_namespace(limit: str, namespace: str) -> bool:
     return namespace == limit or namespace.startswith(limit + "/")
 
 
-def in_scope(principal: Principal, namespace: str | None, env: Environment | None) -> bool:
-    """Whether a namespace/environment lies inside the principal's limits (None = not scoped)."""
-    if principal.namespaces and (
-        namespace is None or not any(covers_namespace(p, namespace) for p in principal.namespaces)
-    ):
+def _namespace_in_scope(principal: Principal, namespace: str | None) -> bool:
+    return not principal.namespaces or (
+        namespace is not None and any(covers_namespace(p, namespace) for p in principal.namespaces)
+    )
+
+
+def in_scope(
+    principal: Principal, namespace: str | None, env: Environment | None, *, reading: bool = False
+) -> bool:
+    """Whether a namespace/environment lies inside the principal's limits (None = not scoped).
+
+    `reading`: the operation only reads, so `base` is inside every environment limit.
+    """
+    if not _namespace_in_scope(principal, namespace):
         return False
-    return not (principal.environments and (env is None or env not in principal.environments))
+    if not principal.environments:
+        return True
+    if env is None:
+        return False
+    return env in principal.environments or (reading and env is Environment.BASE)
 
 
 def allowed(
@@ -68,7 +86,20 @@ def allowed(
     """Default-deny decision: the role grants `permission` and the target is in scope."""
     if permission not in ROLE_PERMISSIONS[principal.role]:
         return False
-    return principal.unrestricted or in_scope(principal, namespace, env)
+    if principal.unrestricted:
+        return True
+    return in_scope(principal, namespace, env, reading=permission.partition(":")[2] in READ_ACTIONS)
+
+
+def allowed_before_body(principal: Principal, permission: str, namespace: str | None) -> bool:
+    """What can be decided before a request body is read: the role and the namespace limit.
+
+    The environment may come from the body, so its limit is checked once the body is parsed; with no
+    namespace (keys, server-wide operations) only the role is checked here.
+    """
+    return permission in ROLE_PERMISSIONS[principal.role] and (
+        namespace is None or _namespace_in_scope(principal, namespace)
+    )
 
 
 def is_narrower(

@@ -47,7 +47,10 @@ class Settings:
 class ServeOptions:
     """Options of `llm-config serve` (SPEC §4, §9).
 
-    Rate limits are `RATE:BURST` (requests per second, bucket size); `0` switches one off.
+    Rate limits are `RATE:BURST` (requests per second, bucket size); `0` switches one off. Slow
+    clients: a request's headers must arrive within `header_timeout` seconds and its body within
+    `body_timeout`; one address may hold at most `max_connections_per_ip` connections (uvicorn;
+    trusted proxies exempt; 0 switches the cap off).
     """
 
     host: str = "127.0.0.1"
@@ -69,6 +72,9 @@ class ServeOptions:
     ban_loopback: bool = False
     access_log: bool = True
     redis_prefix: str = "llm-config:"
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections_per_ip: int = 100
 
 
 T = TypeVar("T", Settings, ServeOptions)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -13,8 +13,10 @@ from llm_config.models import (
     Entry,
     Environment,
     HistoryItem,
+    PendingEvent,
     StoredEntry,
     StoredVersion,
+    ValueType,
     WriteRequest,
     WriteResult,
 )
@@ -24,6 +26,7 @@ __all__ = [
     "Cipher",
     "Clock",
     "ConfigReader",
+    "Fingerprinter",
     "ConfigWriter",
     "JSONValue",
     "Storage",
@@ -34,6 +37,9 @@ JSONValue = Any
 
 Clock = Callable[[], float]
 """Returns seconds since the epoch (time.time-compatible); the fake clock of `testing` swaps it."""
+
+Fingerprinter = Callable[[str, str, Environment, ValueType, "str | None"], "str | None"]
+"""(namespace, key, environment, value type, stored value) → the value's place-bound fingerprint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +56,32 @@ class AuditQuery:
 
 
 class Storage(Protocol):
-    """A persistent store of entries, versions and the audit chain.
+    """A persistent store of entries, versions, API keys and the audit chain.
 
     Every method is safe to call from several threads. `apply` is the only way to change entries:
-    all its writes and their audit events commit in one transaction, or none do.
+    all its writes and their audit events commit in one transaction, or none do. Once `set_row_key`
+    has been called, every protected row read is checked against its keyed MAC and its latest audit
+    event (`llm_config.integrity`), and a failing row raises `IntegrityError` instead of being served.
     """
 
     url: str
     """Where the store lives, with any password masked."""
+
+    def set_row_key(self, key: bytes | None) -> None:
+        """Check rows on read with `key` from now on (None: rows cannot be checked: no master key)."""
+
+    @property
+    def verifying(self) -> bool:
+        """Whether rows are checked on read."""
+
+    def integrity_failures(self) -> list[str]:
+        """Rows that failed their check in this process and still fail (for health)."""
+
+    def integrity_pending(self) -> bool:
+        """Whether this store predates row MACs and needs `migrate_integrity` once."""
+
+    def migrate_integrity(self, event: PendingEvent, audit_key: bytes, fingerprint_of: Fingerprinter) -> int:
+        """Compute every row's MAC once, bound to one `integrity_migrated` event; returns its seq."""
 
     def get_current(self, namespace: str, key: str, env: Environment) -> StoredEntry | None:
         """The current row of an entry (tombstones included), or None if it never existed."""
@@ -98,27 +122,11 @@ class Storage(Protocol):
         NotFoundError for a delete/rollback/purge of a missing entry or version.
         """
 
-    def append_audit(
-        self,
-        *,
-        type: str,
-        actor: str,
-        audit_key: bytes,
-        namespace: str | None = None,
-        key: str | None = None,
-        environment: str | None = None,
-        old_version: int | None = None,
-        new_version: int | None = None,
-        outcome: str = "success",
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        details: dict[str, Any] | None = None,
-        timestamp: str | None = None,
-    ) -> AuditEvent:
-        """Append an event that is not part of a write (reveals, denials); durable on return."""
+    def append_audit(self, event: PendingEvent, audit_key: bytes) -> AuditEvent:
+        """Append an event that changes no row (reveals, denials); durable on return."""
 
-    def append_audit_many(self, events: Sequence[dict[str, Any]], audit_key: bytes) -> None:
-        """Append several events (each a dict of `append_audit`'s arguments) in one transaction."""
+    def append_audit_many(self, events: Sequence[PendingEvent], audit_key: bytes) -> None:
+        """Append several such events in one transaction."""
 
     def audit_events(self, query: AuditQuery) -> list[AuditEvent]:
         """Events matching the query, oldest first."""
@@ -126,11 +134,22 @@ class Storage(Protocol):
     def audit_head(self) -> tuple[int, str] | None:
         """(seq, mac) of the newest event, or None for an empty chain."""
 
-    def version_audit_refs(self) -> list[tuple[str, str, str, int, int]]:
-        """(namespace, key, environment, version, audit_seq) of every version row."""
+    def iter_entries(self) -> Iterator[tuple[StoredEntry, bool, bool]]:
+        """Every entry row unchecked: (row, MAC holds?, fresh?)."""
 
-    def save_api_key(self, record: ApiKey, *, audit_key: bytes, event: dict[str, Any]) -> AuditEvent:
-        """Insert or update a key record and append its audit event (`append_audit` kwargs) atomically."""
+    def iter_versions(self) -> Iterator[tuple[str, str, str, StoredVersion, bool]]:
+        """Every version row unchecked (namespace, key, environment, row, MAC holds?), by entry and version."""
+
+    def iter_api_keys(self) -> Iterator[tuple[ApiKey, bool, bool]]:
+        """Every key row unchecked: (record, MAC holds?, fresh?)."""
+
+    def create_api_key(self, record: ApiKey, event: PendingEvent, audit_key: bytes, *, now: str) -> AuditEvent:
+        """Insert a key and its event atomically; a live key of the same name is a ConflictError."""
+
+    def revoke_api_keys(
+        self, key_id: str, revoked_at: str, event_for: Callable[[ApiKey, bool], PendingEvent], audit_key: bytes,
+    ) -> list[ApiKey]:
+        """Revoke a key and, transitively, the live keys it created; returns the newly revoked records."""
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
         """A key record by id."""
@@ -143,6 +162,9 @@ class Storage(Protocol):
 
     def sealed_values(self) -> list[str]:
         """The envelope of every sealed version (for counting ciphertexts per key id)."""
+
+    def pending_migrations(self) -> list[int]:
+        """Schema migrations this code knows that the store has not applied."""
 
     def get_meta(self, name: str) -> str | None:
         """A store-level setting (instance secret envelope, schema version …)."""

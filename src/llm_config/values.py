@@ -1,7 +1,7 @@
 """Strict JSON values (SPEC §3, ARCHITECTURE decision 8). Pure.
 
 Accepted: str, 64-bit int, finite float, bool, None, list, dict with str keys; at most 1 MiB
-serialized and nesting depth 32. NaN, ±Infinity and integers outside 64 bits are refused, never
+serialized and at most 32 nested arrays/objects. NaN, ±Infinity and integers outside 64 bits are refused, never
 rewritten. Messages never quote the value.
 """
 
@@ -17,6 +17,7 @@ from llm_config.errors import ValidationError
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_DOCUMENT_BYTES",
     "MAX_VALUE_BYTES",
     "check_text",
     "check_version",
@@ -28,13 +29,15 @@ __all__ = [
 
 MAX_VALUE_BYTES: Final = 1024 * 1024
 MAX_DEPTH: Final = 32
+MAX_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
+"""Largest import document read from a file or stdin (REST bodies are capped by `--max-body` first)."""
 _INT_MIN: Final = -(2**63)
 _INT_MAX: Final = 2**63 - 1
 
 
-def _check(value: Any, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise ValidationError(f"Invalid value: nesting deeper than {MAX_DEPTH} levels")
+def _check(value: Any, enclosing: int) -> None:
+    """Check `value`, which sits inside `enclosing` arrays/objects. One rule for depth: at most
+    `MAX_DEPTH` nested arrays/objects, whatever the innermost one holds (`[[]]` and `[[1]]` are both 2)."""
     if value is None or isinstance(value, (bool, str)):
         return
     if isinstance(value, int):
@@ -45,15 +48,17 @@ def _check(value: Any, depth: int) -> None:
         if not math.isfinite(value):
             raise ValidationError("Invalid value: NaN and Infinity are not JSON")
         return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check(item, depth + 1)
-        return
-    if isinstance(value, dict):
-        for k, item in value.items():
-            if not isinstance(k, str):
-                raise ValidationError("Invalid value: object keys must be strings")
-            _check(item, depth + 1)
+    if isinstance(value, (list, tuple, dict)):
+        if enclosing + 1 > MAX_DEPTH:
+            raise ValidationError(f"Invalid value: more than {MAX_DEPTH} nested arrays/objects")
+        if isinstance(value, dict):
+            for k, item in value.items():
+                if not isinstance(k, str):
+                    raise ValidationError("Invalid value: object keys must be strings")
+                _check(item, enclosing + 1)
+        else:
+            for item in value:
+                _check(item, enclosing + 1)
         return
     raise ValidationError(f"Invalid value: {type(value).__name__} is not a JSON type")
 
@@ -68,7 +73,7 @@ def dumps(value: Any) -> str:
 
 def validate_value(value: Any) -> str:
     """Check a value against SPEC §3 and return its stored JSON text."""
-    _check(value, 1)
+    _check(value, 0)
     text = dumps(value)
     if len(text.encode()) > MAX_VALUE_BYTES:
         raise ValidationError(f"Invalid value: larger than {MAX_VALUE_BYTES} bytes serialized")
@@ -77,6 +82,18 @@ def validate_value(value: Any) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValidationError(f"Invalid JSON: {name} is not allowed")
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose keys are all different: `{"secret": true, "secret": false}` is ambiguous."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValidationError(f"Invalid JSON: duplicate key {name[:40]!a} in an object")
+            seen.add(name)
+    return obj
 
 
 def loads_strict(text: str | bytes, *, wrapper_depth: int = 0) -> Any:
@@ -90,19 +107,21 @@ def loads_strict(text: str | bytes, *, wrapper_depth: int = 0) -> Any:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
             raise ValidationError("Invalid JSON: not UTF-8") from None
-    if len(text) > 4 * MAX_VALUE_BYTES:
-        raise ValidationError(f"Invalid value: larger than {MAX_VALUE_BYTES} bytes serialized")
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise ValidationError(f"Invalid JSON: larger than {MAX_DOCUMENT_BYTES} bytes")
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        # the C parser is linear in the input and refuses excess nesting itself (RecursionError);
+        # objects are checked for duplicate keys as they are built
+        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_object)
     except ValidationError:
         raise
     except RecursionError:
-        raise ValidationError(f"Invalid value: nesting deeper than {MAX_DEPTH} levels") from None
+        raise ValidationError(f"Invalid value: more than {MAX_DEPTH} nested arrays/objects") from None
     except ValueError as exc:
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "malformed"
         pos = f" at position {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
         raise ValidationError(f"Invalid JSON: {msg}{pos}") from None
-    _check(value, 1 - wrapper_depth)
+    _check(value, -wrapper_depth)
     return value
 
 
@@ -133,12 +152,16 @@ def parse_cli_value(text: str) -> Any:
     so `set k NaN` cannot silently store the string "NaN" where a number was meant.
     """
     try:
-        parsed = json.loads(text, parse_constant=_reject_constant)
-    except ValidationError:
+        parsed = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_object)
+    except ValidationError as exc:
+        if "duplicate key" in exc.message:
+            raise
         raise ValidationError(
             "Invalid value: NaN and Infinity are not JSON (quote them to store a string)"
         ) from None
-    except (ValueError, RecursionError):
+    except RecursionError:
+        raise ValidationError(f"Invalid value: more than {MAX_DEPTH} nested arrays/objects") from None
+    except ValueError:
         return text
-    _check(parsed, 1)
+    _check(parsed, 0)
     return parsed

@@ -18,6 +18,9 @@ import pytest
 from llm_config.storage import open_storage
 from llm_config.types import Storage
 
+ROW_KEY = bytes(range(100, 132))
+"""The row-MAC key every contract store checks with (a manager derives it from the instance secret)."""
+
 BACKENDS = ["sqlite"]  # later: "postgresql", "mysql"
 
 
@@ -34,8 +37,10 @@ class Backend:
             return str(self.tmp_path / "store")
         raise NotImplementedError(self.name)
 
-    def open(self, *, create: bool = True) -> Storage:
-        return open_storage(self.target, create=create)
+    def open(self, *, create: bool = True, row_key: bytes | None = ROW_KEY) -> Storage:
+        store = open_storage(self.target, create=create)
+        store.set_row_key(row_key)
+        return store
 
     def raw_execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one statement on a connection of our own, as an attacker with DB access would."""

@@ -16,6 +16,10 @@ import orjson
 import pytest
 
 from llm_config import audit
+from llm_config.core.custody import StoreKeys, place
+from llm_config.core.verify import verify_store
+from llm_config.crypto.aead import Keyring
+from llm_config.crypto.keys import KeySource
 from llm_config.errors import (
     ConflictError,
     NotFoundError,
@@ -25,6 +29,7 @@ from llm_config.errors import (
 )
 from llm_config.models import (
     Environment,
+    PendingEvent,
     StoredEntry,
     ValueType,
     WriteKind,
@@ -34,9 +39,13 @@ from llm_config.models import (
 from llm_config.storage import mask_url, open_storage
 from llm_config.types import AuditQuery, Storage
 
-from .conftest import Backend
+from .conftest import ROW_KEY, Backend
 
 AUDIT_KEY = bytes(range(32))
+FP_KEY = bytes(range(32, 64))
+KEYRING = Keyring([bytes(range(64, 96))])
+STORE_KEYS = StoreKeys(source=KeySource(KEYRING, "contract tests"), audit=AUDIT_KEY, fingerprint=FP_KEY,
+                       pepper=bytes(range(96, 128)), row=ROW_KEY)
 DEV = Environment.DEVELOPMENT
 PROD = Environment.PRODUCTION
 
@@ -62,10 +71,9 @@ def set_req(
     actor: str = "alice",
     timestamp: str | None = None,
 ) -> WriteRequest:
-    if secret:  # storage only ever sees envelopes; this one is a stand-in
-        stored = orjson.dumps({"alg": "AES-256-GCM", "kid": "test", "nonce": "n", "ct": str(value)}).decode()
-    else:
-        stored = orjson.dumps(value).decode()
+    text = orjson.dumps(value)
+    stored = KEYRING.seal(text, place(ns, key, env)) if secret else text.decode()  # storage sees envelopes only
+    fingerprint = audit.fingerprint(FP_KEY, place(ns, key, env), text)
     return WriteRequest(
         kind=WriteKind.SET,
         namespace=ns,
@@ -76,10 +84,11 @@ def set_req(
         change_description=message,
         value_type=ValueType.SECRET if secret else ValueType.PLAIN,
         stored_value=stored,
-        fingerprint=f"fp:{value}",
+        fingerprint=fingerprint,
         expected_version=expected,
         tags=tags,
         description=description,
+        audit_details={"fingerprint": fingerprint, "fingerprint_scheme": audit.FINGERPRINT_SCHEME},
     )
 
 
@@ -139,9 +148,8 @@ def value_of(entry: StoredEntry | None) -> Any:
 
 
 def verify(storage: Storage, key: bytes = AUDIT_KEY) -> audit.VerifyReport:
-    return audit.verify_chain(
-        storage.audit_events(AuditQuery()), key, version_refs=storage.version_audit_refs()
-    )
+    """`audit verify` of the whole store: chain, row MACs and every cross-reference."""
+    return verify_store(storage, dataclasses.replace(STORE_KEYS, audit=key))
 
 
 def snapshot(storage: Storage, ns: str, key: str, env: Environment = DEV) -> tuple[Any, ...]:
@@ -284,8 +292,8 @@ def test_rollback_to_tombstone_missing_or_purged_is_not_found(storage: Storage) 
     put(storage, "app", "k", 4)
     write(storage, purge_req("app", "k", 1))
     before = snapshot(storage, "app", "k")
-    for version in (3, 1, 99):  # tombstone, purged, missing
-        with pytest.raises(NotFoundError, match=f"Version {version} not found"):
+    for version, why in ((3, "is a deletion"), (1, "is purged"), (99, "not found")):
+        with pytest.raises(NotFoundError, match=f"Version {version} of app/k \\[development\\] {why}"):
             write(storage, rollback_req("app", "k", version))
     with pytest.raises(NotFoundError, match="Config not found"):
         write(storage, rollback_req("app", "missing", 1))
@@ -309,14 +317,14 @@ def test_purge_destroys_one_version_and_leaves_a_marker(storage: Storage) -> Non
     assert current.version == 3
     event = storage.audit_events(AuditQuery())[-1]
     assert (event.type, event.old_version, event.new_version) == ("secret_modified", 1, None)
-    with pytest.raises(NotFoundError, match="Version 1 not found"):
+    with pytest.raises(NotFoundError, match=r"Version 1 of app/k .* is purged"):
         write(storage, purge_req("app", "k", 1))
-    with pytest.raises(NotFoundError, match="Version 9 not found"):
+    with pytest.raises(NotFoundError, match=r"Version 9 of app/k .* not found"):
         write(storage, purge_req("app", "k", 9))
     with pytest.raises(ValidationError, match="Cannot purge the current version 3"):
         write(storage, purge_req("app", "k", 3))
     write(storage, delete_req("app", "k"))
-    with pytest.raises(NotFoundError, match="Version 4 not found"):  # a tombstone has nothing to purge
+    with pytest.raises(NotFoundError, match=r"Version 4 .* is a deletion"):  # a tombstone has nothing to purge
         write(storage, purge_req("app", "k", 4))
     write(storage, purge_req("app", "k", 3))  # no longer current once deleted
     put(storage, "plain", "k", 1)
@@ -492,10 +500,10 @@ def test_every_write_adds_one_event_and_the_chain_verifies(storage: Storage) -> 
     write(storage, set_req("app", "k", 1, actor="alice"))
     write(storage, set_req("app", "k", 2, actor="bob"), set_req("app/sub", "s", 1, secret=True))
     write(storage, delete_req("app", "k"))
-    event = storage.append_audit(
-        type="secret_accessed", actor="carol", audit_key=AUDIT_KEY, namespace="app/sub", key="s",
+    event = storage.append_audit(PendingEvent(
+        type="secret_accessed", actor="carol", namespace="app/sub", key="s",
         environment="development", details={"reason": "reveal", "n": [1, 2]}, request_id="r-1",
-    )
+    ), AUDIT_KEY)
     events = storage.audit_events(AuditQuery())
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     assert events[-1] == event
@@ -518,7 +526,7 @@ def test_custom_audit_type_and_details_are_recorded(storage: Storage) -> None:
     request = WriteRequest(
         kind=WriteKind.SET, namespace="app", key="k", environment=PROD, actor="ci", timestamp=now(),
         change_description="Promoted from staging (p-1)", value_type=ValueType.PLAIN, stored_value="1",
-        audit_type="config_updated", audit_details={"promotion": "p-1", "from": "staging"},
+        audit_type="config_updated", audit_details={"promotion": "p-1", "from": "staging"}, fingerprint=None,
         source_ip="10.0.0.1", request_id="req-9",
     )
     write(storage, request)
@@ -721,6 +729,7 @@ def test_open_missing_store_without_create_names_the_path(tmp_path: Path) -> Non
 
 def test_created_store_is_private(tmp_path: Path) -> None:
     store = open_storage(tmp_path / "store", create=True)
+    store.set_row_key(ROW_KEY)
     try:
         put(store, "app", "k", 1)
         assert stat.S_IMODE(os.stat(tmp_path / "store").st_mode) == 0o700
@@ -735,6 +744,7 @@ def test_created_store_is_private(tmp_path: Path) -> None:
 def test_sqlite_url_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     absolute = tmp_path / "abs.db"
     store = open_storage(f"sqlite:///{absolute}", create=True)
+    store.set_row_key(ROW_KEY)
     try:
         assert store.url == f"sqlite:///{absolute}"
         put(store, "app", "k", 1)

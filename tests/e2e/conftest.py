@@ -24,7 +24,6 @@ from llm_config.server.runner import uvicorn_options
 from llm_config.settings import ServeOptions
 
 ADMIN_NAME = "test-admin"
-ADMIN_ACTOR = f"key:{ADMIN_NAME}"
 
 
 @dataclass
@@ -36,6 +35,11 @@ class LiveServer:
     manager: ConfigManager
     options: ServeOptions
     admin_key: str
+
+    @property
+    def admin_actor(self) -> str:
+        """How the audit trail names the admin key: `key:<name>#<id>`."""
+        return next(k.actor for k in self.manager.list_api_keys() if k.name == ADMIN_NAME and not k.revoked_at)
 
     def client(self, key: str | bool | None = True, **kw: Any) -> httpx.Client:
         """An httpx client sending `key` (True: the admin key; None/False: no key)."""

@@ -418,10 +418,22 @@ def test_writes_without_a_key_say_how_to_supply_it(cli: Runner, cli_env: CLIEnv)
 def test_key_file_flag_and_wrong_key(cli: Runner, cli_env: CLIEnv, tmp_path: Path) -> None:
     key_file = tmp_path / "k.key"
     key_file.write_text(cli_env.key + "\n")
+    key_file.chmod(0o600)
     ok(cli("--key-file", str(key_file), "set", "ns", "s", "x", "--secret", with_key=False))
+    ok(cli("--key-file", str(key_file), "set", "ns", "plain", "p", with_key=False))
     assert ok(cli("get", "ns", "s", "--reveal", "-o")).out == "x\n"
-    wrong = cli("get", "ns", "s", "--reveal", env={"LLM_CONFIG_KEY": generate_key()})
-    assert wrong.code == 1 and wrong.err.startswith("error: ")
+    wrong_key = {"LLM_CONFIG_KEY": generate_key()}
+    wrong = cli("get", "ns", "s", "--reveal", env=wrong_key)
+    assert wrong.code == 1 and wrong.err.startswith("warning: ")
+    assert wrong.err.splitlines()[-1].startswith("error: Revealing a secret needs the master key: the encryption key "
+                                                 "does not open this store")
+    # a key of another store still reads plain values (SPEC §2), with a warning naming the key it needs
+    plain = cli("get", "ns", "plain", "-o", env=wrong_key)
+    assert plain.code == 0 and plain.out == "p\n" and "does not open this store" in plain.err
+    # a key file others can read is refused, with the command that fixes it
+    key_file.chmod(0o644)
+    loose = cli("--key-file", str(key_file), "get", "ns", "s", "--reveal", with_key=False)
+    assert loose.code == 1 and f"chmod 600 {key_file}" in loose.err
 
 
 def test_server_flag_is_refused_for_now(cli: Runner, cli_env: CLIEnv) -> None:

@@ -20,7 +20,7 @@ from llm_config.core.manager import ConfigManager
 from llm_config.server.app import create_app
 from llm_config.server.runner import is_loopback
 from llm_config.settings import ServeOptions
-from tests.e2e.conftest import ADMIN_ACTOR, LiveServer
+from tests.e2e.conftest import LiveServer
 
 C = "/api/v1/configs"
 SENTINEL = "SENTINEL-7f3a9c"
@@ -60,7 +60,7 @@ def test_round_trip_of_every_json_type(api: httpx.Client, method: str) -> None:
         assert got.json()["environment"] == "development"
 
 
-def test_config_response_shape(api: httpx.Client) -> None:
+def test_config_response_shape(live_server: LiveServer, api: httpx.Client) -> None:
     r = put(api, "app/model", {"value": "gpt", "description": "the model", "tags": ["llm", "prod"],
                                "env": "prod"})
     body = r.json()
@@ -68,7 +68,7 @@ def test_config_response_shape(api: httpx.Client) -> None:
     assert body["environment"] == "production"
     assert body["metadata"]["tags"] == ["llm", "prod"]
     assert body["metadata"]["description"] == "the model"
-    assert body["metadata"]["created_by"] == ADMIN_ACTOR
+    assert body["metadata"]["created_by"] == live_server.admin_actor
     assert body["metadata"]["created_at"].endswith("Z")
 
 
@@ -114,16 +114,16 @@ def test_secret_hidden_unless_revealed(live_server: LiveServer, api: httpx.Clien
     events = api.get("/api/v1/audit", params={"type": "secret_accessed"}).json()
     assert len(events) == 1
     assert events[0]["request_id"] == "req-reveal-1"
-    assert events[0]["actor"] == ADMIN_ACTOR and events[0]["source_ip"] == "127.0.0.1"
+    assert events[0]["actor"] == live_server.admin_actor and events[0]["source_ip"] == "127.0.0.1"
     assert "sk-top-secret" not in json.dumps(api.get("/api/v1/audit").json())
     # a plain write over a secret needs "secret": false explicitly
     assert_error(put(api, "app/openai.api_key", {"value": SENTINEL}), 400)
     assert put(api, "app/openai.api_key", {"value": "now-plain", "secret": False}).json()["secret"] is False
 
 
-def test_actor_and_source_ip_never_from_client(api: httpx.Client) -> None:
+def test_actor_and_source_ip_never_from_client(live_server: LiveServer, api: httpx.Client) -> None:
     r = put(api, "app/k", {"value": 1}, headers={"X-Forwarded-For": "6.6.6.6"})
-    assert r.json()["metadata"]["updated_by"] == ADMIN_ACTOR
+    assert r.json()["metadata"]["updated_by"] == live_server.admin_actor
     event = api.get("/api/v1/audit").json()[-1]
     assert event["source_ip"] == "127.0.0.1"
     assert event["request_id"] == r.headers["x-request-id"]
@@ -230,7 +230,7 @@ def test_history_newest_first_and_rollback(api: httpx.Client) -> None:
     assert r.status_code == 200
     assert r.json()["version"] == 4 and r.json()["value"] == "a"
     assert api.get(f"{C}/app/k/history").json()[0]["change_description"] == "Rollback to version 1"
-    assert assert_error(api.post(f"{C}/app/k/rollback/99"), 404) == "Version 99 not found"
+    assert assert_error(api.post(f"{C}/app/k/rollback/99"), 404) == "Version 99 of app/k [development] not found"
     assert_error(api.post(f"{C}/app/k/rollback/0"), 400)
     assert_error(api.get(f"{C}/app/missing/history"), 404)
     put(api, "a/b/-/k", {"value": 1})
@@ -359,7 +359,7 @@ def test_export_import_round_trip(api: httpx.Client) -> None:
 
 # ----------------------------------------------------------------------------- audit
 
-def test_audit_list_verify_head_export(api: httpx.Client) -> None:
+def test_audit_list_verify_head_export(live_server: LiveServer, api: httpx.Client) -> None:
     for i in range(5):
         put(api, f"aud/k{i}", {"value": i})
     put(api, "other/k", {"value": 1})
@@ -368,7 +368,8 @@ def test_audit_list_verify_head_export(api: httpx.Client) -> None:
     assert [e["seq"] for e in events] == list(range(1, 8))
     assert events[0]["type"] == "key_created" and all(e["type"] == "config_created" for e in events[1:])
     assert len(api.get("/api/v1/audit", params={"namespace": "aud"}).json()) == 5
-    assert len(api.get("/api/v1/audit", params={"user": ADMIN_ACTOR, "type": "config_created"}).json()) == 6
+    actor = live_server.admin_actor
+    assert len(api.get("/api/v1/audit", params={"user": actor, "type": "config_created"}).json()) == 6
     assert api.get("/api/v1/audit", params={"user": "nobody"}).json() == []
     first = events[0]["timestamp"]
     assert len(api.get("/api/v1/audit", params={"since": first}).json()) == 7
@@ -537,7 +538,7 @@ def test_missing_master_key_is_503(make_manager: Callable[..., ConfigManager], t
 
 def test_storage_unavailable_is_503(live_server: LiveServer, api: httpx.Client) -> None:
     put(api, "app/k", {"value": SENTINEL})
-    live_server.app.state.health_cache = None
+    live_server.app.state.health_cache = {}
     live_server.manager.storage.close()
     assert_error(api.get(f"{C}/app/k", params={"version": 1}), 503)
     assert_error(put(api, "app/k", {"value": SENTINEL}), 503)
@@ -554,9 +555,11 @@ def test_health_and_ready(api: httpx.Client) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "healthy" and body["service"] == "llm-config-manager" and body["version"]
-    assert {"storage", "key", "audit"} <= set(body["checks"])
-    assert all(set(c) == {"status", "message"} for c in body["checks"].values())
+    assert {"storage", "key", "integrity", "audit"} <= set(body["checks"])
+    # the admin key the client sends has system:read: messages and counts too
+    assert all({"status", "message"} <= set(c) for c in body["checks"].values())
     assert api.get("/health/ready").json() == {"status": "ready"}
+    assert api.get("/health/live").json() == {"status": "alive"}
 
 
 def test_security_headers_and_request_id(api: httpx.Client) -> None:
@@ -613,7 +616,7 @@ def test_loopback_hosts() -> None:
 
 
 EXPECTED_ROUTES = {
-    ("get", "/health"), ("get", "/health/ready"), ("get", "/metrics"),
+    ("get", "/health"), ("get", "/health/live"), ("get", "/health/ready"), ("get", "/metrics"),
     ("get", "/api/v1/keys"), ("post", "/api/v1/keys"), ("delete", "/api/v1/keys/{key_id}"),
     ("get", "/api/v1/admin/bans"), ("delete", "/api/v1/admin/bans/{ip}"),
     ("get", "/api/v1/configs/{ns}/{key}"), ("put", "/api/v1/configs/{ns}/{key}"),

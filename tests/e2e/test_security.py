@@ -23,7 +23,7 @@ from llm_config.server.logs import REDACTED, redact
 from llm_config.server.runner import INITIAL_KEY_FILE, initial_key_path, show_initial_key
 from llm_config.server.security import BanList, client_address, parse_networks, query_carries_key
 from llm_config.types import AuditQuery
-from tests.e2e.conftest import ADMIN_ACTOR, LiveServer
+from tests.e2e.conftest import LiveServer
 
 C = "/api/v1/configs"
 
@@ -70,10 +70,11 @@ def test_missing_malformed_and_unknown_keys_are_401(live_server: LiveServer, ano
         r = anon.put(f"{C}/app/k", json={"value": 2}, headers=headers)
         assert_error(r, 401)
     assert live_server.manager.get("app", "k").value == 1
+    # 40 failures from one address within a minute: one audit event (coalesced, SPEC §9), not 40 fsyncs
     events = audit(live_server, "auth_failed")
-    assert len(events) == len(attempts) * 5
-    assert {e["source_ip"] for e in events} == {"127.0.0.1"} and all(e["actor"] == "anonymous" for e in events)
-    assert sum(1 for e in events if str(e["request_id"]).startswith("auth-")) == len(attempts) * 4
+    assert len(events) == 1
+    assert events[0]["source_ip"] == "127.0.0.1" and events[0]["actor"] == "anonymous"
+    assert str(events[0]["request_id"]).startswith("auth-0-") and events[0]["details"]["reason"] == "missing"
     # the same key works through either header
     for headers in ({"Authorization": f"Bearer {live_server.admin_key}"}, {"X-API-Key": live_server.admin_key},
                     {"authorization": f"bearer {live_server.admin_key}"}):
@@ -130,7 +131,7 @@ def test_mass_assignment_is_refused(live_server: LiveServer, api: httpx.Client) 
         body = {"name": "x", "role": "viewer", field: value}
         assert field in assert_error(api.post("/api/v1/keys", json=body), 400)
     entry = api.put(f"{C}/app/k", json={"value": 1}).json()
-    assert entry["metadata"]["created_by"] == ADMIN_ACTOR and entry["version"] == 1
+    assert entry["metadata"]["created_by"] == live_server.admin_actor and entry["version"] == 1
     assert [k["name"] for k in api.get("/api/v1/keys").json()] == ["test-admin"]
 
 
@@ -244,8 +245,14 @@ def test_forwarded_for_only_from_trusted_proxies(make_live_server: Callable[...,
         ("1.2.3.4, 10.0.0.9", "1.2.3.4"),  # trusted hops are skipped
         ("10.0.0.1, 10.0.0.2", "10.0.0.1"),
         ("garbage, 1.2.3.4", "1.2.3.4"),
-        ("1.2.3.4, garbage", "127.0.0.1"),
+        # a hop that is no address is its own client, never the proxy (whose ban would lock out everyone)
+        ("1.2.3.4, garbage", "hop:garbage"),
+        ("010.000.000.001", "hop:010.000.000.001"),
         ("2001:db8::5", "2001:db8::5"),
+        ("203.0.113.7:4711", "203.0.113.7"),  # hops may carry ports
+        ("[2001:db8::7]:443", "2001:db8::7"),
+        ("[2001:db8::8]", "2001:db8::8"),
+        ("1.2.3.4, 10.0.0.9:8080", "1.2.3.4"),
     ]
     with server.client() as api:
         for i, (header, expected) in enumerate(cases):
@@ -487,7 +494,8 @@ def test_access_log_lines(live_server: LiveServer, api: httpx.Client, caplog: py
     assert len(lines) == 1
     line = lines[0]
     assert line["method"] == "PUT" and line["route"] == "/api/v1/configs/{ns}/-/{key}" and line["status"] == 200
-    assert line["request_id"] == "log-1" and line["client_ip"] == "127.0.0.1" and line["actor"] == ADMIN_ACTOR
+    assert line["request_id"] == "log-1" and line["client_ip"] == "127.0.0.1"
+    assert line["actor"] == live_server.admin_actor
     assert line["duration_ms"] > 0
     assert "prod" not in server_lines(caplog) and live_server.admin_key not in server_lines(caplog)
 
@@ -534,4 +542,5 @@ def test_audit_reads_record_who_read_from_where(make_live_server: Callable[..., 
     while len(events := audit(server, "config_accessed")) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [e["request_id"] for e in events] == ["read-0", "read-1", "read-2"]
-    assert {e["source_ip"] for e in events} == {"198.51.100.9"} and {e["actor"] for e in events} == {ADMIN_ACTOR}
+    assert {e["source_ip"] for e in events} == {"198.51.100.9"}
+    assert {e["actor"] for e in events} == {server.admin_actor}

@@ -147,7 +147,7 @@ def _principals(server: LiveServer) -> list[Who]:
     for index, (role, (scope_name, scope)) in enumerate(itertools.product(Role, SCOPES.items())):
         record, key = server.manager.create_api_key(f"{role.value}-{scope_name}", role, **scope)  # type: ignore[arg-type]
         victim, _ = server.manager.create_api_key(f"victim-{index}", "viewer", **VICTIM_SCOPE)  # type: ignore[arg-type]
-        principal = Principal(actor=f"key:{record.name}", role=role, namespaces=record.namespaces,
+        principal = Principal(actor=record.actor, role=role, namespaces=record.namespaces,
                               environments=record.environments, key_id=record.id)
         out.append(Who(index, f"{role.value}-{scope_name}", principal, key, victim.id))
     return out

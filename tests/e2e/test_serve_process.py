@@ -103,7 +103,7 @@ def test_serve_process_round_trip(tmp_path: Path, key_file: Path, impl: str, wor
             put = client.put("/api/v1/configs/acme/-/openai.api_key", json={"value": "sk-x", "env": "prod",
                                                                              "secret": True})
             assert put.status_code == 200, put.text
-            assert put.json()["metadata"]["created_by"] == "key:initial-admin"
+            assert put.json()["metadata"]["created_by"].startswith("key:initial-admin#key_")
             for _ in range(2 * workers):  # every worker opens the secret with the key file's key
                 got = client.get("/api/v1/configs/acme/openai.api_key", params={"env": "prod", "reveal": "true"})
                 assert got.status_code == 200 and got.json()["value"] == "sk-x"

@@ -69,8 +69,10 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     k_flag, k_file, k_env, k_envfile, k_default = (generate_key() for _ in range(5))
     f = tmp_path / "k1"
     f.write_text(k_file)
+    f.chmod(0o600)
     ef = tmp_path / "k2"
     ef.write_text(k_envfile)
+    ef.chmod(0o600)
     write_key_file(default_key_file(), k_default)
     assert oct(default_key_file().stat().st_mode & 0o777) == "0o600"
     monkeypatch.setenv("LLM_CONFIG_KEY", k_env)
@@ -104,3 +106,21 @@ def test_key_file_is_never_overwritten(tmp_path: Path) -> None:
     write_key_file(path, generate_key())
     with pytest.raises(FileExistsError):
         write_key_file(path, generate_key())
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_key_file_others_can_read_is_refused_like_ssh_does(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "master.key"
+    path.write_text(generate_key())
+    path.chmod(mode)
+    with pytest.raises(SecretKeyError, match=f"mode 0{mode:o}.*chmod 600 {path}"):
+        find_keyring(key_file=str(path))
+    path.chmod(0o600)
+    assert find_keyring(key_file=str(path)) is not None
+
+
+@pytest.mark.parametrize("raw", [b"ab" * 16, b"password" * 4, bytes(range(8)) * 4, bytes(range(15)) * 2 + b"\x00\x01"])
+def test_patterned_keys_are_weak(raw: bytes) -> None:
+    with pytest.raises(SecretKeyError, match="weak key"):
+        parse_key(base64.b64encode(raw).decode())
+    parse_key(generate_key())  # a random one passes

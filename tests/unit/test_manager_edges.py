@@ -72,12 +72,17 @@ def test_doctor_counts_ciphertexts_per_key_id(make_manager: Callable[..., Config
     counts = report["checks"]["key"]["ciphertexts_by_key_id"]
     old_id, new_id = key_id(base64.b64decode(key)), key_id(base64.b64decode(new))
     assert counts == {old_id: 3, new_id: 1}  # two versions + the instance secret under the old key
-    assert report["status"] == "healthy" and "chain verifies" in report["checks"]["audit"]["message"]
+    assert report["status"] == "healthy" and "chain and rows verify" in report["checks"]["audit"]["message"]
 
 
 def test_public_doctor_reveals_no_paths_or_key_origin(manager: ConfigManager, store_dir: Any) -> None:
-    text = str(manager.doctor(public=True))
+    public = manager.doctor(public=True)
+    text = str(public)
     assert str(store_dir) not in text and "encryption-key" not in text and "key_ids" not in text
+    assert all(set(check) == {"status"} for check in public["checks"].values())  # statuses only
+    detail = manager.doctor(public=True, detail=True)
+    assert "events" in detail["checks"]["audit"]["message"] and "L1" in detail["checks"]["cache"]["message"]
+    assert str(store_dir) not in str(detail)
 
 
 def test_reads_work_without_key_but_writes_say_how_to_supply_it(

@@ -230,7 +230,16 @@ class ManagerModel(RuleBasedStateMachine):
             assert self._snapshot(key, env) == before
             return
         source = model.versions[target - 1]
-        entry = self.manager.rollback(NS, key, target, env=env, actor=actor)
+        explicit = data.draw(st.booleans(), label="no_secret")
+        current = model.versions[-1]
+        if model.live and current.secret and not source.secret and not explicit:
+            # a secret becomes plain only when asked for explicitly, as with set (SPEC §5)
+            before = self._snapshot(key, env)
+            with pytest.raises(ValidationError, match="--no-secret"):
+                self.manager.rollback(NS, key, target, env=env, actor=actor)
+            assert self._snapshot(key, env) == before
+            return
+        entry = self.manager.rollback(NS, key, target, env=env, actor=actor, secret=False if explicit else None)
         self._check_written(
             entry, model, key, env,
             Version(source.value, source.secret, False, actor, f"Rollback to version {target}"),

@@ -40,11 +40,24 @@ def test_parse_import_full_and_flat_documents() -> None:
 
 @pytest.mark.parametrize(
     "text", ['{"values": {"ok": 1, "bad key": 2}}', '{"a": NaN}', "- 1\n- 2\n", '{"a": 1', "a: .nan\n",
-             "d: 2024-01-01\n", '{"values": {"a": 1}, "secrets": {"a": 2}}', '{"values": {}, "extra": 1}'],
+             "b: !!binary aGk=\n", '{"values": {"a": 1}, "secrets": {"a": 2}}', '{"values": {}, "extra": 1}',
+             "a: 1\na: 2\n", '{"a": 1, "a": 2}'],
 )
 def test_parse_import_rejects_whole_document(text: str) -> None:
     with pytest.raises(ValidationError):
         parse_import(text)
+
+
+def test_yaml_dates_stay_the_text_they_were_written_as() -> None:
+    """JSON has no date type: a YAML date is imported as its string, not refused as a Python date."""
+    assert parse_import("released: 2024-01-01\nat: 2024-01-01T10:00:00Z\n").values == {
+        "released": "2024-01-01", "at": "2024-01-01T10:00:00Z",
+    }
+
+
+def test_a_value_of_the_wrong_type_names_its_key() -> None:
+    with pytest.raises(ValidationError, match="payload: Invalid value: bytes is not a JSON type"):
+        parse_import("ok: 1\npayload: !!binary aGk=\n")
 
 
 def test_import_error_does_not_echo_values() -> None:

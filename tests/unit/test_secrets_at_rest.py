@@ -16,7 +16,7 @@ import pytest
 
 from llm_config.core.manager import ConfigManager
 from llm_config.crypto.keys import generate_key
-from llm_config.errors import SecretKeyError, ValidationError
+from llm_config.errors import IntegrityError, KeyMissingError, ValidationError
 from llm_config.models import ENCRYPTED_PLACEHOLDER
 
 NS = "secrets/at-rest"
@@ -149,23 +149,26 @@ def test_tampered_ciphertext_fails_closed(
     _tamper(store_dir / "config.db", "openai.api_key", flip_at)
 
     manager = make_manager()
-    assert manager.get(NS, "openai.api_key").value == ENCRYPTED_PLACEHOLDER  # unrevealed read still fine
-    for kwargs in ({}, {"version": 4}):  # v4 is the current version (the tampered one)
-        with pytest.raises(SecretKeyError) as failed:
-            manager.get(NS, "openai.api_key", reveal=True, **kwargs)
+    # the row MAC refuses the edited rows before AES-GCM is even asked: revealed or not, nothing is served
+    for kwargs in ({}, {"reveal": True}, {"version": 4, "reveal": True}):  # v4: the tampered current version
+        with pytest.raises(IntegrityError) as failed:
+            manager.get(NS, "openai.api_key", **kwargs)
         message = str(failed.value)
+        assert "openai.api_key" in message
         assert not any(n.decode(errors="ignore") in message for n in _forms(canaries["plain_secret"]))
         assert canaries["old_secret"] not in message
-    with pytest.raises(SecretKeyError):
+    with pytest.raises(IntegrityError):
         manager.resolve(NS, reveal=True)
-    # other versions and other secrets still open
-    assert manager.get(NS, "openai.api_key", version=1, reveal=True).value == canaries["old_secret"]
+    # other secrets still open
     assert manager.get(NS, "provider.creds", env="production", reveal=True).value["api_key"] == (
         canaries["object_secret"]
     )
     events = orjson.dumps([e.to_json() for e in manager.audit_events()])
     assert not any(n in events for n in _needles(canaries))
-    assert manager.audit_verify().ok
+    report = manager.audit_verify()
+    assert not report.ok
+    assert any("openai.api_key" in p and "MAC mismatch" in p for p in report.problems)
+    assert manager.doctor()["checks"]["integrity"]["status"] == "unhealthy"
 
 
 def test_ciphertext_moved_to_another_entry_does_not_open(
@@ -188,21 +191,31 @@ def test_ciphertext_moved_to_another_entry_does_not_open(
         )
     conn.close()
     manager = make_manager()
-    with pytest.raises(SecretKeyError) as failed:
+    with pytest.raises(IntegrityError) as failed:
         manager.get(NS, "target", reveal=True)
     assert canaries["plain_secret"] not in str(failed.value)
+    # without the row MACs (a key-less open cannot check them), AES-GCM's AAD still refuses the move
+    keyless = make_manager(encryption_key=None)
+    assert keyless.get(NS, "target").value == ENCRYPTED_PLACEHOLDER
+    assert not keyless.storage.verifying
 
 
-def test_wrong_key_is_refused_on_open(
-    make_manager: Callable[..., ConfigManager], canaries: dict[str, Any]
+def test_wrong_key_opens_plain_values_only(
+    make_manager: Callable[..., ConfigManager], canaries: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     manager = make_manager()
     _write_secrets(manager, canaries)
+    manager.set(NS, "plain.model", "gpt-4o")
     manager.close()
-    with pytest.raises(SecretKeyError) as failed:
-        make_manager(encryption_key=generate_key())
-    message = str(failed.value)
-    assert not any(c in message for c in canaries.values())
+    wrong = make_manager(encryption_key=generate_key())
+    assert wrong.key_warning is not None and "does not open this store" in wrong.key_warning
+    assert "does not open this store" in caplog.text
+    assert wrong.get(NS, "plain.model").value == "gpt-4o"  # plain reads work (SPEC §2)
+    for attempt in (lambda: wrong.get(NS, "openai.api_key", reveal=True), lambda: wrong.set(NS, "x", 1)):
+        with pytest.raises(KeyMissingError) as failed:
+            attempt()
+        assert "does not open this store" in str(failed.value)
+        assert not any(c in str(failed.value) for c in canaries.values())
     # the right key still opens everything afterwards
     manager = make_manager()
     assert manager.get(NS, "openai.api_key", reveal=True).value == canaries["plain_secret"]

@@ -2,6 +2,7 @@
 
 import math
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -29,13 +30,29 @@ def test_refused_values(bad: object) -> None:
         validate_value(bad)
 
 
-def test_depth_limit() -> None:
-    ok: object = 1
-    for _ in range(MAX_DEPTH - 1):
-        ok = [ok]
-    validate_value(ok)
-    with pytest.raises(ValidationError, match="nesting"):
-        validate_value([ok])
+@pytest.mark.parametrize("innermost", [1, [], {}, "s"], ids=["scalar", "empty-array", "empty-object", "string"])
+def test_depth_limit_is_one_rule_whatever_the_innermost_value(innermost: object) -> None:
+    """32 nested arrays/objects are allowed and 33 are not, for `[[…[1]…]]` and `[[…[]…]]` alike."""
+    def nested(levels: int) -> object:
+        value: object = innermost
+        for _ in range(levels - (1 if isinstance(innermost, list | dict) else 0)):
+            value = [value]
+        return value
+
+    validate_value(nested(MAX_DEPTH))
+    assert loads_strict(orjson.dumps(nested(MAX_DEPTH))) == nested(MAX_DEPTH)
+    with pytest.raises(ValidationError, match="more than 32 nested"):
+        validate_value(nested(MAX_DEPTH + 1))
+    with pytest.raises(ValidationError, match="more than 32 nested"):
+        loads_strict(orjson.dumps(nested(MAX_DEPTH + 1)))
+
+
+def test_duplicate_object_keys_are_refused_not_last_wins() -> None:
+    for text in ('{"secret": true, "secret": false}', '[{"a": 1}, {"b": 1, "b": 2}]'):
+        with pytest.raises(ValidationError, match="duplicate key"):
+            loads_strict(text)
+        with pytest.raises(ValidationError, match="duplicate key"):
+            parse_cli_value(text)
 
 
 def test_size_limit() -> None:

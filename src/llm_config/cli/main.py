@@ -15,7 +15,7 @@ import click
 
 from llm_config.cli.commands import audit, doctor, init, keys, serve, transfer, values
 from llm_config.cli.commands._common import CLIState
-from llm_config.cli.output import err
+from llm_config.cli.output import err, route_library_warnings
 from llm_config.errors import LLMConfigError, exit_code_for
 
 __all__ = ["cli", "main"]
@@ -60,6 +60,7 @@ for _module in (init, values, transfer, keys, audit, doctor, serve):
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (for tests and `main`)."""
+    route_library_warnings()
     try:
         result = cli.main(args=list(argv) if argv is not None else None, prog_name="llm-config",
                           standalone_mode=False)

@@ -6,6 +6,7 @@ JSON goes through orjson (indented for people, valid for machines); YAML through
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,7 +21,9 @@ __all__ = [
     "err",
     "out",
     "out_raw",
+    "release_library_logging",
     "render_table",
+    "route_library_warnings",
     "value_text",
     "write_private_file",
 ]
@@ -101,3 +104,28 @@ def write_private_file(path: str, text: str) -> None:
         raise
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+class _WarningsToStderr(logging.Handler):
+    """The library's warnings (a key that does not open the store, a store others can enter) as
+    `warning: ...` lines; its errors reach the user as the command's own `error:` line instead."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno == logging.WARNING:
+            err(f"warning: {record.getMessage()}")
+
+
+def route_library_warnings() -> None:
+    """Show the library's warnings on stderr, once, in the CLI's own words."""
+    logger = logging.getLogger("llm_config")
+    if not any(isinstance(h, _WarningsToStderr) for h in logger.handlers):
+        logger.addHandler(_WarningsToStderr())
+    logger.propagate = False
+
+
+def release_library_logging() -> None:
+    """Hand the library's loggers back (to `serve`, which logs structured JSON lines of its own)."""
+    logger = logging.getLogger("llm_config")
+    for handler in [h for h in logger.handlers if isinstance(h, _WarningsToStderr)]:
+        logger.removeHandler(handler)
+    logger.propagate = True

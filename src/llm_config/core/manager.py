@@ -1,42 +1,39 @@
 """ConfigManager: the one orchestrator under the library, the CLI and the REST API.
 
-Owns validation, secret sealing, the L1 cache and its invalidation, audit of reveals, import/export
-and resolution. Depends on the Protocols of `types.py`, never on a driver. Never lets a plaintext
-secret reach storage, the cache, a log line, an audit event or an error message.
+A facade: it opens the store and its keys (`custody`), owns entries — reads with the L1 cache and
+its invalidation, writes, reveals, resolution, import/export — and hands the other concepts to the
+module that owns each: access control (`access`), API keys (`apikeys`), the audit trail
+(`auditing`, `verify`), health (`health`) and the one-time data upgrades (`upgrade`). Depends on the
+Protocols of `types.py`, never on a driver. Never lets a plaintext secret reach storage, the cache, a
+log line, an audit event or an error message.
 """
 
 from __future__ import annotations
 
 import builtins
-import dataclasses
 import logging
 import os
 import pwd
 import time
-import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import orjson
 
 from llm_config import audit, rbac
 from llm_config.cache.l1 import L1Cache
+from llm_config.core.access import Access
+from llm_config.core.apikeys import AUTH_CACHE_SECONDS, ApiKeys
+from llm_config.core.auditing import AuditTrail
+from llm_config.core.context import CallContext
+from llm_config.core.custody import StoreKeys, need, place, unlock
+from llm_config.core.health import store_health
 from llm_config.core.read_audit import ReadAuditBuffer
 from llm_config.core.resolve import merge_with_base, nest
 from llm_config.core.transfer import ImportPlan, format_export, parse_import
-from llm_config.crypto.aead import Keyring, derive_key, envelope_key_id
-from llm_config.crypto.apikeys import generate_api_key, hash_api_key, looks_like_api_key
+from llm_config.core.upgrade import upgrade_integrity
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
-from llm_config.errors import (
-    AuthenticationError,
-    KeyMissingError,
-    NotFoundError,
-    PermissionDeniedError,
-    SecretKeyError,
-    StoreMissingError,
-    ValidationError,
-)
+from llm_config.errors import KeyMissingError, NotFoundError, StoreMissingError, ValidationError
 from llm_config.models import (
     ENCRYPTED_PLACEHOLDER,
     ApiKey,
@@ -45,6 +42,7 @@ from llm_config.models import (
     Environment,
     HistoryItem,
     Metadata,
+    PendingEvent,
     Principal,
     Role,
     StoredEntry,
@@ -55,6 +53,7 @@ from llm_config.models import (
 )
 from llm_config.names import parse_environment, validate_key, validate_namespace
 from llm_config.storage import open_storage
+from llm_config.times import rfc3339
 from llm_config.types import AuditQuery, Clock, Storage
 from llm_config.values import check_text, check_version, validate_value
 
@@ -62,12 +61,9 @@ __all__ = ["AUTH_CACHE_SECONDS", "ConfigManager", "os_account"]
 
 log = logging.getLogger("llm_config")
 
-_INSTANCE_SECRET: Final = "instance_secret"  # noqa: S105 - a meta row name
-_INSTANCE_AAD: Final = b"llm-config instance secret v1"
 _ENV_FAST: Final[dict[object, Environment]] = {
     **{e.value: e for e in Environment}, **{e: e for e in Environment}
 }
-AUTH_CACHE_SECONDS: Final = 0.5  # revocation reaches every process within this (SPEC §9: 1 s)
 _ENTRY_OVERHEAD: Final = 400  # bytes charged per cached entry besides its stored value
 
 
@@ -79,14 +75,6 @@ def os_account() -> str:
         return f"uid:{os.geteuid()}"
 
 
-def _rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _aad(namespace: str, key: str, env: Environment) -> bytes:
-    return f"{namespace}\x00{key}\x00{env.value}".encode()
-
-
 def _env(env: str | Environment) -> Environment:
     found = _ENV_FAST.get(env)
     return found if found is not None else parse_environment(env)
@@ -94,6 +82,11 @@ def _env(env: str | Environment) -> Environment:
 
 def _where(namespace: str, key: str, env: Environment) -> str:
     return f"{namespace}/{key} [{env.value}]"
+
+
+def _ctx(principal: Principal | None, source_ip: str | None, request_id: str | None,
+         actor: str | None = None) -> CallContext:
+    return CallContext(principal, source_ip, request_id, actor)
 
 
 class ConfigManager:
@@ -120,23 +113,24 @@ class ConfigManager:
         self.audit_reads = audit_reads
         self._clock = clock
         self._key_source = key_source
-        self._keyring: Keyring | None = key_source.keyring if key_source else None
-        self._audit_key: bytes | None = None
-        self._fingerprint_key: bytes | None = None
-        self._pepper: bytes | None = None
+        keys, self.key_warning = unlock(storage, key_source, create=True)
+        if self.key_warning is not None:
+            log.warning("%s", self.key_warning)
+        if keys is not None:
+            upgrade_integrity(storage, keys, self.actor)
+        self._keys: StoreKeys | None = keys
         self.cache: L1Cache[Entry] = L1Cache(
             ttl=cache_ttl, max_entries=cache_max_entries, max_bytes=cache_max_bytes
         )
-        self._principals: dict[str, tuple[float, Principal]] = {}
+        self._access = Access(storage, keys, clock)
+        self._api_keys = ApiKeys(storage, keys, self._access, clock, self.actor, self.key_warning)
+        self._trail = AuditTrail(storage, keys, self._access, self.key_warning)
         self._check_interval = change_check_interval
         self._next_check = 0.0
         self._change_token = storage.change_token()
-        if self._keyring is not None:
-            self._load_instance_secret()
         self._read_audit: ReadAuditBuffer | None = None
         if audit_reads:
-            _, audit_key, _ = self._need_key("Auditing reads")
-            self._read_audit = ReadAuditBuffer(storage, audit_key)
+            self._read_audit = ReadAuditBuffer(storage, self._need("Auditing reads").audit)
 
     # ------------------------------------------------------------------ opening and keys
 
@@ -155,7 +149,8 @@ class ConfigManager:
         """Open (and with `create`, create) a store; the key is looked up per SPEC §2.
 
         Creating a store needs the key, since the store's instance secret is sealed under it.
-        Without a key an existing store opens read-only for plain values.
+        Without a key — or with one that does not open the store — an existing store opens
+        read-only for plain values (`key_warning` says why).
         """
         if redis_url:
             raise ValidationError("Redis (L2 cache) is not available yet in this version: omit redis_url")
@@ -174,35 +169,13 @@ class ConfigManager:
             backend.close()
             raise
 
-    def _load_instance_secret(self) -> None:
-        assert self._keyring is not None
-        envelope = self.storage.get_meta(_INSTANCE_SECRET)
-        if envelope is None:
-            fresh = self._keyring.seal(os.urandom(32), _INSTANCE_AAD)
-            self.storage.set_meta(_INSTANCE_SECRET, fresh, only_if_absent=True)
-            envelope = self.storage.get_meta(_INSTANCE_SECRET)
-            assert envelope is not None
-        try:
-            secret = self._keyring.open(envelope, _INSTANCE_AAD)
-        except SecretKeyError:
-            sealed_by = envelope_key_id(envelope) or "unknown"
-            raise SecretKeyError(
-                f"The encryption key does not open this store (store sealed by key id {sealed_by}, "
-                f"keyring has {', '.join(self._keyring.key_ids)})"
-            ) from None
-        self._audit_key = derive_key(secret, "audit-chain")
-        self._fingerprint_key = derive_key(secret, "fingerprint")
-        self._pepper = derive_key(secret, "api-key-pepper")
-
     @property
     def has_key(self) -> bool:
-        """Whether a master key is loaded (writes and secret operations need one)."""
-        return self._keyring is not None
+        """Whether a master key that opens this store is loaded (writes and secrets need one)."""
+        return self._keys is not None
 
-    def _need_key(self, what: str) -> tuple[Keyring, bytes, bytes]:
-        if self._keyring is None or self._audit_key is None or self._fingerprint_key is None:
-            raise KeyMissingError(f"{what} needs the master key: {HOW_TO_SUPPLY}")
-        return self._keyring, self._audit_key, self._fingerprint_key
+    def _need(self, what: str) -> StoreKeys:
+        return need(self._keys, what, self.key_warning)
 
     def close(self) -> None:
         """Flush queued read events and release the storage connections."""
@@ -229,7 +202,7 @@ class ConfigManager:
         if token != self._change_token:
             self._change_token = token
             self.cache.clear()
-            self._principals.clear()
+            self._api_keys.forget_principals()
 
     def _entry(self, row: StoredEntry) -> Entry:
         if row.value_type is ValueType.SECRET:
@@ -281,31 +254,6 @@ class ConfigManager:
 
     # ------------------------------------------------------------------ authorization
 
-    def _authorize(
-        self,
-        principal: Principal | None,
-        permission: str,
-        namespace: str | None,
-        env: Environment | None,
-        *,
-        key: str | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
-    ) -> None:
-        """Default deny (SPEC §8); a refusal is audited once as `access_denied`, then raised.
-
-        `principal=None` is the local owner of the store (CLI, library): an admin.
-        """
-        if principal is None or rbac.allowed(principal, permission, namespace, env):
-            return
-        if namespace is None and env is None and permission in rbac.permissions_of(principal.role):
-            return  # an unscoped operation (namespaces, audit list): the caller filters by scope
-        where = f"{namespace or '*'}" + (f"/{key}" if key else "") + (f" [{env.value}]" if env else "")
-        self._deny(
-            principal, permission, namespace, env, key=key, source_ip=source_ip, request_id=request_id,
-            message=f"Permission denied: {principal.actor} ({principal.role.value}) may not {permission} on {where}",
-        )
-
     def authorize(
         self,
         principal: Principal | None,
@@ -316,37 +264,26 @@ class ConfigManager:
         key: str | None = None,
         source_ip: str | None = None,
         require_unscoped: bool = False,
+        before_body: bool = False,
         request_id: str | None = None,
     ) -> None:
-        """The audited RBAC decision, for front ends guarding their own routes (bans, metrics).
+        """The audited RBAC decision, for front ends guarding their own work (bans, metrics, bodies).
 
         `require_unscoped`: the target is server-wide state, so only keys without namespace or
-        environment limits pass.
+        environment limits pass. `before_body`: only role and namespace — what a front end can
+        decide before it reads a request body that may name the environment.
         """
-        if require_unscoped and principal is not None and not rbac.allowed(principal, permission, None, None):
-            self._deny(principal, permission, None, None, key=None, source_ip=source_ip, request_id=request_id,
-                       message=f"Permission denied: {principal.actor} ({principal.role.value}) may not "
-                       f"{permission} (needs a key without namespace or environment limits)")
-        self._authorize(principal, permission, namespace, env, key=key, source_ip=source_ip,
-                        request_id=request_id)
+        ctx = _ctx(principal, source_ip, request_id)
+        if require_unscoped:
+            self._access.require_unscoped(ctx, permission)
+        if before_body:
+            self._access.authorize_before_body(ctx, permission, namespace)
+            return
+        self._access.authorize(ctx, permission, namespace, env, key=key)
 
     def cached_principal(self, token: str) -> Principal | None:
         """The principal of `token` if authenticated within `AUTH_CACHE_SECONDS` (no I/O), else None."""
-        cached = self._principals.get(token)
-        return cached[1] if cached is not None and cached[0] > time.monotonic() else None
-
-    def _deny(
-        self, principal: Principal, permission: str, namespace: str | None, env: Environment | None, *,
-        key: str | None, source_ip: str | None, request_id: str | None, message: str,
-    ) -> NoReturn:
-        """Audit an `access_denied` event, then raise PermissionDeniedError with `message`."""
-        if self._audit_key is not None:
-            self.storage.append_audit(
-                type="access_denied", actor=principal.actor, audit_key=self._audit_key, namespace=namespace,
-                key=key, environment=env.value if env else None, outcome="denied", source_ip=source_ip,
-                request_id=request_id, details={"permission": permission}, timestamp=self._now(),
-            )
-        raise PermissionDeniedError(message, namespace=namespace, key=key, environment=env.value if env else None)
+        return self._api_keys.cached_principal(token)
 
     def peek(
         self, namespace: str, key: str, env: str | Environment, *, principal: Principal | None = None,
@@ -363,20 +300,16 @@ class ConfigManager:
             return None
         hit = self.cache.get((namespace, key, environment))
         if hit is not None and self._read_audit is not None:
-            self._record_read(hit, principal, None, source_ip, request_id)
+            self._record_read(hit, _ctx(principal, source_ip, request_id))
         return hit
 
-    def _record_read(
-        self, entry: Entry, principal: Principal | None, actor: str | None, source_ip: str | None,
-        request_id: str | None,
-    ) -> None:
+    def _record_read(self, entry: Entry, ctx: CallContext) -> None:
         assert self._read_audit is not None
-        self._read_audit.record({
-            "type": "config_accessed", "actor": principal.actor if principal else actor or self.actor,
-            "namespace": entry.namespace, "key": entry.key, "environment": entry.environment.value,
-            "old_version": entry.version, "source_ip": source_ip, "request_id": request_id,
-            "timestamp": self._now(),
-        })
+        self._read_audit.record(PendingEvent(
+            type="config_accessed", actor=ctx.actor_or(self.actor), namespace=entry.namespace, key=entry.key,
+            environment=entry.environment.value, old_version=entry.version, source_ip=ctx.source_ip,
+            request_id=ctx.request_id, timestamp=self._now(),
+        ))
 
     # ------------------------------------------------------------------ reads
 
@@ -397,8 +330,8 @@ class ConfigManager:
         """One entry. `with_overrides`: the env's value, else base's. `reveal` decrypts (audited)."""
         environment = _ENV_FAST.get(env) or parse_environment(env)
         if principal is not None:
-            self._authorize(principal, "config:read", namespace, environment, key=key, source_ip=source_ip,
-                            request_id=request_id)
+            self._access.authorize(_ctx(principal, source_ip, request_id), "config:read", namespace, environment,
+                                   key=key)
         if version is None and not reveal and not with_overrides:
             # the hot path: one change check and one dict lookup on a hit
             self._check_foreign_changes()
@@ -407,12 +340,13 @@ class ConfigManager:
                 hit = self._current(namespace, key, environment, looked=True)
             if hit is not None:
                 if self._read_audit is not None:
-                    self._record_read(hit, principal, actor, source_ip, request_id)
+                    self._record_read(hit, _ctx(principal, source_ip, request_id, actor))
                 return hit
             raise NotFoundError(
                 f"Config not found: {_where(namespace, key, environment)}",
                 namespace=namespace, key=key, environment=environment.value,
             )
+        ctx = _ctx(principal, source_ip, request_id, actor)
         if version is not None:
             entry = self._get_version(namespace, key, environment, version)
         else:
@@ -426,12 +360,10 @@ class ConfigManager:
                 )
             entry = found
         if reveal and entry.secret:
-            self._authorize(principal, "secret:read", namespace, environment, key=key, source_ip=source_ip,
-                            request_id=request_id)
-            who = principal.actor if principal is not None else actor
-            entry = self._reveal(entry, version, actor=who, source_ip=source_ip, request_id=request_id)
+            self._access.authorize(ctx, "secret:read", namespace, entry.environment, key=key)
+            entry = self._reveal(entry, version, ctx)
         elif self._read_audit is not None:
-            self._record_read(entry, principal, actor, source_ip, request_id)
+            self._record_read(entry, ctx)
         return entry
 
     def _get_version(self, namespace: str, key: str, env: Environment, version: int) -> Entry:
@@ -441,10 +373,10 @@ class ConfigManager:
         row = self.storage.get_current(namespace, key, env)
         stored = self.storage.get_version(namespace, key, env, version) if row else None
         if row is None or stored is None:
-            raise NotFoundError(f"Version {version} not found", namespace=namespace, key=key,
-                                environment=env.value, version=version)
+            raise NotFoundError(f"Version {version} of {_where(namespace, key, env)} not found",
+                                namespace=namespace, key=key, environment=env.value, version=version)
         if stored.deleted or stored.purged:
-            what = "deleted" if stored.deleted else "purged"
+            what = "a deletion (tombstone)" if stored.deleted else "purged: its value was destroyed"
             raise NotFoundError(
                 f"Version {version} of {_where(namespace, key, env)} is {what}",
                 namespace=namespace, key=key, environment=env.value, version=version,
@@ -469,12 +401,9 @@ class ConfigManager:
             ),
         )
 
-    def _reveal(
-        self, entry: Entry, version: int | None, *, actor: str | None, source_ip: str | None,
-        request_id: str | None,
-    ) -> Entry:
+    def _reveal(self, entry: Entry, version: int | None, ctx: CallContext) -> Entry:
         """Decrypt a secret, appending `secret_accessed` to the audit trail first."""
-        keyring, audit_key, _ = self._need_key("Revealing a secret")
+        keys = self._need("Revealing a secret")
         if version is None:
             row = self.storage.get_current(entry.namespace, entry.key, entry.environment)
             envelope = row.stored_value if row is not None and row.version == entry.version else None
@@ -487,19 +416,12 @@ class ConfigManager:
                 raise NotFoundError(f"Config not found: {_where(entry.namespace, entry.key, entry.environment)}")
             entry, envelope = self._entry(fresh), fresh.stored_value
             assert envelope is not None
-        plaintext = keyring.open(envelope, _aad(entry.namespace, entry.key, entry.environment))
-        self.storage.append_audit(
-            type="secret_accessed",
-            actor=actor or self.actor,
-            audit_key=audit_key,
-            namespace=entry.namespace,
-            key=entry.key,
-            environment=entry.environment.value,
-            old_version=entry.version,
-            source_ip=source_ip,
-            request_id=request_id,
-            timestamp=_rfc3339(self._clock()),
-        )
+        plaintext = keys.keyring.open(envelope, place(entry.namespace, entry.key, entry.environment))
+        self.storage.append_audit(PendingEvent(
+            type="secret_accessed", actor=ctx.actor_or(self.actor), namespace=entry.namespace, key=entry.key,
+            environment=entry.environment.value, old_version=entry.version, source_ip=ctx.source_ip,
+            request_id=ctx.request_id, timestamp=self._now(),
+        ), keys.audit)
         return Entry(
             id=entry.id, namespace=entry.namespace, key=entry.key, value=orjson.loads(plaintext),
             environment=entry.environment, version=entry.version, secret=True, metadata=entry.metadata,
@@ -536,8 +458,7 @@ class ConfigManager:
         """A page of `list` and the cursor of the next page (None at the end)."""
         validate_namespace(namespace)
         environment = _env(env)
-        self._authorize(principal, "config:list", namespace, environment, source_ip=source_ip,
-                        request_id=request_id)
+        self._access.authorize(_ctx(principal, source_ip, request_id), "config:list", namespace, environment)
         if prefix and not all(c.isalnum() or c in "_.-" for c in prefix):
             raise ValidationError("Invalid prefix: letters, digits, '_', '.', '-' only")
         if limit is not None and (limit < 1 or limit > 10_000):
@@ -558,7 +479,7 @@ class ConfigManager:
         request_id: str | None = None,
     ) -> builtins.list[str]:
         """Namespaces holding at least one live entry (only those the principal may list)."""
-        self._authorize(principal, "config:list", None, None, source_ip=source_ip, request_id=request_id)
+        self._access.authorize(_ctx(principal, source_ip, request_id), "config:list", None, None)
         found = self.storage.namespaces(prefix)
         if principal is None or not principal.namespaces:
             return found
@@ -577,8 +498,8 @@ class ConfigManager:
     ) -> builtins.list[HistoryItem]:
         """Every version newest first; secret values as "<encrypted>", tombstones as null."""
         environment = self._target(namespace, key, env)
-        self._authorize(principal, "history:read", namespace, environment, key=key, source_ip=source_ip,
-                        request_id=request_id)
+        self._access.authorize(_ctx(principal, source_ip, request_id), "history:read", namespace, environment,
+                               key=key)
         if limit is not None:
             check_version(limit, "limit")
         rows = self.storage.history(namespace, key, environment, limit)
@@ -619,18 +540,12 @@ class ConfigManager:
         """`{KEY: VALUE}` of the environment over base. Secrets are "<encrypted>" unless `reveal`."""
         validate_namespace(namespace)
         environment = _env(env)
-        self._authorize(principal, "config:read", namespace, environment, source_ip=source_ip,
-                        request_id=request_id)
+        ctx = _ctx(principal, source_ip, request_id, actor)
+        self._access.authorize(ctx, "config:read", namespace, environment)
         own = self._resolved_entries(namespace, environment)
         if reveal and any(e.secret for e in own.values()):
-            self._authorize(principal, "secret:read", namespace, environment, source_ip=source_ip,
-                            request_id=request_id)
-            who = principal.actor if principal is not None else actor
-            own = {
-                k: self._reveal(e, None, actor=who, source_ip=source_ip, request_id=request_id)
-                if e.secret else e
-                for k, e in own.items()
-            }
+            self._access.authorize(ctx, "secret:read", namespace, environment)
+            own = {k: self._reveal(e, None, ctx) if e.secret else e for k, e in own.items()}
         flat = {k: e.value for k, e in own.items()}
         return nest(flat) if nested else flat
 
@@ -644,7 +559,7 @@ class ConfigManager:
     # ------------------------------------------------------------------ writes
 
     def _now(self) -> str:
-        return _rfc3339(self._clock())
+        return rfc3339(self._clock())
 
     def _target(self, namespace: str, key: str, env: str | Environment) -> Environment:
         """Validate the names of a write's target and parse its environment."""
@@ -660,8 +575,7 @@ class ConfigManager:
         environment = self._target(namespace, key, env)
         if principal is None:
             return environment, actor
-        self._authorize(principal, permission, namespace, environment, key=key, source_ip=source_ip,
-                        request_id=request_id)
+        self._access.authorize(_ctx(principal, source_ip, request_id), permission, namespace, environment, key=key)
         return environment, principal.actor
 
     def _request(
@@ -676,9 +590,9 @@ class ConfigManager:
         )
 
     def _apply(self, writes: Sequence[WriteRequest]) -> builtins.list[StoredEntry]:
-        _, audit_key, _ = self._need_key("Writing")
+        keys = self._need("Writing")
         try:
-            results = self.storage.apply(writes, audit_key)
+            results = self.storage.apply(writes, keys.audit)
         finally:
             # after a write, and at once after a conflict (our cached copy may be stale)
             for w in writes:
@@ -688,11 +602,12 @@ class ConfigManager:
     def _seal_value(
         self, namespace: str, key: str, env: Environment, value: Any, secret: bool
     ) -> tuple[ValueType, str, str]:
-        keyring, _, fp_key = self._need_key("Writing")
+        keys = self._need("Writing")
         text = validate_value(value)
-        fingerprint = audit.fingerprint(fp_key, text.encode())
+        where = place(namespace, key, env)
+        fingerprint = audit.fingerprint(keys.fingerprint, where, text.encode())
         if secret:
-            return ValueType.SECRET, keyring.seal(text.encode(), _aad(namespace, key, env)), fingerprint
+            return ValueType.SECRET, keys.keyring.seal(text.encode(), where), fingerprint
         return ValueType.PLAIN, text, fingerprint
 
     def _set_request(
@@ -739,7 +654,8 @@ class ConfigManager:
             WriteKind.SET, namespace, key, env, actor=actor, source_ip=source_ip, request_id=request_id,
             change_description=change_description, value_type=value_type, stored_value=stored,
             fingerprint=fingerprint, expected_version=expected_version, tags=tag_tuple, description=description,
-            audit_details={"fingerprint": fingerprint}, refuse_plain_over_secret=refuse_plain_over_secret,
+            audit_details={"fingerprint": fingerprint, "fingerprint_scheme": audit.FINGERPRINT_SCHEME},
+            refuse_plain_over_secret=refuse_plain_over_secret,
         )
 
     def set(
@@ -804,19 +720,26 @@ class ConfigManager:
         version: int,
         *,
         env: str | Environment = Environment.DEVELOPMENT,
+        secret: bool | None = None,
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
         principal: Principal | None = None,
     ) -> Entry:
-        """Write version max+1 holding version N's value (an undelete after a delete)."""
+        """Write version max+1 holding version N's value (an undelete after a delete).
+
+        Rolling a secret back to a plain version needs `secret=False`, as `set` does (SPEC §5).
+        """
         environment, actor = self._write_target(
             namespace, key, env, "config:rollback", principal, actor, source_ip, request_id
         )
+        if secret is not None and not isinstance(secret, bool):
+            raise ValidationError("Invalid secret flag: must be true, false or omitted")
         request = self._request(
             WriteKind.ROLLBACK, namespace, key, environment, actor=actor, source_ip=source_ip,
             request_id=request_id, change_description=f"Rollback to version {version}",
             target_version=check_version(version), audit_details={"target_version": version},
+            refuse_plain_over_secret=secret is not False,
         )
         return self._entry(self._apply([request])[0])
 
@@ -858,13 +781,10 @@ class ConfigManager:
         """The SPEC §5 document of one environment's own entries (secrets only with `reveal`)."""
         validate_namespace(namespace)
         environment = _env(env)
-        self._authorize(principal, "config:export", namespace, environment, source_ip=source_ip,
-                        request_id=request_id)
+        ctx = _ctx(principal, source_ip, request_id, actor)
+        self._access.authorize(ctx, "config:export", namespace, environment)
         if reveal:
-            self._authorize(principal, "secret:read", namespace, environment, source_ip=source_ip,
-                            request_id=request_id)
-        if principal is not None:
-            actor = principal.actor
+            self._access.authorize(ctx, "secret:read", namespace, environment)
         entries = self.list(namespace, env=environment)
         doc: dict[str, Any] = {
             "namespace": namespace,
@@ -873,7 +793,7 @@ class ConfigManager:
         }
         if reveal:
             doc["secrets"] = {
-                e.key: self._reveal(e, None, actor=actor, source_ip=source_ip, request_id=request_id).value
+                e.key: self._reveal(e, None, ctx).value
                 for e in entries if e.secret
             }
         return doc
@@ -910,19 +830,17 @@ class ConfigManager:
         """
         validate_namespace(namespace)
         environment = _env(env)
-        self._authorize(principal, "config:import", namespace, environment, source_ip=source_ip,
-                        request_id=request_id)
+        ctx = _ctx(principal, source_ip, request_id, actor)
+        self._access.authorize(ctx, "config:import", namespace, environment)
         text = document if isinstance(document, str) else orjson.dumps(document).decode()
         doc = parse_import(text, fmt)
         if doc.secrets:
-            self._authorize(principal, "secret:create", namespace, environment, source_ip=source_ip,
-                            request_id=request_id)
+            self._access.authorize(ctx, "secret:create", namespace, environment)
         if prune:
-            self._authorize(principal, "config:delete", namespace, environment, source_ip=source_ip,
-                            request_id=request_id)
+            self._access.authorize(ctx, "config:delete", namespace, environment)
         if principal is not None:
             actor = principal.actor
-        _, _, fp_key = self._need_key("Importing")
+        keys = self._need("Importing")
         current = {
             row.key: row for row in self.storage.list_current(namespace, environment)
         }
@@ -934,7 +852,8 @@ class ConfigManager:
             row = current.get(key)
             text_value = validate_value(value)
             if row is not None and (row.value_type is ValueType.SECRET) == secret \
-                    and row.fingerprint == audit.fingerprint(fp_key, text_value.encode()):
+                    and row.fingerprint == audit.fingerprint(keys.fingerprint, place(namespace, key, environment),
+                                                             text_value.encode()):
                 plan.unchanged.append(key)
                 continue
             (plan.updated if row is not None else plan.created).append(key)
@@ -974,119 +893,52 @@ class ConfigManager:
     ) -> tuple[ApiKey, str]:
         """Create a key; returns its record and the key itself, which is shown once and never stored.
 
-        A key can only create keys of equal or narrower role and scope (SPEC §4).
+        A key can only create keys of equal or narrower role, scope and lifetime (SPEC §4, §8).
         """
-        _, audit_key, _ = self._need_key("Creating an API key")
-        assert self._pepper is not None
-        self._authorize(principal, "users:create", None, None, source_ip=source_ip, request_id=request_id)
-        check_text(name, "key name", 100)
-        if not name.strip() or not name.isprintable():
-            raise ValidationError("Invalid key name: 1-100 printable characters")
-        try:
-            parsed_role = Role(role.lower() if isinstance(role, str) else role)
-        except ValueError:
-            raise ValidationError(f"Unknown role: {str(role)[:32]} (use admin, editor, viewer or auditor)") from None
-        scope_ns = tuple(dict.fromkeys(validate_namespace(n) for n in namespaces))
-        scope_env = tuple(dict.fromkeys(_env(e) for e in environments))
-        if principal is not None and not rbac.is_narrower(principal, parsed_role, scope_ns, scope_env):
-            self._deny(principal, "users:create", None, None, key=None, source_ip=source_ip, request_id=request_id,
-                       message=f"Permission denied: {principal.actor} may only create keys of equal or narrower "
-                       "role and scope")
-        expires_at = None
-        if expires_days is not None:
-            if not 0 < expires_days <= 36500:
-                raise ValidationError("Invalid expiry: days must be between 0 and 36500")
-            expires_at = _rfc3339(self._clock() + expires_days * 86400)
-        secret_key = generate_api_key()
-        actor = principal.actor if principal is not None else self.actor
-        record = ApiKey(
-            id="key_" + uuid.uuid4().hex[:16], name=name, role=parsed_role, namespaces=scope_ns,
-            environments=scope_env, key_hash=hash_api_key(self._pepper, secret_key), created_at=self._now(),
-            created_by=actor, expires_at=expires_at, revoked_at=None,
-        )
-        self.storage.save_api_key(record, audit_key=audit_key, event={
-            "type": "key_created", "actor": actor, "source_ip": source_ip, "request_id": request_id,
-            "timestamp": record.created_at, "details": {"key_id": record.id, "name": name,
-                                                        "role": parsed_role.value}})
-        return record, secret_key
+        return self._api_keys.create(_ctx(principal, source_ip, request_id), name, role, namespaces=namespaces,
+                                     environments=environments, expires_days=expires_days)
 
     def list_api_keys(
         self, *, principal: Principal | None = None, source_ip: str | None = None, request_id: str | None = None
     ) -> builtins.list[ApiKey]:
         """Every key (without secrets); a caller sees the keys it could have created itself."""
-        self._authorize(principal, "users:list", None, None, source_ip=source_ip, request_id=request_id)
-        keys = self.storage.list_api_keys()
-        if principal is None:
-            return keys
-        return [k for k in keys if rbac.is_narrower(principal, k.role, k.namespaces, k.environments)]
+        return self._api_keys.list(_ctx(principal, source_ip, request_id))
 
     def revoke_api_key(
         self, key_id: str, *, principal: Principal | None = None, source_ip: str | None = None,
         request_id: str | None = None,
     ) -> ApiKey:
-        """Revoke a key; effective on every process within `AUTH_CACHE_SECONDS`."""
-        _, audit_key, _ = self._need_key("Revoking an API key")
-        self._authorize(principal, "users:delete", None, None, source_ip=source_ip, request_id=request_id)
-        record = self.storage.get_api_key(key_id) if isinstance(key_id, str) and len(key_id) < 100 else None
-        if record is None or (
-            principal is not None and not rbac.is_narrower(principal, record.role, record.namespaces,
-                                                            record.environments)
-        ):
-            raise NotFoundError(f"API key not found: {str(key_id)[:40]}")
-        if record.revoked_at is not None:
-            return record
-        actor = principal.actor if principal is not None else self.actor
-        revoked = dataclasses.replace(record, revoked_at=self._now())
-        self.storage.save_api_key(revoked, audit_key=audit_key, event={
-            "type": "key_revoked", "actor": actor, "source_ip": source_ip, "request_id": request_id,
-            "timestamp": revoked.revoked_at, "details": {"key_id": record.id, "name": record.name}})
-        self._principals.clear()
-        return revoked
+        """Revoke a key and every key it created; effective on every process within `AUTH_CACHE_SECONDS`."""
+        return self._api_keys.revoke(_ctx(principal, source_ip, request_id), key_id)
 
     def has_api_keys(self) -> bool:
         """Whether any key (revoked ones included) was ever created."""
         return bool(self.storage.list_api_keys())
 
     def authenticate(
-        self, token: str | None, *, source_ip: str | None = None, request_id: str | None = None
+        self, token: str | None, *, source_ip: str | None = None, request_id: str | None = None,
+        audit_failure: bool = True,
     ) -> Principal:
-        """The principal of an API key; AuthenticationError (audited) for a missing or bad one.
+        """The principal of an API key; AuthenticationError for a missing or bad one (audited, coalesced
+        per address, unless `audit_failure` is False). Lookups are cached for `AUTH_CACHE_SECONDS`."""
+        return self._api_keys.authenticate(token, _ctx(None, source_ip, request_id), audit_failure=audit_failure)
 
-        Lookups are cached for at most `AUTH_CACHE_SECONDS`, which bounds how long a revoked or
-        expired key keeps working on a process that did not revoke it.
-        """
-        if self._pepper is None:
-            raise KeyMissingError(f"Authentication needs the master key: {HOW_TO_SUPPLY}")
-        if token:
-            cached = self._principals.get(token)
-            now = time.monotonic()
-            if cached is not None and cached[0] > now:
-                return cached[1]
-            if looks_like_api_key(token):
-                record = self.storage.get_api_key_by_hash(hash_api_key(self._pepper, token))
-                if record is not None and record.revoked_at is None and (
-                    record.expires_at is None or record.expires_at > self._now()
-                ):
-                    principal = Principal(actor=f"key:{record.name}", role=record.role,
-                                          namespaces=record.namespaces, environments=record.environments,
-                                          key_id=record.id)
-                    if len(self._principals) > 10_000:
-                        self._principals.clear()
-                    self._principals[token] = (now + AUTH_CACHE_SECONDS, principal)
-                    return principal
-        reason = "missing" if not token else "invalid, expired or revoked"
-        if self._audit_key is not None:
-            self.storage.append_audit(
-                type="auth_failed", actor="anonymous", audit_key=self._audit_key, outcome="failure",
-                source_ip=source_ip, request_id=request_id, details={"reason": reason}, timestamp=self._now(),
-            )
-        raise AuthenticationError(f"API key {reason}")
+    def record_auth_failure(self, reason: str, *, source_ip: str | None = None, request_id: str | None = None) -> None:
+        """Audit a failed authentication decided at the edge (coalesced per address)."""
+        self._api_keys.record_failure(reason, _ctx(None, source_ip, request_id))
+
+    def record_ban(self, ip: str, *, until: str, failures: int, request_id: str | None = None) -> None:
+        """Audit the ban of a client address decided at the edge (`ip_banned`, SPEC §7)."""
+        if self._keys is None:
+            return
+        self.storage.append_audit(PendingEvent(
+            type="ip_banned", actor="llm-config", outcome="denied", source_ip=ip, request_id=request_id,
+            details={"until": until, "failures": failures}, timestamp=self._now(),
+        ), self._keys.audit)
 
     def ensure_initial_admin_key(self) -> str | None:
         """On a store that never had a key, create an unrestricted admin key and return it (once)."""
-        if self.has_api_keys():
-            return None
-        return self.create_api_key("initial-admin", Role.ADMIN)[1]
+        return self._api_keys.ensure_initial_admin()
 
     # ------------------------------------------------------------------ audit and health
 
@@ -1094,111 +946,32 @@ class ConfigManager:
         self, query: AuditQuery | None = None, *, principal: Principal | None = None,
         source_ip: str | None = None, request_id: str | None = None,
     ) -> builtins.list[AuditEvent]:
-        """Audit events oldest first, filtered to the principal's namespaces (works without the key)."""
-        query = query or AuditQuery()
-        if query.namespace is not None:
-            validate_namespace(query.namespace)
-        self._authorize(principal, "audit_log:list", query.namespace, None, source_ip=source_ip,
-                        request_id=request_id)
-        if principal is None or not principal.namespaces:
-            return self.storage.audit_events(query)
-        # a namespace-limited caller sees only events inside its namespaces: page until full
-        out: builtins.list[AuditEvent] = []
-        after = query.after_seq
-        while query.limit is None or len(out) < query.limit:
-            page = self.storage.audit_events(dataclasses.replace(query, after_seq=after, limit=500))
-            if not page:
-                break
-            out.extend(e for e in page if e.namespace is not None
-                       and any(rbac.covers_namespace(p, e.namespace) for p in principal.namespaces))
-            after = page[-1].seq
-        return out if query.limit is None else out[: query.limit]
+        """Audit events oldest first, as the caller may see them (works without the key)."""
+        return self._trail.events(_ctx(principal, source_ip, request_id), query)
 
     def audit_verify(
         self, anchor: str | None = None, *, principal: Principal | None = None, source_ip: str | None = None,
         request_id: str | None = None,
     ) -> audit.VerifyReport:
-        """Check the whole chain and the version references; `anchor` is `SEQ:MAC`."""
-        self._authorize(principal, "audit_log:read", None, None, source_ip=source_ip, request_id=request_id)
-        _, audit_key, _ = self._need_key("Verifying the audit trail")
-        parsed = None
-        if anchor is not None:
-            try:
-                parsed = audit.parse_anchor(anchor)
-            except ValueError as exc:
-                raise ValidationError(f"Invalid anchor: {exc}") from None
-        report = audit.verify_chain(
-            self.storage.audit_events(AuditQuery()), audit_key, anchor=parsed,
-            version_refs=self.storage.version_audit_refs(),
-        )
-        if principal is not None and principal.namespaces and report.problems:
-            # problem lines name keys of other namespaces: a scoped caller learns only that it failed
-            report.problems = [f"{len(report.problems)} problem(s) found; ask an unrestricted auditor"]
-        return report
+        """Check the chain and every row against it; `anchor` is `SEQ:MAC`."""
+        return self._trail.verify(_ctx(principal, source_ip, request_id), anchor)
 
     def audit_head(
         self, *, principal: Principal | None = None, source_ip: str | None = None, request_id: str | None = None
     ) -> str | None:
         """`SEQ:MAC` of the newest event, to keep outside the database."""
-        self._authorize(principal, "audit_log:read", None, None, source_ip=source_ip, request_id=request_id)
-        head = self.storage.audit_head()
-        return f"{head[0]}:{head[1]}" if head else None
+        return self._trail.head(_ctx(principal, source_ip, request_id))
 
-    def doctor(self, *, public: bool = False) -> dict[str, Any]:
-        """Health of the store, the key and the audit chain, for `llm-config doctor` and `/health`.
+    def doctor(self, *, public: bool = False, detail: bool | None = None) -> dict[str, Any]:
+        """Health of the store, key, row integrity, cache and audit chain (`llm-config doctor`, `/health`).
 
-        `public` (for the unauthenticated `/health`): no paths, no key origins, and no full chain
-        verification, which reads every event.
+        `public` (the `/health` route): no full verification, which reads every row; without `detail`
+        statuses only (messages, counts and cache statistics are for keys with `system:read`).
         """
-        checks: dict[str, dict[str, Any]] = {}
-        head = None
-        try:
-            head = self.storage.audit_head()
-            where = "reachable" if public else f"{self.storage.url} reachable"
-            checks["storage"] = {"status": "healthy", "message": where}
-        except Exception as exc:  # report, never raise: doctor is how users find out
-            checks["storage"] = {"status": "unhealthy", "message": type(exc).__name__ if public else str(exc)}
-        if self._keyring is None:
-            checks["key"] = {"status": "degraded", "message": "no master key loaded: writes and secrets unavailable"
-                             + ("" if public else f"; {HOW_TO_SUPPLY}")}
-        elif public:
-            checks["key"] = {"status": "healthy", "message": "master key loaded"}
-        else:
-            assert self._key_source is not None
-            checks["key"] = {
-                "status": "healthy",
-                "message": f"keyring from {self._key_source.origin}; sealing key id {self._keyring.primary_id}",
-                "key_ids": self._keyring.key_ids,
-            }
-            if checks["storage"]["status"] == "healthy":
-                checks["key"]["ciphertexts_by_key_id"] = self._ciphertexts_by_key_id()
-        checks["cache"] = {
-            "status": "healthy",
-            "message": f"L1 {len(self.cache)} entries, {self.cache.size_bytes} bytes, "
-            f"{self.cache.stats.hits} hits, {self.cache.stats.misses} misses; L2 not configured",
-        }
-        events = head[0] if head else 0
-        if self._audit_key is None:
-            checks["audit"] = {"status": "degraded", "message": f"{events} events; appending needs the master key"}
-        elif public or checks["storage"]["status"] != "healthy":
-            checks["audit"] = {"status": "healthy", "message": f"{events} events; audit key loaded"}
-        else:
-            report = self.audit_verify()
-            checks["audit"] = {
-                "status": "healthy" if report.ok else "unhealthy",
-                "message": f"{report.events} events, chain {'verifies' if report.ok else 'BROKEN'}",
-                "problems": report.problems[:10],
-            }
-        statuses = {c["status"] for c in checks.values()}
-        overall = "unhealthy" if "unhealthy" in statuses else "degraded" if "degraded" in statuses else "healthy"
-        return {"status": overall, "checks": checks}
-
-    def _ciphertexts_by_key_id(self) -> dict[str, int]:
-        """How many ciphertexts each master key id still seals (SPEC §2: when an old key can go)."""
-        counts: dict[str, int] = {}
-        envelopes = self.storage.sealed_values()
-        instance = self.storage.get_meta(_INSTANCE_SECRET)
-        for envelope in [*envelopes, *([instance] if instance else [])]:
-            kid = envelope_key_id(envelope) or "unknown"
-            counts[kid] = counts.get(kid, 0) + 1
-        return counts
+        stats = self.cache.stats
+        return store_health(
+            self.storage, source=self._key_source, keys=self._keys, key_warning=self.key_warning,
+            cache_stats=lambda: f"L1 {len(self.cache)} entries, {self.cache.size_bytes} bytes, {stats.hits} hits, "
+            f"{stats.misses} misses; L2 not configured",
+            detail=not public if detail is None else detail, deep=not public,
+        )

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
+from llm_config.models import PendingEvent
 from llm_config.types import Storage
 
 __all__ = ["ReadAuditBuffer"]
@@ -28,7 +28,7 @@ class ReadAuditBuffer:
         self._audit_key = audit_key
         self._interval = interval
         self._max_pending = max_pending
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[PendingEvent] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
@@ -37,8 +37,8 @@ class ReadAuditBuffer:
         self._thread = threading.Thread(target=self._run, name="llm-config-read-audit", daemon=True)
         self._thread.start()
 
-    def record(self, event: dict[str, Any]) -> None:
-        """Queue one event (a dict of `Storage.append_audit` arguments)."""
+    def record(self, event: PendingEvent) -> None:
+        """Queue one event."""
         self._pending.append(event)  # list.append is atomic under the GIL
         if len(self._pending) >= self._max_pending:
             self._wake.set()

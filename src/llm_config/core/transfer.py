@@ -14,9 +14,12 @@ import orjson
 from llm_config.core.resolve import env_var_names
 from llm_config.errors import ValidationError
 from llm_config.names import validate_key
-from llm_config.values import loads_strict, validate_value
+from llm_config.values import MAX_DEPTH, MAX_DOCUMENT_BYTES, loads_strict, validate_value
 
-__all__ = ["EXPORT_FORMATS", "IMPORT_FORMATS", "ImportDocument", "ImportPlan", "format_export", "parse_import"]
+__all__ = [
+    "EXPORT_FIELDS", "EXPORT_FORMATS", "IMPORT_FORMATS", "ImportDocument", "ImportPlan", "format_export",
+    "parse_import",
+]
 
 EXPORT_FORMATS = ("json", "yaml", "dotenv")
 IMPORT_FORMATS = ("json", "yaml")
@@ -50,32 +53,106 @@ class ImportPlan:
         }
 
 
+EXPORT_FIELDS = ("namespace", "environment", "values", "secrets")
+_DOCUMENT_DEPTH = MAX_DEPTH + 2  # the document and its values/secrets object around each value
+
+
+def _yaml_loader() -> Any:
+    """A safe loader (libyaml's C one when present) that refuses duplicate keys, keeps dates as text
+    and, through `_walk_events`, is never handed anything deeper than the document allows."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, str) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key[:40]!a}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    # JSON has no date type: `2026-01-01` stays the string it was written as
+    Loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in base.yaml_implicit_resolvers.items()
+    }
+    return Loader
+
+
+def _walk_events(text: str, loader: Any) -> None:
+    """Refuse aliases and excess nesting from the parser's event stream, before anything is built.
+
+    With libyaml the events come from C and the walk stops at the first excess level, so a document
+    of nothing but `[` costs microseconds, not the minutes PyYAML's pure-Python parser needs.
+    """
+    import yaml
+
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > _DOCUMENT_DEPTH:
+                raise ValidationError(f"Invalid YAML: more than {MAX_DEPTH} nested arrays/objects in a value")
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            raise ValidationError("Invalid YAML: anchors and aliases are not allowed")
+
+
 def _load_yaml(text: str) -> Any:
     import yaml
 
-    class _NoAliasLoader(yaml.SafeLoader):
-        """Refuses anchors/aliases: a few lines of them expand to billions of nodes."""
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            if self.check_event(yaml.AliasEvent):
-                event = self.peek_event()  # type: ignore[no-untyped-call]
-                raise yaml.composer.ComposerError(
-                    None, None, "YAML aliases are not allowed", event.start_mark
-                )
-            return super().compose_node(parent, index)
-
+    loader = _yaml_loader()
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        _walk_events(text, loader)
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader (or CSafeLoader) subclass
+    except ValidationError:
+        raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None)
-        why = f": {problem}" if problem == "YAML aliases are not allowed" else ""
+        if isinstance(problem, str) and "nesting depth" in problem:
+            raise ValidationError(f"Invalid YAML: more than {MAX_DEPTH} nested arrays/objects in a value") from None
+        # only our own problem texts: a parser's may quote a character of the document
+        why = f": {problem}" if isinstance(problem, str) and problem.startswith("duplicate key") else ""
         raise ValidationError(f"Invalid YAML{where}{why}") from None
+    except RecursionError:
+        raise ValidationError(f"Invalid YAML: more than {MAX_DEPTH} nested arrays/objects in a value") from None
+
+
+def _sections(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(values, secrets) of a document: an export document if it uses any of `EXPORT_FIELDS`, else a
+    flat `{KEY: VALUE}` mapping of plain values (SPEC §5)."""
+    if not any(name in data for name in EXPORT_FIELDS):
+        return data, None
+    unknown = sorted(set(data) - set(EXPORT_FIELDS))
+    if unknown:
+        shown = ", ".join(ascii(str(name)[:40]) for name in unknown[:5])
+        raise ValidationError(
+            f"Invalid import document: unknown top-level field(s) {shown}; an export document has only "
+            "namespace, environment, values and secrets (a flat {KEY: VALUE} mapping uses none of them)"
+        )
+    for name in ("namespace", "environment"):
+        if name in data and not isinstance(data[name], str):
+            raise ValidationError(f"Invalid import document: '{name}' must be a string")
+    values = data.get("values", {})
+    secrets = data.get("secrets")
+    if not isinstance(values, dict):
+        raise ValidationError("Invalid import document: 'values' must be an object of KEY: VALUE")
+    if "secrets" in data and not isinstance(secrets, dict):
+        raise ValidationError("Invalid import document: 'secrets' must be an object of KEY: VALUE")
+    return values, secrets
 
 
 def parse_import(text: str, fmt: str | None = None) -> ImportDocument:
     """Parse and validate a whole document; every problem is reported before anything is written."""
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise ValidationError(f"Invalid import document: larger than {MAX_DOCUMENT_BYTES} bytes")
     if fmt is None:
         fmt = "json" if text.lstrip()[:1] in ("{", "[") else "yaml"
     if fmt == "json":
@@ -86,26 +163,21 @@ def parse_import(text: str, fmt: str | None = None) -> ImportDocument:
         raise ValidationError(f"Unknown import format {fmt!r}: use json or yaml")
     if not isinstance(data, dict):
         raise ValidationError("Invalid import document: expected an object")
-    if "values" in data and isinstance(data.get("values"), dict):
-        unknown = set(data) - {"namespace", "environment", "values", "secrets"}
-        if unknown:
-            raise ValidationError(f"Invalid import document: unknown fields {sorted(unknown)}")
-        values = data["values"]
-        secrets = data.get("secrets")
-        if secrets is not None and not isinstance(secrets, dict):
-            raise ValidationError("Invalid import document: 'secrets' must be an object")
-    else:
-        values, secrets = data, None
+    values, secrets = _sections(data)
     problems: list[str] = []
     for section in (values, secrets or {}):
         for key, value in section.items():
             try:
                 validate_key(key)
-                validate_value(value)
             except ValidationError as exc:
                 problems.append(exc.message)
+                continue
+            try:
+                validate_value(value)
+            except ValidationError as exc:
+                problems.append(f"{key}: {exc.message}")
     if secrets:
-        problems.extend(f"Key {k!r} is in both values and secrets" for k in set(values) & set(secrets))
+        problems.extend(f"Key {k!r} is in both values and secrets" for k in sorted(set(values) & set(secrets)))
     if problems:
         shown = "; ".join(problems[:10]) + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else "")
         raise ValidationError(f"Invalid import document, nothing imported: {shown}")

@@ -27,10 +27,11 @@ __all__ = ["ALGORITHM", "KEY_BYTES", "Keyring", "derive_key", "envelope_key_id",
 ALGORITHM: Final = "AES-256-GCM"
 KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
+_MIN_DISTINCT_BYTES: Final = 16  # 32 random bytes have fewer only with probability ~1e-9
 
 
 def parse_key(text: str | bytes) -> bytes:
-    """Decode one base64 master key, refusing wrong lengths and weak (all-equal) keys."""
+    """Decode one base64 master key, refusing wrong lengths and weak (patterned) keys."""
     raw_text = text.decode() if isinstance(text, bytes) else text
     raw_text = raw_text.strip()
     try:
@@ -44,8 +45,11 @@ def parse_key(text: str | bytes) -> bytes:
             f"Invalid encryption key: {len(key)} bytes, need {KEY_BYTES} "
             "(generate one with 'llm-config keygen')"
         )
-    if len(set(key)) == 1:
-        raise SecretKeyError("Invalid encryption key: weak key (all bytes equal)")
+    if len(set(key)) < _MIN_DISTINCT_BYTES:
+        raise SecretKeyError(
+            f"Invalid encryption key: weak key (fewer than {_MIN_DISTINCT_BYTES} distinct bytes; a random key has "
+            "about 28): generate one with 'llm-config keygen'"
+        )
     return key
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from llm_config.errors import KeyMissingError, SecretKeyError
 __all__ = [
     "HOW_TO_SUPPLY",
     "KeySource",
+    "check_key_file_mode",
     "default_key_file",
     "find_keyring",
     "generate_key",
@@ -23,8 +25,8 @@ __all__ = [
 ]
 
 HOW_TO_SUPPLY = (
-    "set LLM_CONFIG_KEY or LLM_CONFIG_KEY_FILE, pass --key-file, or run 'llm-config init' "
-    "to create the default key file"
+    "keys are looked up in --encryption-key, --key-file, LLM_CONFIG_KEY, LLM_CONFIG_KEY_FILE, then the default "
+    "key file ($XDG_CONFIG_HOME/llm-config/master.key); set one of them to the store's key"
 )
 
 
@@ -47,11 +49,24 @@ def default_key_file() -> Path:
     return Path(base) / "llm-config" / "master.key"
 
 
+def check_key_file_mode(path: Path, mode: int) -> None:
+    """Refuse a key file that group or others may read or write, as ssh refuses such a private key."""
+    if mode & 0o077:
+        raise SecretKeyError(
+            f"Key file {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}): "
+            f"run 'chmod 600 {path}'"
+        )
+
+
 def _read_key_file(path: Path) -> Keyring:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as fh:
+            check_key_file_mode(path, os.fstat(fh.fileno()).st_mode)
+            text = fh.read(4096).decode("utf-8")
     except FileNotFoundError:
         raise KeyMissingError(f"Key file not found: {path}") from None
+    except IsADirectoryError:
+        raise SecretKeyError(f"Key file {path} is a directory") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SecretKeyError(f"Key file {path} cannot be read: {type(exc).__name__}") from None
     return Keyring.from_text(text)

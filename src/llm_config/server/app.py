@@ -155,6 +155,7 @@ def _edge(app: FastAPI, manager: ConfigManager, options: ServeOptions, redis_url
         cors_origins=parse_origins(options.cors_origin),
         access_log=options.access_log,
         routes=RouteTable(route for module in _ROUTERS for route in module.router.routes),
+        body_timeout=options.body_timeout,
     )
 
 
@@ -218,11 +219,13 @@ def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str 
 
 def app_from_env() -> FastAPI:
     """App factory for worker processes: settings from `LLM_CONFIG_*` (set by `serve`), own manager."""
+    from llm_config.server.connections import configure as configure_connections
     from llm_config.server.runner import open_manager
 
     configure_logging()
     settings = load_settings(Settings, {})
     options = load_settings(ServeOptions, {})
+    configure_connections(options)
     manager = open_manager(settings, options)  # the key: LLM_CONFIG_KEY / LLM_CONFIG_KEY_FILE as `serve` set them
     app = create_app(manager, options, redis_url=settings.redis_url)
     app.state.close_manager = True

@@ -16,14 +16,16 @@ import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from llm_config.errors import LLMConfigError, http_status_for
 from llm_config.server.logs import get_logger
 
 __all__ = [
+    "CLIENT_CLOSED",
     "HTTPError",
+    "client_gone",
     "error_body",
     "error_response",
     "install_error_handlers",
@@ -62,6 +64,16 @@ def reason(status: int) -> str:
 
 
 LOGGED_KEY: Final = "llm_config.error_logged"
+CLIENT_CLOSED: Final = 499
+"""Status recorded (never sent) for a request whose client went away before the answer: nginx's."""
+
+
+def client_gone(request_id: str | None, where: str) -> None:
+    """A client that hangs up mid-request is not an error of ours: one info line and its own counter."""
+    from llm_config import metrics
+
+    metrics.CLIENT_DISCONNECTS.inc()
+    log.info("client_disconnected", where=where, request_id=request_id)
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -109,6 +121,11 @@ async def _handle_ours(request: Request, exc: Exception) -> Response:
     return error_response(status, message, headers)
 
 
+async def _handle_disconnect(request: Request, exc: Exception) -> Response:
+    client_gone(request.scope.get("llm_config.request_id"), request.method)
+    return Response(status_code=CLIENT_CLOSED)  # nobody reads it; the access log and metrics do
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> Response:
     """Starlette's ServerErrorMiddleware calls this for anything unhandled (then re-raises it)."""
     status, message, headers = status_and_message(exc)
@@ -129,4 +146,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPError, _handle_ours)
     app.add_exception_handler(StarletteHTTPException, _handle_ours)
     app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(ClientDisconnect, _handle_disconnect)
     app.add_exception_handler(Exception, _handle_unexpected)

@@ -216,15 +216,21 @@ class RateLimiter:
         bucket = self._buckets.get(scope)
         return bucket.hit(name) if isinstance(bucket, LocalBuckets) else None
 
-    async def hit(self, scope: BucketScope, name: str) -> LimitResult | None:
-        if self.local:
-            return self.hit_local(scope, name)
+    def _bucket(self, scope: BucketScope) -> LocalBuckets | RedisBuckets | None:
         bucket = self._buckets.get(scope)
-        if bucket is None:
+        if bucket is None and not self.local:
             spec = self.key_spec if scope == "key" else self.ip_spec
             if spec is None:
                 return None
             bucket = self._buckets[scope] = RedisBuckets(spec, self._redis(), self._prefix, scope)
+        return bucket
+
+    async def hit(self, scope: BucketScope, name: str) -> LimitResult | None:
+        if self.local:
+            return self.hit_local(scope, name)
+        bucket = self._bucket(scope)
+        if bucket is None:
+            return None
         if isinstance(bucket, LocalBuckets):
             return bucket.hit(name)
         return await bucket.hit(name)

@@ -33,14 +33,23 @@ from urllib.parse import unquote_plus
 
 import orjson
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llm_config import metrics
 from llm_config.core.manager import ConfigManager
-from llm_config.errors import AuthenticationError, ValidationError
+from llm_config.errors import AuthenticationError, KeyMissingError, ValidationError
 from llm_config.models import Entry, Principal
 from llm_config.server.auth import WWW_AUTHENTICATE, cached_principal, extract_token
-from llm_config.server.errors import LOGGED_KEY, HTTPError, error_body, log_unexpected, status_and_message
+from llm_config.server.errors import (
+    CLIENT_CLOSED,
+    LOGGED_KEY,
+    HTTPError,
+    client_gone,
+    error_body,
+    log_unexpected,
+    status_and_message,
+)
 from llm_config.server.limits import BucketScope, LimitResult, RateLimiter
 from llm_config.server.logs import access_line, get_logger
 from llm_config.server.routes.common import (
@@ -51,7 +60,7 @@ from llm_config.server.routes.common import (
     entry_etag,
     etag_matches,
 )
-from llm_config.server.security import BanList, IPFilter, Network, client_address, query_carries_key
+from llm_config.server.security import Ban, BanList, IPFilter, Network, client_address, query_carries_key
 from llm_config.server.telemetry import (
     UNMATCHED,
     RouteTable,
@@ -109,13 +118,15 @@ class Edge:
     cors_origins: tuple[str, ...] = ()
     access_log: bool = True
     routes: RouteTable = field(default_factory=lambda: RouteTable(()))
+    body_timeout: float = 30.0
 
 
 class _Request:
     """What the edge reads from one request, in one pass over its headers."""
 
     __slots__ = ("auth", "content_length", "forwarded", "if_none_match", "ip", "limit", "method", "origin",
-                 "path", "principal", "request_id", "status", "transfer_encoding", "x_api_key")
+                 "path", "principal", "repeated_credentials", "request_id", "status", "transfer_encoding",
+                 "x_api_key")
 
     def __init__(self, scope: Scope) -> None:
         self.auth: bytes | None = None
@@ -125,11 +136,14 @@ class _Request:
         self.if_none_match: bytes | None = None
         self.origin: bytes | None = None
         self.forwarded: list[bytes] = []
+        self.repeated_credentials = False
         incoming: bytes | None = None
         for name, value in scope["headers"]:
             if name == b"authorization":
+                self.repeated_credentials |= self.auth is not None
                 self.auth = value
             elif name == b"x-api-key":
+                self.repeated_credentials |= self.x_api_key is not None
                 self.x_api_key = value
             elif name == b"x-request-id":
                 incoming = value
@@ -185,13 +199,7 @@ class EdgeMiddleware:
         req.ip = client_address(client[0] if client else None, req.forwarded, edge.trusted_proxies)
         scope[REQUEST_ID_KEY] = req.request_id
         scope[CLIENT_IP_KEY] = req.ip
-        path = req.path
-        if path.startswith("/api/"):
-            fixed = self._api_headers
-        elif path in _PUBLIC_DOCS:
-            fixed = self._docs_headers
-        else:
-            fixed = self._page_headers
+        fixed = self._fixed_headers(req.path)
         rid_header = (b"x-request-id", req.request_id.encode())
         started = False
 
@@ -214,6 +222,9 @@ class EdgeMiddleware:
                 await self._cors(scope, receive, send_with_headers)
             else:
                 await self._inner(scope, receive, send_with_headers)
+        except ClientDisconnect:
+            client_gone(req.request_id, req.method)
+            req.status = req.status or CLIENT_CLOSED
         except Exception as exc:
             if started:  # too late for an error response: log (without the text) and drop the connection
                 if not scope.get(LOGGED_KEY):
@@ -225,6 +236,13 @@ class EdgeMiddleware:
                 await _send_error(send_with_headers, status, message, headers)
         finally:
             self._observe(scope, req, time.perf_counter() - started_at)
+
+    def _fixed_headers(self, path: str) -> list[tuple[bytes, bytes]]:
+        if path.startswith("/api/"):
+            return self._api_headers
+        if path in _PUBLIC_DOCS:
+            return self._docs_headers
+        return self._page_headers
 
     def _observe(self, scope: Scope, req: _Request, seconds: float) -> None:
         route = scope.get("route")
@@ -263,10 +281,20 @@ class EdgeMiddleware:
         req = _current(scope)
         edge = self.edge
         path = req.path
-        if path.startswith("/api/") or (edge.metrics_auth and path == "/metrics"):
-            principal = await self._authenticate(scope, receive, send, req)
-            if principal is None:
-                return
+        # /health is public; a key sent with it (for the details a system:read key may see) is checked
+        # like on any route — unless no master key is loaded, when health must still answer
+        health_with_key = path == "/health" and (req.auth is not None or req.x_api_key is not None)
+        principal: Principal | None = None
+        if path.startswith("/api/") or (edge.metrics_auth and path == "/metrics") or health_with_key:
+            try:
+                principal = await self._authenticate(scope, receive, send, req)
+            except KeyMissingError:
+                if not health_with_key:
+                    raise
+            else:
+                if principal is None:
+                    return
+        if principal is not None:
             limit = await self._hit("key", principal.key_id or principal.actor)
             req.principal = principal
             scope[PRINCIPAL_KEY] = principal
@@ -304,50 +332,62 @@ class EdgeMiddleware:
         await self.app(scope, receive, send)
 
     async def _authenticate(self, scope: Scope, receive: Receive, send: Send, req: _Request) -> Principal | None:
-        """The caller's principal, or None after answering 400/401/429 (and counting towards a ban)."""
+        """The caller's principal, or None after answering 400/401/429 (and counting towards a ban).
+
+        A key the principal cache knows costs nothing more; any other is looked up (a read). A failure
+        then meets the address's rate limit before anything is written (SPEC §9): over the limit it is
+        refused with 429 and never audited; under it, it counts towards a ban and is audited at most
+        once per address and window (the manager coalesces). So a flood of bad keys costs reads, not
+        fsyncs, and a valid key never waits on its address's bucket.
+        """
         edge = self.edge
         if query_carries_key(scope.get("query_string", b"")):
             metrics.AUTH_FAILURES.labels("query_string").inc()
             await self._reject(receive, send, req, 400, "API keys are not accepted in the query string: "
                                "send them in the Authorization (Bearer) or X-API-Key header")
             return None
+        if req.repeated_credentials:
+            metrics.AUTH_FAILURES.labels("malformed").inc()
+            await self._reject(receive, send, req, 400, "Send one Authorization or X-API-Key header, not several")
+            return None
         token, malformed = extract_token(req.auth, req.x_api_key)
         if token is not None:
             principal = cached_principal(edge.manager, token)
             if principal is not None:
                 return principal
-        limit: LimitResult | None = None
-        if token is None and not malformed and edge.limiter.ip_spec is not None:
-            # nothing presented: refuse a flood before it costs an audit write each
-            limit = await self._hit("ip", req.ip or "unknown")
-            if limit is not None and not limit.allowed:
-                req.limit = limit
-                metrics.RATE_LIMITED.labels("ip").inc()
-                await self._reject(receive, send, req, 429, f"Rate limit exceeded: retry in {limit.retry_after} s")
-                return None
         presented = token if token is not None else ("malformed" if malformed else None)
-        try:
-            return await self._blocking(edge.manager.authenticate, presented, source_ip=req.ip,
-                                        request_id=req.request_id)
-        except AuthenticationError as exc:
-            message = exc.message
+        if presented is not None:
+            try:
+                return await self._blocking(edge.manager.authenticate, presented, source_ip=req.ip,
+                                            request_id=req.request_id, audit_failure=False)
+            except AuthenticationError:
+                pass
         reason = "missing" if presented is None else "malformed" if malformed else "invalid"
+        message = "API key missing" if presented is None else "API key invalid, expired or revoked"
         metrics.AUTH_FAILURES.labels(reason).inc()
-        ban = edge.bans.record_failure(req.ip)
-        if ban is not None:
-            metrics.BANS.inc()
-            log.warning("client_banned", client_ip=ban.ip, failures=ban.failures,
-                        until=ban.to_json()["expires_at"], request_id=req.request_id)
-        if limit is None and edge.limiter.ip_spec is not None:
-            limit = await self._hit("ip", req.ip or "unknown")
+        limit = await self._hit("ip", req.ip or "unknown") if edge.limiter.ip_spec is not None else None
         if limit is not None:
             req.limit = limit
             if not limit.allowed:
                 metrics.RATE_LIMITED.labels("ip").inc()
                 await self._reject(receive, send, req, 429, f"Rate limit exceeded: retry in {limit.retry_after} s")
                 return None
+        ban = edge.bans.record_failure(req.ip)
+        await self._blocking(self._record_failure, reason, req, ban)
         await self._reject(receive, send, req, 401, message, {"WWW-Authenticate": WWW_AUTHENTICATE})
         return None
+
+    def _record_failure(self, reason: str, req: _Request, ban: Ban | None) -> None:
+        """The audit side of a failed authentication (in the pool): coalesced, and a ban once."""
+        manager = self.edge.manager
+        manager.record_auth_failure("missing" if reason == "missing" else "invalid, expired or revoked",
+                                    source_ip=req.ip, request_id=req.request_id)
+        if ban is not None:
+            metrics.BANS.inc()
+            log.warning("client_banned", client_ip=ban.ip, failures=ban.failures,
+                        until=ban.to_json()["expires_at"], request_id=req.request_id)
+            manager.record_ban(ban.ip, until=str(ban.to_json()["expires_at"]), failures=ban.failures,
+                               request_id=req.request_id)
 
     async def _blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -364,13 +404,20 @@ class EdgeMiddleware:
         return f"Request body larger than {self.edge.max_body} bytes"
 
     def _limited(self, receive: Receive) -> Receive:
+        """`receive` with the body capped at `--max-body` and due within `--body-timeout` in all."""
         seen = 0
         limit = self.edge.max_body
         too_large = self._too_large()
+        timeout = self.edge.body_timeout
+        deadline = time.monotonic() + timeout
 
         async def limited() -> Message:
             nonlocal seen
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                metrics.SLOW_CLIENTS.labels("body").inc()
+                raise HTTPError(408, f"Request body not received within {timeout:g} s") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:  # an HTTPError, so FastAPI's handlers answer 413 if a route was reading

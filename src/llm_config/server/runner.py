@@ -245,7 +245,11 @@ def _serve(settings: Settings, options: ServeOptions, *, in_process: bool) -> No
 
 
 def uvicorn_options(options: ServeOptions) -> dict[str, object]:
+    from llm_config.server.connections import PROTOCOL, configure
+
+    configure(options)  # this process; workers configure themselves in app_from_env
     return {
+        "http": PROTOCOL,  # header read timeout and per-address connection cap (connections.py)
         "host": options.host,
         "port": options.port,
         "proxy_headers": False,  # X-Forwarded-For is resolved by the edge, only from --trusted-proxy peers
@@ -278,6 +282,7 @@ def _run_uvicorn_workers(options: ServeOptions) -> None:
 def _run_granian(options: ServeOptions) -> None:
     from granian import Granian
     from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
 
     Granian(
         APP_FACTORY,
@@ -290,4 +295,5 @@ def _run_granian(options: ServeOptions) -> None:
         log_access=False,
         ssl_cert=Path(options.tls_cert) if options.tls_cert else None,
         ssl_key=Path(options.tls_key) if options.tls_key else None,
+        http1_settings=HTTP1Settings(header_read_timeout=max(1, int(options.header_timeout * 1000))),
     ).serve()

@@ -3,6 +3,9 @@
 - **Client address**: the TCP peer, unless the peer is one of the `--trusted-proxy` networks; then
   `X-Forwarded-For` is walked from the right and the first hop that is not a trusted proxy is the
   client (the left part of the header is whatever the client chose to send, so it never counts).
+  A hop may carry a port (`203.0.113.7:4711`, `[2001:db8::1]:443`); a hop that is not an address at
+  all (`010.0.0.1`, `unknown`, garbage) becomes an opaque identity of its own (`hop:<text>`), rate
+  limited and banned like any client — never the proxy, whose ban would lock everyone out.
 - **CIDR lists** (`--allow-cidr`, `--deny-cidr`, IPv4 and IPv6): checked before anything else;
   IPv4-mapped IPv6 addresses are compared as IPv4.
 - **Bans**: 10 failed authentications from one address within 10 minutes ban it for an hour
@@ -34,6 +37,7 @@ __all__ = [
     "IPFilter",
     "Network",
     "client_address",
+    "hop_address",
     "normalize_ip",
     "parse_networks",
     "parse_origins",
@@ -107,6 +111,33 @@ def _in(addr: Address, networks: tuple[Network, ...]) -> bool:
     return any(addr.version == net.version and addr in net for net in networks)
 
 
+_OPAQUE_PREFIX: Final = "hop:"
+_MAX_OPAQUE: Final = 64
+
+
+def hop_address(hop: str) -> Address | None:
+    """An `X-Forwarded-For` hop as an address: `ip`, `ip:port`, `[v6]` or `[v6]:port`; None otherwise."""
+    text = hop.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1:] if end != -1 else "x"
+        if end == -1 or (rest and not (rest[0] == ":" and rest[1:].isdigit())):
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:  # an IPv6 address has at least two colons
+        host, _, port = text.partition(":")
+        if not port.isdigit():
+            return None
+        text = host
+    return normalize_ip(text)
+
+
+def _opaque(hop: str) -> str:
+    """A hop that is no address, as an identity of its own (printable ASCII, bounded)."""
+    shown = "".join(c if 33 <= ord(c) < 127 else "?" for c in hop.strip())[:_MAX_OPAQUE]
+    return _OPAQUE_PREFIX + (shown or "empty")
+
+
 def client_address(peer: str | None, forwarded_for: list[bytes], trusted: tuple[Network, ...]) -> str | None:
     """The real client: the peer, or the right-most untrusted `X-Forwarded-For` hop behind trusted proxies."""
     if peer is None:
@@ -119,12 +150,12 @@ def client_address(peer: str | None, forwarded_for: list[bytes], trusted: tuple[
     addr = normalize_ip(peer)
     if addr is None or not _in(addr, trusted):
         return str(addr) if addr is not None else peer
-    hops = [h.strip() for raw in forwarded_for for h in raw.decode("latin-1").split(",")]
+    hops = [h for raw in forwarded_for for h in raw.decode("latin-1").split(",")]
     client = str(addr)
     for hop in reversed(hops):
-        hop_addr = normalize_ip(hop)
+        hop_addr = hop_address(hop)
         if hop_addr is None:
-            break  # garbage in the chain: trust nothing further left of it
+            return _opaque(hop)  # not an address: its own identity, never the proxy's
         client = str(hop_addr)
         if not _in(hop_addr, trusted):
             break

@@ -11,8 +11,10 @@ writes entries itself.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -20,6 +22,8 @@ from typing import Final
 from llm_config.errors import StoreMissingError, ValidationError
 from llm_config.storage.sqlite import SQLiteStorage
 from llm_config.types import Storage
+
+log = logging.getLogger("llm_config")
 
 __all__ = [
     "DB_FILE_NAME",
@@ -111,6 +115,28 @@ def parse_target(target: str | os.PathLike[str]) -> StoreLocation:
     return StoreLocation("sqlite", directory / DB_FILE_NAME, directory, text)
 
 
+def _private_directory(directory: Path, *, fix: bool) -> None:
+    """A store directory other users can enter: writers tighten it to 0700, readers warn."""
+    try:
+        mode = stat.S_IMODE(directory.stat().st_mode)
+    except OSError:
+        return
+    if not mode & 0o077:
+        return
+    if fix:
+        try:
+            os.chmod(directory, 0o700)
+        except OSError:
+            raise ValidationError(
+                f"Store directory {directory} is accessible by other users (mode {mode:04o}) and cannot be "
+                f"made private: run 'chmod 700 {directory}'"
+            ) from None
+        log.warning("store directory %s was mode %04o: tightened to 0700", directory, mode)
+    else:
+        log.warning("store directory %s is accessible by other users (mode %04o): run 'chmod 700 %s'",
+                    directory, mode, directory)
+
+
 def _create_sqlite_files(location: StoreLocation) -> None:
     """Create the store directory (0700) and an empty database file (0600) if they are missing."""
     if location.directory is not None:
@@ -122,7 +148,7 @@ def _create_sqlite_files(location: StoreLocation) -> None:
         try:
             location.directory.mkdir(mode=0o700, parents=True)
         except FileExistsError:
-            pass
+            _private_directory(location.directory, fix=True)
         else:
             os.chmod(location.directory, 0o700)  # mkdir's mode is filtered by the umask
     else:
@@ -160,6 +186,8 @@ def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
         raise StoreMissingError(
             f"Store not found: {shown} (create it with 'llm-config init' or a first write)"
         )
+    elif location.directory is not None:
+        _private_directory(location.directory, fix=False)
     storage = SQLiteStorage(location.db_path, url=_sqlite_url(location))
     if create:
         _tighten_modes(location.db_path)

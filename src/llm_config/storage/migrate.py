@@ -19,11 +19,11 @@ import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
 
 from llm_config.errors import StorageError
+from llm_config.times import utc_now
 
 __all__ = [
     "SQLITE",
@@ -31,6 +31,7 @@ __all__ = [
     "Migration",
     "load_migrations",
     "migrate",
+    "pending_versions",
     "split_statements",
 ]
 
@@ -130,6 +131,12 @@ def _rollback(cursor: _Cursor) -> None:
         cursor.execute("ROLLBACK")
 
 
+def pending_versions(conn: _Connection, dialect: Dialect = SQLITE) -> list[int]:
+    """Versions of the migrations this code knows that the database has not applied (cheap: one read)."""
+    done = _applied(conn.cursor(), dialect)
+    return [m.version for m in load_migrations(dialect.name) if m.version not in done]
+
+
 def migrate(conn: _Connection, dialect: Dialect = SQLITE) -> list[int]:
     """Apply every pending migration of `dialect`; return the versions applied by this call.
 
@@ -164,7 +171,7 @@ def migrate(conn: _Connection, dialect: Dialect = SQLITE) -> list[int]:
                     (
                         migration.version,
                         migration.name,
-                        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                        utc_now(),
                     ),
                 )
                 applied.append(migration.version)

@@ -1,44 +1,57 @@
 """SQLite backend: the `Storage` Protocol of `llm_config.types` over stdlib sqlite3.
 
-Owns: the static SQL of the SQLite dialect; per-thread connections (WAL, `synchronous=FULL`, 30 s busy
-timeout, autocommit with explicit transactions); one `BEGIN IMMEDIATE` transaction per `apply` that
-holds the compare-and-set checks, version rows, current rows, the watch revision counter (meta row
-`revision`) and the audit-chain append (ARCHITECTURE decisions 2, 3, 6, 7).
+Owns: the static SQL of the SQLite dialect; per-thread connections (WAL, `synchronous=FULL`,
+`secure_delete`, 30 s busy timeout, autocommit with explicit transactions); one `BEGIN IMMEDIATE`
+transaction per `apply` that holds the compare-and-set checks, version rows, current rows, the watch
+revision counter (meta row `revision`) and the audit-chain append (ARCHITECTURE decisions 2, 3, 6, 7);
+the row MACs of SPEC §2 — computed in that transaction, checked on every read once the manager has
+handed over the row key (`set_row_key`), see `llm_config.integrity`.
 
-Never: sees a plaintext secret (secret values arrive sealed and leave sealed), builds SQL from input
-(statements are static; list/audit queries only combine fixed fragments), or puts a stored value, a
-request value or a ciphertext into an error message or a log line.
+Never: sees a plaintext secret (secret values arrive sealed and leave sealed), serves a row whose MAC
+fails, builds SQL from input (statements are static; list/audit queries only combine fixed
+fragments), or puts a stored value, a request value or a ciphertext into an error message or a log
+line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import orjson
 
-from llm_config.audit import GENESIS_MAC, compute_mac, write_event_type
+from llm_config.audit import FINGERPRINT_SCHEME, GENESIS_MAC, event_mac, write_event_type
 from llm_config.errors import (
     AuditError,
     ConflictError,
+    IntegrityError,
     NotFoundError,
     StorageError,
     ValidationError,
+)
+from llm_config.integrity import (
+    MIGRATION_SUBJECT,
+    entry_subject,
+    is_fresh,
+    key_subject,
+    row_mac,
+    row_mac_ok,
 )
 from llm_config.models import (
     ApiKey,
     AuditEvent,
     Environment,
+    PendingEvent,
     Role,
     StoredEntry,
     StoredVersion,
@@ -47,10 +60,14 @@ from llm_config.models import (
     WriteRequest,
     WriteResult,
 )
-from llm_config.storage.migrate import SQLITE, migrate
-from llm_config.types import AuditQuery
+from llm_config.names import validate_key, validate_namespace
+from llm_config.storage.migrate import SQLITE, migrate, pending_versions
+from llm_config.times import utc_now
+from llm_config.types import AuditQuery, Fingerprinter
 
 __all__ = ["BUSY_TIMEOUT_SECONDS", "SQLiteStorage"]
+
+log = logging.getLogger("llm_config.storage")
 
 BUSY_TIMEOUT_SECONDS: Final = 30.0
 
@@ -59,81 +76,94 @@ _VTYPES: Final = {vt.value: vt for vt in ValueType}
 # Binding a str-enum makes sqlite3 look for an adapter first (~0.5 us); bind the plain text instead.
 _ENV_TEXT: Final[dict[Any, str]] = {env: env.value for env in Environment}
 
+# Column lists in MAC order (integrity.row_mac covers exactly these values, in this order).
 _ENTRY_COLS: Final = (
     "id, namespace, key, environment, version, deleted, value_type, stored_value, fingerprint, "
-    "created_at, created_by, updated_at, updated_by, tags, description, revision"
+    "created_at, created_by, updated_at, updated_by, tags, description, revision, audit_seq, purged"
 )
+_E_ENTRY_COLS: Final = ", ".join("e." + c.strip() for c in _ENTRY_COLS.split(","))
+_N_ENTRY: Final = 18
 _VERSION_COLS: Final = (
-    "v.entry_id, v.version, v.deleted, v.purged, v.value_type, v.stored_value, v.fingerprint, "
-    "v.created_at, v.created_by, v.change_description, v.audit_seq, v.revision"
+    "entry_id, version, deleted, purged, value_type, stored_value, fingerprint, "
+    "created_at, created_by, change_description, audit_seq, revision"
 )
+_V_VERSION_COLS: Final = ", ".join("v." + c.strip() for c in _VERSION_COLS.split(","))
+_N_VERSION: Final = 12
+_API_KEY_COLS: Final = (
+    "id, name, role, namespaces, environments, key_hash, created_at, created_by, expires_at, revoked_at, "
+    "parent_id, audit_seq"
+)
+_K_API_KEY_COLS: Final = ", ".join("k." + c.strip() for c in _API_KEY_COLS.split(","))
+_N_API_KEY: Final = 12
 _AUDIT_COLS: Final = (
     "seq, id, timestamp, type, actor, namespace, key, environment, old_version, new_version, "
-    "outcome, source_ip, request_id, details, prev_mac, mac"
+    "outcome, source_ip, request_id, details, prev_mac, mac, subject"
 )
 
+# The newest event about a row's subject, next to the row (integrity.is_fresh).
+_ENTRY_HEAD: Final = (
+    "(SELECT MAX(a.seq) FROM audit_events a WHERE a.subject = 'c:' || e.namespace || '/' || e.key || '@' "
+    "|| e.environment)"
+)
+_KEY_HEAD: Final = "(SELECT MAX(a.seq) FROM audit_events a WHERE a.subject = 'k:' || k.id)"
+
+# Always one row: (head, entry columns or NULLs, mac) — a missing entry whose subject has events
+# is a deleted row, told apart from one that never existed.
 _SQL_GET_CURRENT: Final = (
-    f"SELECT {_ENTRY_COLS} FROM entries WHERE namespace = ? AND environment = ? AND key = ?"
+    f"SELECT (SELECT MAX(seq) FROM audit_events WHERE subject = ?), {_E_ENTRY_COLS}, e.mac "
+    "FROM (SELECT 1) AS one LEFT JOIN entries e ON e.namespace = ? AND e.environment = ? AND e.key = ?"
 )
-_SQL_INSERT_ENTRY: Final = (
-    f"INSERT INTO entries ({_ENTRY_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_SQL_INSERT_ENTRY: Final = f"INSERT INTO entries ({_ENTRY_COLS}, mac) VALUES ({', '.join('?' * (_N_ENTRY + 1))})"
 _SQL_UPDATE_ENTRY: Final = (
-    "UPDATE entries SET version = ?, deleted = ?, value_type = ?, stored_value = ?, fingerprint = ?, "
-    "updated_at = ?, updated_by = ?, tags = ?, description = ?, revision = ? WHERE id = ?"
+    "UPDATE entries SET namespace = ?, key = ?, environment = ?, version = ?, deleted = ?, value_type = ?, "
+    "stored_value = ?, fingerprint = ?, created_at = ?, created_by = ?, updated_at = ?, updated_by = ?, "
+    "tags = ?, description = ?, revision = ?, audit_seq = ?, purged = ?, mac = ? WHERE id = ?"
 )
 _SQL_INSERT_VERSION: Final = (
-    "INSERT INTO versions (entry_id, version, deleted, purged, value_type, stored_value, fingerprint, "
-    "created_at, created_by, change_description, audit_seq, revision) "
-    "VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO versions ({_VERSION_COLS}, mac) VALUES ({', '.join('?' * (_N_VERSION + 1))})"
 )
-_SQL_GET_VERSION_BY_ID: Final = (
-    f"SELECT {_VERSION_COLS} FROM versions v WHERE v.entry_id = ? AND v.version = ?"
-)
-_SQL_GET_VERSION: Final = (
-    f"SELECT {_VERSION_COLS} FROM versions v JOIN entries e ON e.id = v.entry_id "
-    "WHERE e.namespace = ? AND e.environment = ? AND e.key = ? AND v.version = ?"
-)
-_SQL_HISTORY: Final = (
-    f"SELECT {_VERSION_COLS} FROM versions v JOIN entries e ON e.id = v.entry_id "
-    "WHERE e.namespace = ? AND e.environment = ? AND e.key = ? ORDER BY v.version DESC"
-)
+_SQL_VERSIONS_OF: Final = f"SELECT {_VERSION_COLS}, mac FROM versions WHERE entry_id = ? ORDER BY version DESC"
+_SQL_VERSION_OF: Final = f"SELECT {_VERSION_COLS}, mac FROM versions WHERE entry_id = ? AND version = ?"
 _SQL_PURGE_VERSION: Final = (
-    "UPDATE versions SET purged = 1, stored_value = NULL, value_type = 'none', fingerprint = NULL "
+    "UPDATE versions SET purged = 1, stored_value = NULL, value_type = 'none', fingerprint = NULL, mac = ? "
     "WHERE entry_id = ? AND version = ?"
 )
-_SQL_VERSION_REFS: Final = (
-    "SELECT e.namespace, e.key, e.environment, v.version, v.audit_seq "
-    "FROM versions v JOIN entries e ON e.id = v.entry_id "
-    "ORDER BY e.namespace, e.key, e.environment, v.version"
+_SQL_ALL_ENTRIES: Final = (
+    f"SELECT {_ENTRY_HEAD}, {_E_ENTRY_COLS}, e.mac FROM entries e ORDER BY e.namespace, e.key, e.environment"
 )
-_API_KEY_COLUMNS: Final = (
-    "id, name, role, namespaces, environments, key_hash, created_at, created_by, expires_at, revoked_at"
+_SQL_ALL_VERSIONS: Final = (
+    f"SELECT e.namespace, e.key, e.environment, {_V_VERSION_COLS}, v.mac "
+    "FROM versions v JOIN entries e ON e.id = v.entry_id ORDER BY e.namespace, e.key, e.environment, v.version"
 )
 _SQL_UPSERT_API_KEY: Final = (
-    f"INSERT INTO api_keys ({_API_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO api_keys ({_API_KEY_COLS}, mac) VALUES ({', '.join('?' * (_N_API_KEY + 1))}) "
     "ON CONFLICT (id) DO UPDATE SET name = excluded.name, role = excluded.role, "
-    "namespaces = excluded.namespaces, environments = excluded.environments, "
-    "expires_at = excluded.expires_at, revoked_at = excluded.revoked_at"
+    "namespaces = excluded.namespaces, environments = excluded.environments, key_hash = excluded.key_hash, "
+    "created_at = excluded.created_at, created_by = excluded.created_by, expires_at = excluded.expires_at, "
+    "revoked_at = excluded.revoked_at, parent_id = excluded.parent_id, audit_seq = excluded.audit_seq, "
+    "mac = excluded.mac"
 )
-_SQL_API_KEY_BY_ID: Final = f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE id = ?"
-_SQL_API_KEY_BY_HASH: Final = f"SELECT {_API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?"
-_SQL_API_KEYS: Final = f"SELECT {_API_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+_SQL_API_KEYS: Final = f"SELECT {_KEY_HEAD}, {_K_API_KEY_COLS}, k.mac FROM api_keys k"
+_SQL_API_KEY_BY_ID: Final = _SQL_API_KEYS + " WHERE k.id = ?"
+_SQL_API_KEY_BY_HASH: Final = _SQL_API_KEYS + " WHERE k.key_hash = ?"
+_SQL_API_KEYS_ORDERED: Final = _SQL_API_KEYS + " ORDER BY k.created_at, k.id"
+_SQL_API_KEY_CHILDREN: Final = _SQL_API_KEYS + " WHERE k.parent_id = ?"
+_SQL_LIVE_NAME: Final = (
+    "SELECT 1 FROM api_keys WHERE name = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) LIMIT 1"
+)
 _SQL_SEALED_VALUES: Final = "SELECT stored_value FROM versions WHERE value_type = 'secret' AND stored_value IS NOT NULL"
 _SQL_AUDIT_HEAD: Final = "SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1"
-_SQL_INSERT_AUDIT: Final = (
-    f"INSERT INTO audit_events ({_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_SQL_INSERT_AUDIT: Final = f"INSERT INTO audit_events ({_AUDIT_COLS}) VALUES ({', '.join('?' * 17)})"
+_SQL_SUBJECT_HEAD: Final = "SELECT MAX(seq) FROM audit_events WHERE subject = ?"
+_SQL_ANY_SUBJECT: Final = "SELECT 1 FROM audit_events WHERE subject IS NOT NULL LIMIT 1"
 _SQL_GET_META: Final = "SELECT value FROM meta WHERE name = ?"
 _SQL_SET_META: Final = (
     "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 )
 _SQL_ADD_META: Final = "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+_SQL_DELETE_META: Final = "DELETE FROM meta WHERE name = ?"
 _SQL_SUBTREE: Final = "(namespace = ? OR (namespace > ? AND namespace < ?))"
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+_PENDING: Final = "integrity_pending"
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -150,14 +180,6 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
-
-
-def _api_key(row: Any) -> ApiKey:
-    return ApiKey(
-        id=row[0], name=row[1], role=Role(row[2]), namespaces=tuple(orjson.loads(row[3])),
-        environments=tuple(Environment(e) for e in orjson.loads(row[4])), key_hash=row[5],
-        created_at=row[6], created_by=row[7], expires_at=row[8], revoked_at=row[9],
-    )
 
 
 def _storage_error(operation: str, exc: sqlite3.Error) -> StorageError:
@@ -184,68 +206,70 @@ def _encode_tags(tags: Sequence[str]) -> str:
     return orjson.dumps(list(tags)).decode() if tags else "[]"
 
 
-def _entry(row: Any) -> StoredEntry:
-    tags = row[13]
+def _encode_ints(numbers: Sequence[int]) -> str:
+    return orjson.dumps(list(numbers)).decode() if numbers else "[]"
+
+
+# -- row mappers: database tuples in MAC order <-> domain records ------------------------------------
+
+def _entry(v: Sequence[Any]) -> StoredEntry:
+    tags, purged = v[13], v[17]
     return StoredEntry(
-        row[0],
-        row[1],
-        row[2],
-        _ENVS[row[3]],
-        row[4],
-        row[5] == 1,
-        _VTYPES[row[6]],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        () if tags == "[]" else tuple(orjson.loads(tags)),
-        row[14],
-        row[15],
+        v[0], v[1], v[2], _ENVS[v[3]], v[4], v[5] == 1, _VTYPES[v[6]], v[7], v[8], v[9], v[10], v[11], v[12],
+        () if tags == "[]" else tuple(orjson.loads(tags)), v[14], v[15],
+        () if purged == "[]" else tuple(orjson.loads(purged)),
     )
 
 
-def _version(row: Any) -> StoredVersion:
-    return StoredVersion(
-        row[0],
-        row[1],
-        row[2] == 1,
-        row[3] == 1,
-        _VTYPES[row[4]],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
+def _entry_values(e: StoredEntry, audit_seq: int) -> tuple[Any, ...]:
+    return (
+        e.id, e.namespace, e.key, e.environment.value, e.version, int(e.deleted), e.value_type.value,
+        e.stored_value, e.fingerprint, e.created_at, e.created_by, e.updated_at, e.updated_by,
+        _encode_tags(e.tags), e.description, e.revision, audit_seq, _encode_ints(e.purged_versions),
     )
 
 
-def _event(row: Any) -> AuditEvent:
+def _version(v: Sequence[Any]) -> StoredVersion:
+    return StoredVersion(v[0], v[1], v[2] == 1, v[3] == 1, _VTYPES[v[4]], v[5], v[6], v[7], v[8], v[9], v[10], v[11])
+
+
+def _version_values(v: StoredVersion) -> tuple[Any, ...]:
+    return (
+        v.entry_id, v.version, int(v.deleted), int(v.purged), v.value_type.value, v.stored_value, v.fingerprint,
+        v.created_at, v.created_by, v.change_description, v.audit_seq, v.revision,
+    )
+
+
+def _version_mac_input(entry: StoredEntry, values: Sequence[Any]) -> tuple[Any, ...]:
+    # a version row is bound to the entry it belongs to by name, not just by entry_id
+    return (entry.namespace, entry.key, entry.environment.value, *values)
+
+
+def _api_key(v: Sequence[Any]) -> ApiKey:
+    return ApiKey(
+        id=v[0], name=v[1], role=Role(v[2]), namespaces=tuple(orjson.loads(v[3])),
+        environments=tuple(Environment(e) for e in orjson.loads(v[4])), key_hash=v[5],
+        created_at=v[6], created_by=v[7], expires_at=v[8], revoked_at=v[9], parent_id=v[10],
+    )
+
+
+def _api_key_values(k: ApiKey, audit_seq: int) -> tuple[Any, ...]:
+    return (
+        k.id, k.name, k.role.value, orjson.dumps(list(k.namespaces)).decode(),
+        orjson.dumps([e.value for e in k.environments]).decode(), k.key_hash, k.created_at, k.created_by,
+        k.expires_at, k.revoked_at, k.parent_id, audit_seq,
+    )
+
+
+def _event(row: Sequence[Any]) -> AuditEvent:
     return AuditEvent(
-        row[0],
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-        row[10],
-        row[11],
-        row[12],
-        orjson.loads(row[13]),
-        row[14],
-        row[15],
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10], row[11],
+        row[12], orjson.loads(row[13]), row[14], row[15], row[16],
     )
 
 
-def _where(namespace: str, key: str, env: Environment) -> str:
-    return f"{namespace}/{key} [{env.value}]"
+def _where(namespace: str, key: str, env: Environment | str) -> str:
+    return f"{namespace}/{key} [{env.value if isinstance(env, Environment) else env}]"
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -281,6 +305,10 @@ class SQLiteStorage:
         self._closed = False
         self._token_lock = threading.Lock()
         self._token_conn: sqlite3.Connection | None = None
+        self._row_key: bytes | None = None
+        self._migrated_seq: int | None = None
+        self._migrated_known = False
+        self._failures: dict[tuple[Any, ...], str] = {}
         try:
             conn = self._conn()
             _enable_wal(conn)
@@ -306,6 +334,7 @@ class SQLiteStorage:
         try:
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA secure_delete = ON")  # freed space is zeroed: a purged value leaves no copy
         except BaseException:
             conn.close()
             raise
@@ -358,39 +387,155 @@ class SQLiteStorage:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- row integrity ---------------------------------------------------------------------------
+
+    def set_row_key(self, key: bytes | None) -> None:
+        """Check every row read from now on against `key` (None: rows cannot be checked)."""
+        self._row_key = key
+
+    @property
+    def verifying(self) -> bool:
+        """Whether rows are checked on read (a row key was handed over)."""
+        return self._row_key is not None
+
+    def _migration_seq(self) -> int | None:
+        if not self._migrated_known:
+            row = self._conn().execute(_SQL_SUBJECT_HEAD, (MIGRATION_SUBJECT,)).fetchone()
+            self._migrated_seq = None if row is None or row[0] is None else int(row[0])
+            self._migrated_known = True
+        return self._migrated_seq
+
+    def _fail(self, locator: tuple[Any, ...], message: str) -> IntegrityError:
+        """Record (and log, once per row) an integrity failure; the caller raises what it returns."""
+        text = f"Integrity check failed: {message}"
+        if locator not in self._failures:
+            log.error("%s", text)
+        self._failures[locator] = text
+        return IntegrityError(text)
+
+    def _checked_entry(self, row: Sequence[Any], namespace: str, key: str, env: Environment) -> StoredEntry | None:
+        """Map a `_SQL_GET_CURRENT` row, refusing a forged, replayed or deleted entry."""
+        values = row[1:_N_ENTRY + 1]
+        row_key = self._row_key
+        if values[0] is None:
+            if row_key is not None and row[0] is not None:
+                # a crafted invalid name could spell another entry's subject: only a valid one may fail here
+                validate_namespace(namespace)
+                validate_key(key)
+                raise self._fail(("entries", namespace, key, env.value),
+                                 f"entry {_where(namespace, key, env)} has audit events but no row "
+                                 "(deleted outside llm-config)")
+            return None
+        if row_key is not None:
+            self._check_entry_values(row_key, row[0], values, row[_N_ENTRY + 1])
+        return _entry(values)
+
+    def _check_entry_values(self, row_key: bytes, head: int | None, values: Sequence[Any], mac: object) -> None:
+        where = _where(values[1], values[2], values[3])
+        locator = ("entries", values[1], values[2], values[3])
+        if not row_mac_ok(row_key, "entries", values, mac):
+            raise self._fail(locator, f"entry {where} was changed outside llm-config (row MAC mismatch)")
+        if not is_fresh(values[16], head, self._migration_seq()):
+            raise self._fail(locator, f"entry {where} is an older copy of itself (replayed row)")
+
+    def _check_version(self, entry: StoredEntry, values: Sequence[Any], mac: object) -> StoredVersion:
+        version = _version(values)
+        row_key = self._row_key
+        if row_key is None:
+            return version
+        locator = ("versions", entry.namespace, entry.key, entry.environment.value, version.version)
+        where = f"version {version.version} of {_where(entry.namespace, entry.key, entry.environment)}"
+        if not row_mac_ok(row_key, "versions", _version_mac_input(entry, values), mac) \
+                or version.entry_id != entry.id:
+            raise self._fail(locator, f"{where} was changed outside llm-config (row MAC mismatch)")
+        if version.version > entry.version or version.purged != (version.version in entry.purged_versions):
+            raise self._fail(locator, f"{where} is an older copy of itself (replayed row)")
+        return version
+
+    def _checked_key(self, row: Sequence[Any]) -> ApiKey:
+        values = row[1:_N_API_KEY + 1]
+        row_key = self._row_key
+        if row_key is not None:
+            locator = ("api_keys", values[0])
+            if not row_mac_ok(row_key, "api_keys", values, row[_N_API_KEY + 1]):
+                raise self._fail(locator, f"API key {values[0]} was changed outside llm-config (row MAC mismatch)")
+            if not is_fresh(values[11], row[0], self._migration_seq()):
+                raise self._fail(locator, f"API key {values[0]} is an older copy of itself (replayed row)")
+        return _api_key(values)
+
+    def integrity_failures(self) -> list[str]:
+        """Rows that failed their check in this process and still fail when read again."""
+        still: list[str] = []
+        for locator in list(self._failures):
+            try:
+                self._recheck(locator)
+            except IntegrityError:
+                still.append(self._failures[locator])
+                continue
+            except StorageError:
+                still.append(self._failures[locator])
+                continue
+            self._failures.pop(locator, None)
+        return still
+
+    def _recheck(self, locator: tuple[Any, ...]) -> None:
+        table = locator[0]
+        if table == "api_keys":
+            self.get_api_key(locator[1])
+            return
+        env = _ENVS[locator[3]]
+        if table == "entries":
+            self.get_current(locator[1], locator[2], env)
+        else:
+            self.get_version(locator[1], locator[2], env, locator[4])
+
     # -- reads -----------------------------------------------------------------------------------
 
     def get_current(self, namespace: str, key: str, env: Environment) -> StoredEntry | None:
+        env_text = _ENV_TEXT.get(env, env)
         try:
-            row = self._conn().execute(_SQL_GET_CURRENT, (namespace, _ENV_TEXT.get(env, env), key)).fetchone()
+            row = self._conn().execute(
+                _SQL_GET_CURRENT, (f"c:{namespace}/{key}@{env_text}", namespace, env_text, key)
+            ).fetchone()
         except sqlite3.Error as exc:
             raise _storage_error("reading an entry", exc) from exc
-        return None if row is None else _entry(row)
+        return self._checked_entry(row, namespace, key, env)
+
+    def _versions(
+        self, conn: sqlite3.Connection, entry: StoredEntry, version: int | None, limit: int | None
+    ) -> list[StoredVersion]:
+        if version is not None:
+            rows = conn.execute(_SQL_VERSION_OF, (entry.id, version)).fetchall()
+        else:
+            sql = _SQL_VERSIONS_OF
+            params: tuple[Any, ...] = (entry.id,)
+            if limit is not None:
+                sql, params = sql + " LIMIT ?", (entry.id, max(limit, 0))
+            rows = conn.execute(sql, params).fetchall()
+        return [self._check_version(entry, row[:_N_VERSION], row[_N_VERSION]) for row in rows]
 
     def get_version(
         self, namespace: str, key: str, env: Environment, version: int
     ) -> StoredVersion | None:
+        entry = self.get_current(namespace, key, env)
+        if entry is None:
+            return None
         try:
-            row = self._conn().execute(
-                _SQL_GET_VERSION, (namespace, _ENV_TEXT.get(env, env), key, version)
-            ).fetchone()
+            found = self._versions(self._conn(), entry, version, None)
         except sqlite3.Error as exc:
             raise _storage_error("reading a version", exc) from exc
-        return None if row is None else _version(row)
+        return found[0] if found else None
 
     def history(
         self, namespace: str, key: str, env: Environment, limit: int | None = None
     ) -> list[StoredVersion]:
-        sql = _SQL_HISTORY
-        params: tuple[Any, ...] = (namespace, _ENV_TEXT.get(env, env), key)
-        if limit is not None:
-            sql += " LIMIT ?"
-            params += (max(limit, 0),)
+        entry = self.get_current(namespace, key, env)
+        if entry is None:
+            return []
         try:
-            rows = self._conn().execute(sql, params).fetchall()
+            return self._versions(self._conn(), entry, None, limit)
         except sqlite3.Error as exc:
             raise _storage_error("reading history", exc) from exc
-        return [_version(row) for row in rows]
 
     def list_current(
         self,
@@ -402,33 +547,34 @@ class SQLiteStorage:
         limit: int | None = None,
         recursive: bool = False,
     ) -> list[StoredEntry]:
-        clauses = ["environment = ?", "deleted = 0"]
+        clauses = ["e.environment = ?", "e.deleted = 0"]
         params: list[Any] = [_ENV_TEXT.get(env, env)]
         if recursive:
-            clauses.append(_SQL_SUBTREE)
+            clauses.append(_SQL_SUBTREE.replace("namespace", "e.namespace"))
             params.extend(_subtree(namespace))
         else:
-            clauses.append("namespace = ?")
+            clauses.append("e.namespace = ?")
             params.append(namespace)
         if prefix:
-            clauses.append("key >= ?")
+            clauses.append("e.key >= ?")
             params.append(prefix)
             upper = _successor(prefix)
             if upper is not None:
-                clauses.append("key < ?")
+                clauses.append("e.key < ?")
                 params.append(upper)
         if after_key is not None:
             if recursive:
                 after_ns, sep, after_k = after_key.partition("\x00")
                 if not sep:
                     after_ns, after_k = namespace, after_key
-                clauses.append("(namespace > ? OR (namespace = ? AND key > ?))")
+                clauses.append("(e.namespace > ? OR (e.namespace = ? AND e.key > ?))")
                 params.extend((after_ns, after_ns, after_k))
             else:
-                clauses.append("key > ?")
+                clauses.append("e.key > ?")
                 params.append(after_key)
-        order = "namespace, key" if recursive else "key"
-        sql = f"SELECT {_ENTRY_COLS} FROM entries WHERE {' AND '.join(clauses)} ORDER BY {order}"
+        order = "e.namespace, e.key" if recursive else "e.key"
+        head = _ENTRY_HEAD if self._row_key is not None else "NULL"
+        sql = f"SELECT {head}, {_E_ENTRY_COLS}, e.mac FROM entries e WHERE {' AND '.join(clauses)} ORDER BY {order}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(max(limit, 0))
@@ -436,7 +582,15 @@ class SQLiteStorage:
             rows = self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise _storage_error("listing entries", exc) from exc
-        return [_entry(row) for row in rows]
+        row_key = self._row_key
+        if row_key is None:
+            return [_entry(row[1:_N_ENTRY + 1]) for row in rows]
+        out: list[StoredEntry] = []
+        for row in rows:  # a listing that meets a failing row fails whole (SPEC §2)
+            values = row[1:_N_ENTRY + 1]
+            self._check_entry_values(row_key, row[0], values, row[_N_ENTRY + 1])
+            out.append(_entry(values))
+        return out
 
     def namespaces(self, prefix: str = "") -> list[str]:
         sql = "SELECT DISTINCT namespace FROM entries WHERE deleted = 0"
@@ -455,12 +609,32 @@ class SQLiteStorage:
             raise _storage_error("listing namespaces", exc) from exc
         return [row[0] for row in rows]
 
-    def version_audit_refs(self) -> list[tuple[str, str, str, int, int]]:
+    def iter_entries(self) -> Iterator[tuple[StoredEntry, bool, bool]]:
+        """Every entry row, unchecked: (entry, MAC ok?, fresh?) — for verify (MAC ok is False
+        without a row key)."""
+        row_key = self._row_key
         try:
-            rows = self._conn().execute(_SQL_VERSION_REFS).fetchall()
+            cursor = self._conn().execute(_SQL_ALL_ENTRIES)
+            for row in cursor:
+                values = row[1:_N_ENTRY + 1]
+                ok = row_key is not None and row_mac_ok(row_key, "entries", values, row[_N_ENTRY + 1])
+                yield _entry(values), ok, is_fresh(values[16], row[0], self._migration_seq())
         except sqlite3.Error as exc:
-            raise _storage_error("reading version references", exc) from exc
-        return [(row[0], row[1], row[2], row[3], row[4]) for row in rows]
+            raise _storage_error("reading entries", exc) from exc
+
+    def iter_versions(self) -> Iterator[tuple[str, str, str, StoredVersion, bool]]:
+        """Every version row, unchecked: (namespace, key, environment, version, MAC ok?) — for verify."""
+        row_key = self._row_key
+        try:
+            cursor = self._conn().execute(_SQL_ALL_VERSIONS)
+            for row in cursor:
+                values = row[3:3 + _N_VERSION]
+                ok = row_key is not None and row_mac_ok(
+                    row_key, "versions", (row[0], row[1], row[2], *values), row[3 + _N_VERSION]
+                )
+                yield row[0], row[1], row[2], _version(values), ok
+        except sqlite3.Error as exc:
+            raise _storage_error("reading versions", exc) from exc
 
     def sealed_values(self) -> list[str]:
         try:
@@ -471,57 +645,71 @@ class SQLiteStorage:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def apply(self, writes: Sequence[WriteRequest], audit_key: bytes) -> list[WriteResult]:
-        if not writes:
-            return []
+    def _transaction(self, operation: str, body: Callable[[sqlite3.Connection], Any], *, audit: bool = False) -> Any:
+        """Run `body` in one `BEGIN IMMEDIATE` transaction of this thread's connection, writers queued."""
         conn = self._conn()
+        error = AuditError if audit else StorageError
         with self._write_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise _storage_error("starting a write", exc) from exc
+                raise error(f"Storage failed while {operation}: {exc}") from exc
             try:
-                results = self._apply_all(conn, writes, audit_key)
+                result = body(conn)
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 _rollback(conn)
-                raise _storage_error("applying writes", exc) from exc
+                if audit:
+                    raise AuditError(f"Audit event could not be written: {exc}") from exc
+                raise _storage_error(operation, exc) from exc
             except BaseException:
                 _rollback(conn)
                 raise
+        return result
+
+    def apply(self, writes: Sequence[WriteRequest], audit_key: bytes) -> list[WriteResult]:
+        if not writes:
+            return []
+        results: list[WriteResult] = self._transaction(
+            "applying writes", lambda conn: self._apply_all(conn, writes, audit_key)
+        )
+        if any(w.kind is WriteKind.PURGE for w in writes):
+            self._checkpoint()
         return results
+
+    def _checkpoint(self) -> None:
+        """Move the WAL into the database and truncate it, so a purged value leaves no copy there.
+
+        Best effort: a reader holding an older snapshot keeps the frames until it finishes.
+        """
+        with contextlib.suppress(sqlite3.Error):
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+
+    def _chain_head(self, conn: sqlite3.Connection) -> tuple[int, str]:
+        head = conn.execute(_SQL_AUDIT_HEAD).fetchone()
+        return (int(head[0]), str(head[1])) if head else (0, GENESIS_MAC)
 
     def _apply_all(
         self, conn: sqlite3.Connection, writes: Sequence[WriteRequest], audit_key: bytes
     ) -> list[WriteResult]:
-        head = conn.execute(_SQL_AUDIT_HEAD).fetchone()
-        seq, prev_mac = (int(head[0]), str(head[1])) if head else (0, GENESIS_MAC)
+        seq, prev_mac = self._chain_head(conn)
         row = conn.execute(_SQL_GET_META, ("revision",)).fetchone()
         revision = int(row[0]) if row else 0
         results: list[WriteResult] = []
         for write in writes:
             revision += 1
             seq += 1
-            entry, old_version, new_version, secret, existed = self._apply_one(
-                conn, write, seq, revision
-            )
+            entry, old_version, new_version, secret, existed, details = self._apply_one(conn, write, seq, revision)
             event = _make_event(
-                audit_key,
-                seq,
-                prev_mac,
-                timestamp=write.timestamp,
-                type=write.audit_type
-                or write_event_type(write.kind, secret=secret, existed=existed),
-                actor=write.actor,
-                namespace=write.namespace,
-                key=write.key,
-                environment=write.environment.value,
-                old_version=old_version,
-                new_version=new_version,
-                outcome="success",
-                source_ip=write.source_ip,
-                request_id=write.request_id,
-                details=write.audit_details,
+                audit_key, seq, prev_mac,
+                PendingEvent(
+                    type=write.audit_type or write_event_type(write.kind, secret=secret, existed=existed),
+                    actor=write.actor, namespace=write.namespace, key=write.key,
+                    environment=write.environment.value, old_version=old_version, new_version=new_version,
+                    source_ip=write.source_ip, request_id=write.request_id, details=details,
+                    timestamp=write.timestamp,
+                    subject=entry_subject(write.namespace, write.key, write.environment.value),
+                ),
             )
             _insert_event(conn, event)
             prev_mac = event.mac
@@ -529,12 +717,18 @@ class SQLiteStorage:
         conn.execute(_SQL_SET_META, ("revision", str(revision)))
         return results
 
+    def _current_for_write(self, conn: sqlite3.Connection, w: WriteRequest) -> StoredEntry | None:
+        env = w.environment.value
+        row = conn.execute(
+            _SQL_GET_CURRENT, (entry_subject(w.namespace, w.key, env), w.namespace, env, w.key)
+        ).fetchone()
+        return self._checked_entry(row, w.namespace, w.key, w.environment)
+
     def _apply_one(
         self, conn: sqlite3.Connection, w: WriteRequest, seq: int, revision: int
-    ) -> tuple[StoredEntry, int | None, int | None, bool, bool]:
-        """Apply one write; return (entry, old_version, new_version, secret, existed) for its event."""
-        row = conn.execute(_SQL_GET_CURRENT, (w.namespace, w.environment.value, w.key)).fetchone()
-        current = None if row is None else _entry(row)
+    ) -> tuple[StoredEntry, int | None, int | None, bool, bool, dict[str, Any]]:
+        """Apply one write; return (entry, old_version, new_version, secret, existed, details) for its event."""
+        current = self._current_for_write(conn, w)
         if (
             w.refuse_plain_over_secret and w.kind is WriteKind.SET and w.value_type is not ValueType.SECRET
             and current is not None and not current.deleted and current.value_type is ValueType.SECRET
@@ -549,6 +743,7 @@ class SQLiteStorage:
         old_version = current.version if current is not None else None
         new_version = (current.version if current is not None else 0) + 1
         kind = w.kind
+        details = dict(w.audit_details)
 
         if kind is WriteKind.SET:
             if w.value_type is ValueType.NONE or w.stored_value is None:
@@ -561,7 +756,7 @@ class SQLiteStorage:
                 deleted=False, value_type=w.value_type, stored_value=w.stored_value,
                 fingerprint=w.fingerprint,
             )
-            return entry, old_version, new_version, secret, existed
+            return entry, old_version, new_version, secret, existed, details
 
         if current is None or (kind is WriteKind.DELETE and current.deleted):
             raise NotFoundError(
@@ -574,17 +769,29 @@ class SQLiteStorage:
                 conn, w, current, new_version=new_version, seq=seq, revision=revision,
                 deleted=True, value_type=ValueType.NONE, stored_value=None, fingerprint=None,
             )
-            return entry, old_version, new_version, current.value_type is ValueType.SECRET, existed
+            return entry, old_version, new_version, current.value_type is ValueType.SECRET, existed, details
 
         target = self._target_version(conn, w, current)
         if kind is WriteKind.ROLLBACK:
+            if (
+                w.refuse_plain_over_secret and target.value_type is not ValueType.SECRET
+                and not current.deleted and current.value_type is ValueType.SECRET
+            ):
+                raise ValidationError(
+                    f"{_where(w.namespace, w.key, w.environment)} is a secret and version {target.version} is a "
+                    "plain value: pass --no-secret (secret=False) to roll back to it",
+                    namespace=w.namespace, key=w.key, environment=w.environment.value, version=target.version,
+                )
             entry = self._write_version(
                 conn, w, current, new_version=new_version, seq=seq, revision=revision,
                 deleted=False, value_type=target.value_type, stored_value=target.stored_value,
                 fingerprint=target.fingerprint,
             )
+            if target.fingerprint is not None:
+                details["fingerprint"] = target.fingerprint
+                details["fingerprint_scheme"] = FINGERPRINT_SCHEME
             secret = ValueType.SECRET in (target.value_type, current.value_type)
-            return entry, old_version, new_version, secret, existed
+            return entry, old_version, new_version, secret, existed, details
 
         if kind is WriteKind.PURGE:
             if target.version == current.version and not current.deleted:
@@ -595,30 +802,56 @@ class SQLiteStorage:
                     namespace=w.namespace, key=w.key, environment=w.environment.value,
                     version=target.version,
                 )
-            conn.execute(_SQL_PURGE_VERSION, (current.id, target.version))
+            row_key = self._need_row_key()
+            purged = replace(target, purged=True, value_type=ValueType.NONE, stored_value=None, fingerprint=None)
+            mac = row_mac(row_key, "versions", _version_mac_input(current, _version_values(purged)))
+            conn.execute(_SQL_PURGE_VERSION, (mac, current.id, target.version))
+            entry = replace(
+                current, revision=revision,
+                purged_versions=tuple(sorted({*current.purged_versions, target.version})),
+            )
+            self._save_entry(conn, entry, seq, insert=False)
+            details["purged_version"] = target.version
             secret = target.value_type is ValueType.SECRET
-            return current, target.version, None, secret, existed
+            return entry, target.version, None, secret, existed, details
 
         raise ValidationError(f"Unknown write kind: {kind!r}")  # pragma: no cover
 
-    @staticmethod
+    def _need_row_key(self) -> bytes:
+        if self._row_key is None:
+            raise StorageError("Writing needs the row-integrity key (open the store with the master key)")
+        return self._row_key
+
     def _target_version(
-        conn: sqlite3.Connection, w: WriteRequest, current: StoredEntry
+        self, conn: sqlite3.Connection, w: WriteRequest, current: StoredEntry
     ) -> StoredVersion:
         if w.target_version is None:
             raise ValidationError(f"A {w.kind.value} needs a target version")
-        row = conn.execute(_SQL_GET_VERSION_BY_ID, (current.id, w.target_version)).fetchone()
-        target = None if row is None else _version(row)
-        if target is None or target.deleted or target.purged:
+        found = self._versions(conn, current, w.target_version, None)
+        target = found[0] if found else None
+        if target is None:
             raise NotFoundError(
-                f"Version {w.target_version} not found",
-                namespace=w.namespace, key=w.key, environment=w.environment.value,
-                version=w.target_version,
+                f"Version {w.target_version} of {_where(w.namespace, w.key, w.environment)} not found",
+                namespace=w.namespace, key=w.key, environment=w.environment.value, version=w.target_version,
+            )
+        if target.deleted or target.purged:
+            what = "a deletion (tombstone)" if target.deleted else "purged: its value was destroyed"
+            raise NotFoundError(
+                f"Version {w.target_version} of {_where(w.namespace, w.key, w.environment)} is {what}",
+                namespace=w.namespace, key=w.key, environment=w.environment.value, version=w.target_version,
             )
         return target
 
-    @staticmethod
+    def _save_entry(self, conn: sqlite3.Connection, entry: StoredEntry, seq: int, *, insert: bool) -> None:
+        values = _entry_values(entry, seq)
+        mac = row_mac(self._need_row_key(), "entries", values)
+        if insert:
+            conn.execute(_SQL_INSERT_ENTRY, (*values, mac))
+        else:
+            conn.execute(_SQL_UPDATE_ENTRY, (*values[1:], mac, entry.id))
+
     def _write_version(
+        self,
         conn: sqlite3.Connection,
         w: WriteRequest,
         current: StoredEntry | None,
@@ -651,15 +884,6 @@ class SQLiteStorage:
                 description=w.description,
                 revision=revision,
             )
-            conn.execute(
-                _SQL_INSERT_ENTRY,
-                (
-                    entry.id, entry.namespace, entry.key, entry.environment.value, entry.version,
-                    int(deleted), value_type.value, stored_value, fingerprint, entry.created_at,
-                    entry.created_by, entry.updated_at, entry.updated_by, _encode_tags(entry.tags),
-                    entry.description, revision,
-                ),
-            )
         else:
             entry = replace(
                 current,
@@ -674,138 +898,47 @@ class SQLiteStorage:
                 description=w.description if w.description is not None else current.description,
                 revision=revision,
             )
-            conn.execute(
-                _SQL_UPDATE_ENTRY,
-                (
-                    new_version, int(deleted), value_type.value, stored_value, fingerprint,
-                    entry.updated_at, entry.updated_by, _encode_tags(entry.tags), entry.description,
-                    revision, entry.id,
-                ),
-            )
-        conn.execute(
-            _SQL_INSERT_VERSION,
-            (
-                entry.id, new_version, int(deleted), value_type.value, stored_value, fingerprint,
-                w.timestamp, w.actor,
-                w.change_description or ("Updated" if current is not None and not current.deleted else "Created"),
-                seq, revision,
-            ),
+        self._save_entry(conn, entry, seq, insert=current is None)
+        version = StoredVersion(
+            entry_id=entry.id, version=new_version, deleted=deleted, purged=False, value_type=value_type,
+            stored_value=stored_value, fingerprint=fingerprint, created_at=w.timestamp, created_by=w.actor,
+            change_description=w.change_description
+            or ("Updated" if current is not None and not current.deleted else "Created"),
+            audit_seq=seq, revision=revision,
         )
+        values = _version_values(version)
+        mac = row_mac(self._need_row_key(), "versions", _version_mac_input(entry, values))
+        conn.execute(_SQL_INSERT_VERSION, (*values, mac))
         return entry
 
     # -- audit -----------------------------------------------------------------------------------
 
-    def append_audit(
-        self,
-        *,
-        type: str,
-        actor: str,
-        audit_key: bytes,
-        namespace: str | None = None,
-        key: str | None = None,
-        environment: str | None = None,
-        old_version: int | None = None,
-        new_version: int | None = None,
-        outcome: str = "success",
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        details: dict[str, Any] | None = None,
-        timestamp: str | None = None,
-    ) -> AuditEvent:
-        return self._audited((), audit_key, {
-            "type": type, "actor": actor, "namespace": namespace, "key": key, "environment": environment,
-            "old_version": old_version, "new_version": new_version, "outcome": outcome, "source_ip": source_ip,
-            "request_id": request_id, "details": details, "timestamp": timestamp,
-        })
+    def append_audit(self, event: PendingEvent, audit_key: bytes) -> AuditEvent:
+        return self._audited(audit_key, [event])[-1]
 
-    def append_audit_many(self, events: Sequence[dict[str, Any]], audit_key: bytes) -> None:
+    def append_audit_many(self, events: Sequence[PendingEvent], audit_key: bytes) -> None:
         if events:
-            self._audited((), audit_key, *events)
+            self._audited(audit_key, events)
 
-    def _audited(
-        self, statements: Sequence[tuple[str, tuple[Any, ...]]], audit_key: bytes, *events: dict[str, Any]
-    ) -> AuditEvent:
-        """Run `statements` and append the audit events in a single BEGIN IMMEDIATE transaction;
-        returns the last event."""
-        conn = self._conn()
-        with self._write_lock:
-            return self._audited_locked(conn, statements, audit_key, events)
-
-    def _audited_locked(
-        self, conn: sqlite3.Connection, statements: Sequence[tuple[str, tuple[Any, ...]]], audit_key: bytes,
-        events: Sequence[dict[str, Any]],
-    ) -> AuditEvent:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise AuditError(f"Audit event could not be written: {exc}") from exc
-        try:
-            for sql, params in statements:
-                conn.execute(sql, params)
-            head = conn.execute(_SQL_AUDIT_HEAD).fetchone()
-            seq, prev_mac = (int(head[0]), str(head[1])) if head else (0, GENESIS_MAC)
-            for event in events:
-                seq += 1
-                environment = event.get("environment")
-                timestamp = event.get("timestamp")
-                details = event.get("details")
-                built = _make_event(
-                    audit_key,
-                    seq,
-                    prev_mac,
-                    timestamp=timestamp if timestamp is not None else _utc_now(),
-                    type=event["type"],
-                    actor=event["actor"],
-                    namespace=event.get("namespace"),
-                    key=event.get("key"),
-                    environment=None if environment is None else str(environment),
-                    old_version=event.get("old_version"),
-                    new_version=event.get("new_version"),
-                    outcome=event.get("outcome", "success"),
-                    source_ip=event.get("source_ip"),
-                    request_id=event.get("request_id"),
-                    details=details if details is not None else {},
-                )
-                _insert_event(conn, built)
-                prev_mac = built.mac
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            _rollback(conn)
-            raise AuditError(f"Audit event could not be written: {exc}") from exc
-        except BaseException:
-            _rollback(conn)
-            raise
+    def _audited(self, audit_key: bytes, events: Sequence[PendingEvent]) -> list[AuditEvent]:
+        """Append `events` in a single BEGIN IMMEDIATE transaction."""
+        built: list[AuditEvent] = self._transaction(
+            "appending audit events", lambda conn: self._append_events(conn, audit_key, events), audit=True
+        )
         return built
 
-    # -- API keys ----------------------------------------------------------------------------------
-
-    def save_api_key(self, record: ApiKey, *, audit_key: bytes, event: dict[str, Any]) -> AuditEvent:
-        row = (
-            record.id, record.name, record.role.value, orjson.dumps(list(record.namespaces)).decode(),
-            orjson.dumps([e.value for e in record.environments]).decode(), record.key_hash, record.created_at,
-            record.created_by, record.expires_at, record.revoked_at,
-        )
-        return self._audited([(_SQL_UPSERT_API_KEY, row)], audit_key, event)
-
-    def get_api_key(self, key_id: str) -> ApiKey | None:
-        return self._one_key(_SQL_API_KEY_BY_ID, key_id)
-
-    def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
-        return self._one_key(_SQL_API_KEY_BY_HASH, key_hash)
-
-    def _one_key(self, sql: str, param: str) -> ApiKey | None:
-        try:
-            row = self._conn().execute(sql, (param,)).fetchone()
-        except sqlite3.Error as exc:
-            raise _storage_error("reading an API key", exc) from exc
-        return None if row is None else _api_key(row)
-
-    def list_api_keys(self) -> list[ApiKey]:
-        try:
-            rows = self._conn().execute(_SQL_API_KEYS).fetchall()
-        except sqlite3.Error as exc:
-            raise _storage_error("listing API keys", exc) from exc
-        return [_api_key(row) for row in rows]
+    def _append_events(
+        self, conn: sqlite3.Connection, audit_key: bytes, events: Sequence[PendingEvent]
+    ) -> list[AuditEvent]:
+        seq, prev_mac = self._chain_head(conn)
+        built: list[AuditEvent] = []
+        for pending in events:
+            seq += 1
+            event = _make_event(audit_key, seq, prev_mac, pending)
+            _insert_event(conn, event)
+            prev_mac = event.mac
+            built.append(event)
+        return built
 
     def audit_events(self, query: AuditQuery) -> list[AuditEvent]:
         clauses = ["seq > ?"]
@@ -842,7 +975,177 @@ class SQLiteStorage:
             raise _storage_error("reading the audit head", exc) from exc
         return None if row is None else (int(row[0]), str(row[1]))
 
+    # -- API keys ----------------------------------------------------------------------------------
+
+    def _insert_key_events(
+        self, conn: sqlite3.Connection, audit_key: bytes, changes: Sequence[tuple[ApiKey, PendingEvent]]
+    ) -> list[AuditEvent]:
+        row_key = self._need_row_key()
+        seq, prev_mac = self._chain_head(conn)
+        built: list[AuditEvent] = []
+        for record, pending in changes:
+            seq += 1
+            event = _make_event(audit_key, seq, prev_mac, replace(pending, subject=key_subject(record.id)))
+            _insert_event(conn, event)
+            values = _api_key_values(record, seq)
+            conn.execute(_SQL_UPSERT_API_KEY, (*values, row_mac(row_key, "api_keys", values)))
+            prev_mac = event.mac
+            built.append(event)
+        return built
+
+    def create_api_key(self, record: ApiKey, event: PendingEvent, audit_key: bytes, *, now: str) -> AuditEvent:
+        """Insert a new key with its `key_created` event; refuses a name already used by a live key
+        (ConflictError) and a parent that was revoked or expired meanwhile (PermissionDeniedError)."""
+        def body(conn: sqlite3.Connection) -> list[AuditEvent]:
+            if conn.execute(_SQL_LIVE_NAME, (record.name, now)).fetchone() is not None:
+                raise ConflictError(f"An API key named {record.name!r} already exists: choose another name "
+                                    "or revoke that key first")
+            if record.parent_id is not None:
+                row = conn.execute(_SQL_API_KEY_BY_ID, (record.parent_id,)).fetchone()
+                parent = None if row is None else self._checked_key(row)
+                if parent is None or parent.revoked_at is not None or (
+                    parent.expires_at is not None and parent.expires_at <= now
+                ):
+                    raise StorageError("The creating API key was revoked or expired meanwhile")
+            return self._insert_key_events(conn, audit_key, [(record, event)])
+
+        created: list[AuditEvent] = self._transaction("creating an API key", body, audit=True)
+        return created[0]
+
+    def revoke_api_keys(
+        self, key_id: str, revoked_at: str, event_for: Callable[[ApiKey, bool], PendingEvent], audit_key: bytes,
+    ) -> list[ApiKey]:
+        """Revoke a key and every live key it created, transitively (one event each, one transaction).
+
+        `event_for(record, cascaded)` builds each key's `key_revoked` event. Returns the revoked records
+        (the first is `key_id`'s); keys already revoked are left as they are.
+        """
+        def body(conn: sqlite3.Connection) -> list[ApiKey]:
+            row = conn.execute(_SQL_API_KEY_BY_ID, (key_id,)).fetchone()
+            if row is None:
+                return []
+            root = self._checked_key(row)
+            tree, todo, seen = [root], [root.id], {root.id}
+            while todo:
+                parent = todo.pop()
+                for child_row in conn.execute(_SQL_API_KEY_CHILDREN, (parent,)).fetchall():
+                    child = self._checked_key(child_row)
+                    if child.id not in seen:
+                        seen.add(child.id)
+                        tree.append(child)
+                        todo.append(child.id)
+            changes = [
+                (replace(k, revoked_at=revoked_at), event_for(k, k.id != root.id))
+                for k in tree if k.revoked_at is None
+            ]
+            self._insert_key_events(conn, audit_key, changes)
+            return [record for record, _ in changes]
+
+        revoked: list[ApiKey] = self._transaction("revoking API keys", body, audit=True)
+        return revoked
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        return self._one_key(_SQL_API_KEY_BY_ID, key_id)
+
+    def get_api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        return self._one_key(_SQL_API_KEY_BY_HASH, key_hash)
+
+    def _one_key(self, sql: str, param: str) -> ApiKey | None:
+        try:
+            row = self._conn().execute(sql, (param,)).fetchone()
+        except sqlite3.Error as exc:
+            raise _storage_error("reading an API key", exc) from exc
+        return None if row is None else self._checked_key(row)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        try:
+            rows = self._conn().execute(_SQL_API_KEYS_ORDERED).fetchall()
+        except sqlite3.Error as exc:
+            raise _storage_error("listing API keys", exc) from exc
+        return [self._checked_key(row) for row in rows]
+
+    def iter_api_keys(self) -> Iterator[tuple[ApiKey, bool, bool]]:
+        """Every key row, unchecked: (record, MAC ok?, fresh?) — for verify."""
+        row_key = self._row_key
+        try:
+            rows = self._conn().execute(_SQL_API_KEYS_ORDERED).fetchall()
+        except sqlite3.Error as exc:
+            raise _storage_error("listing API keys", exc) from exc
+        for row in rows:
+            values = row[1:_N_API_KEY + 1]
+            ok = row_key is not None and row_mac_ok(row_key, "api_keys", values, row[_N_API_KEY + 1])
+            fresh = is_fresh(values[11], row[0], self._migration_seq())
+            yield _api_key(values), ok, fresh
+
+    # -- the one-time integrity migration ----------------------------------------------------------
+
+    def integrity_pending(self) -> bool:
+        """Whether this store predates row MACs and still needs them computed once."""
+        return self.get_meta(_PENDING) is not None
+
+    def migrate_integrity(self, event: PendingEvent, audit_key: bytes, fingerprint_of: Fingerprinter) -> int:
+        """Compute every row's MAC once (an upgraded store), bound to one `integrity_migrated` event.
+
+        `fingerprint_of(namespace, key, environment, value_type, stored_value)` gives a value's
+        place-bound fingerprint (None: no value, or a secret no key in the keyring opens — stored
+        fingerprints are then all of the current scheme). Refuses when any event already names a
+        subject (the store was written with row MACs: a missing MAC there is tampering, never a
+        reason to compute one). Returns the event's seq.
+        """
+        row_key = self._need_row_key()
+
+        def body(conn: sqlite3.Connection) -> int:
+            if conn.execute(_SQL_GET_META, (_PENDING,)).fetchone() is None:
+                return 0  # another process got there first
+            if conn.execute(_SQL_ANY_SUBJECT).fetchone() is not None:
+                raise IntegrityError(
+                    "Integrity check failed: the store asks for its row MACs to be computed again, but it was "
+                    "already written with them (the 'integrity_pending' setting was added outside llm-config)"
+                )
+            entries = [_entry(row[:_N_ENTRY]) for row in conn.execute(f"SELECT {_ENTRY_COLS} FROM entries")]
+            by_id = {e.id: e for e in entries}
+            versions = [_version(row) for row in conn.execute(f"SELECT {_VERSION_COLS} FROM versions")]
+            keys = [_api_key(row) for row in conn.execute(f"SELECT {_API_KEY_COLS} FROM api_keys")]
+            pending = replace(event, subject=MIGRATION_SUBJECT, details={
+                **event.details, "entries": len(entries), "versions": len(versions), "api_keys": len(keys),
+            })
+            migrated = self._append_events(conn, audit_key, [pending])[0]
+            seq = migrated.seq
+            purged: dict[str, list[int]] = {}
+            for v in versions:
+                entry = by_id[v.entry_id]
+                if v.purged:
+                    purged.setdefault(v.entry_id, []).append(v.version)
+                fp = fingerprint_of(entry.namespace, entry.key, entry.environment, v.value_type, v.stored_value)
+                values = _version_values(replace(v, fingerprint=fp))
+                conn.execute(
+                    "UPDATE versions SET fingerprint = ?, mac = ? WHERE entry_id = ? AND version = ?",
+                    (values[6], row_mac(row_key, "versions", _version_mac_input(entry, values)), v.entry_id,
+                     v.version),
+                )
+            for e in entries:
+                fp = fingerprint_of(e.namespace, e.key, e.environment, e.value_type, e.stored_value)
+                fixed = replace(e, fingerprint=fp, purged_versions=tuple(sorted(purged.get(e.id, []))))
+                self._save_entry(conn, fixed, seq, insert=False)
+            for k in keys:
+                values = _api_key_values(k, seq)
+                conn.execute(_SQL_UPSERT_API_KEY, (*values, row_mac(row_key, "api_keys", values)))
+            conn.execute(_SQL_DELETE_META, (_PENDING,))
+            return seq
+
+        seq: int = self._transaction("computing row MACs", body)
+        self._migrated_known = False
+        return seq
+
     # -- meta ------------------------------------------------------------------------------------
+
+    def pending_migrations(self) -> list[int]:
+        """Schema migrations this code knows that the store has not applied (none once opened, unless
+        another process downgraded it)."""
+        try:
+            return pending_versions(self._conn(), SQLITE)
+        except sqlite3.Error as exc:
+            raise _storage_error("reading the schema version", exc) from exc
 
     def get_meta(self, name: str) -> str | None:
         try:
@@ -895,49 +1198,33 @@ def _check_expected(w: WriteRequest, current: StoredEntry | None) -> None:
         )
 
 
-def _make_event(
-    audit_key: bytes,
-    seq: int,
-    prev_mac: str,
-    *,
-    timestamp: str,
-    type: str,
-    actor: str,
-    namespace: str | None,
-    key: str | None,
-    environment: str | None,
-    old_version: int | None,
-    new_version: int | None,
-    outcome: str,
-    source_ip: str | None,
-    request_id: str | None,
-    details: dict[str, Any],
-) -> AuditEvent:
-    """Build the next link; its MAC covers exactly `AuditEvent.to_json()` of what is stored."""
+def _make_event(audit_key: bytes, seq: int, prev_mac: str, pending: PendingEvent) -> AuditEvent:
+    """Build the next link; its MAC covers exactly what a reader loads back (`audit.mac_fields`)."""
     try:
         # Round-trip the details so the MAC covers what a reader will load back.
-        stored_details = orjson.loads(orjson.dumps(details, option=orjson.OPT_SORT_KEYS))
+        stored_details = orjson.loads(orjson.dumps(pending.details, option=orjson.OPT_SORT_KEYS))
     except TypeError:
         raise ValidationError("Audit details must be a JSON object with string keys") from None
     event = AuditEvent(
         seq=seq,
         id=str(uuid.uuid4()),
-        timestamp=timestamp,
-        type=type,
-        actor=actor,
-        namespace=namespace,
-        key=key,
-        environment=environment,
-        old_version=old_version,
-        new_version=new_version,
-        outcome=outcome,
-        source_ip=source_ip,
-        request_id=request_id,
+        timestamp=pending.timestamp if pending.timestamp is not None else utc_now(),
+        type=pending.type,
+        actor=pending.actor,
+        namespace=pending.namespace,
+        key=pending.key,
+        environment=pending.environment,
+        old_version=pending.old_version,
+        new_version=pending.new_version,
+        outcome=pending.outcome,
+        source_ip=pending.source_ip,
+        request_id=pending.request_id,
         details=stored_details,
         prev_mac=prev_mac,
         mac="",
+        subject=pending.subject,
     )
-    return replace(event, mac=compute_mac(audit_key, prev_mac, event.to_json()))
+    return replace(event, mac=event_mac(audit_key, event))
 
 
 def _insert_event(conn: sqlite3.Connection, event: AuditEvent) -> None:
@@ -948,6 +1235,6 @@ def _insert_event(conn: sqlite3.Connection, event: AuditEvent) -> None:
             event.key, event.environment, event.old_version, event.new_version, event.outcome,
             event.source_ip, event.request_id,
             orjson.dumps(event.details, option=orjson.OPT_SORT_KEYS).decode(), event.prev_mac,
-            event.mac,
+            event.mac, event.subject,
         ),
     )

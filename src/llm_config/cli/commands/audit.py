@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from llm_config.cli.commands._common import format_option, open_manager
 from llm_config.cli.output import dump_json, emit, err, out, out_raw, render_table, write_private_file
-from llm_config.errors import NotFoundError, ValidationError
+from llm_config.errors import NotFoundError
 
 if TYPE_CHECKING:
     from llm_config.models import AuditEvent
 
 __all__ = ["COMMANDS"]
-
-
-def _timestamp(text: str | None, option: str) -> str | None:
-    """RFC 3339 (or a bare date, taken as UTC) → the stored form, so comparisons are exact."""
-    if text is None:
-        return None
-    from datetime import UTC, datetime
-
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValidationError(
-            f"Invalid {option}: use RFC 3339 like 2025-01-31T12:00:00Z, or a date like 2025-01-31"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _target(event: AuditEvent) -> str:
@@ -73,10 +56,11 @@ def audit_list_cmd(
     namespace: str | None, limit: int | None, fmt: str,
 ) -> None:
     """List audit events, oldest first."""
+    from llm_config.times import normalize_time
     from llm_config.types import AuditQuery
 
     query = AuditQuery(
-        since=_timestamp(since, "--since"), until=_timestamp(until, "--until"), actor=user,
+        since=normalize_time(since, "--since"), until=normalize_time(until, "--until"), actor=user,
         type=event_type, namespace=namespace, limit=limit,
     )
     with open_manager(ctx, create=False) as manager:
@@ -119,9 +103,9 @@ def audit_head_cmd(ctx: click.Context) -> None:
 
 
 def _export_line(event: AuditEvent) -> str:
-    # with the MACs, so the exported trail can be checked away from the database
-    record: dict[str, Any] = event.to_json() | {"prev_mac": event.prev_mac, "mac": event.mac}
-    return dump_json(record, compact=True)
+    from llm_config.audit import export_record
+
+    return dump_json(export_record(event), compact=True)
 
 
 @audit_group.command("export")

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from llm_config.cli.commands._common import refuse_remote, state_of
+from llm_config.cli.output import release_library_logging
 from llm_config.errors import LLMConfigError, MissingDependencyError, ValidationError
 
 __all__ = ["COMMANDS"]
@@ -65,6 +66,7 @@ def serve_cmd(ctx: click.Context, /, **flags: Any) -> None:
         if missing and missing != "llm_config":
             raise MissingDependencyError(missing, "server") from None
         raise LLMConfigError("The REST server is not part of this installation yet") from None
+    release_library_logging()  # the server logs JSON lines of its own
     serve(settings, options)
 
 

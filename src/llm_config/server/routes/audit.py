@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import orjson
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llm_config.errors import ValidationError
+from llm_config.audit import export_record
+from llm_config.models import AuditEvent
 from llm_config.names import validate_namespace
 from llm_config.server.auth import require_unscoped
 from llm_config.server.routes.common import (
@@ -24,9 +24,10 @@ from llm_config.server.routes.common import (
     source_ip_of,
 )
 from llm_config.server.routes.schemas import AuditEventModel, AuditHead, VerifyReportModel
+from llm_config.times import normalize_time
 from llm_config.types import AuditQuery
 
-__all__ = ["normalize_time", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["audit"])
 
@@ -34,23 +35,6 @@ MAX_SEQ: Final = 2**63 - 1
 DEFAULT_LIMIT: Final = 1000
 _CURSOR_HEADER: Final = {"X-Next-Cursor": {"description": "seq of the last event; pass as cursor for the next page",
                                            "schema": {"type": "string"}}}
-
-
-def normalize_time(text: str | None, name: str) -> str | None:
-    """An RFC 3339 time (naive means UTC) in the stored form `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
-    if text is None or text == "":
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValidationError(f"Invalid {name}: expected an RFC 3339 time like 2024-05-01T12:00:00Z") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        moment = moment.astimezone(UTC)
-    except OverflowError:
-        raise ValidationError(f"Invalid {name}: out of range") from None
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _query(
@@ -115,15 +99,8 @@ async def audit_head(request: Request) -> Response:
     return json_response({"head": head})
 
 
-def _export_lines(events: list[Any]) -> bytes:
-    out = bytearray()
-    for e in events:
-        doc = e.to_json()
-        doc["prev_mac"] = e.prev_mac
-        doc["mac"] = e.mac
-        out += orjson.dumps(doc)
-        out += b"\n"
-    return bytes(out)
+def _export_lines(events: list[AuditEvent]) -> bytes:
+    return b"".join(orjson.dumps(export_record(e)) + b"\n" for e in events)
 
 
 @router.get(

@@ -17,9 +17,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llm_config import rbac
 from llm_config.core.manager import ConfigManager
 from llm_config.errors import AuthenticationError, ValidationError
-from llm_config.models import Entry, Principal
+from llm_config.models import Entry, Environment, Principal
+from llm_config.names import parse_environment
 from llm_config.server.errors import HTTPError
 from llm_config.server.routes.schemas import ErrorBody
 from llm_config.server.telemetry import observe_operation
@@ -31,11 +33,13 @@ __all__ = [
     "REQUEST_ID_KEY",
     "ROUTE_KEY",
     "JSONBytes",
+    "authorize_before_body",
     "call",
     "caller",
     "entry_etag",
     "error_responses",
     "etag_matches",
+    "etag_matches_strong",
     "json_response",
     "manager_of",
     "parse_json_bytes",
@@ -114,6 +118,28 @@ async def call(request: Request, operation: str, env: object, fn: Callable[..., 
     return await observe_operation(operation, env, lambda: run_blocking(request, fn, *args, **kwargs))
 
 
+async def authorize_before_body(
+    request: Request, permission: str, namespace: str | None = None, env: str | None = None
+) -> Environment | None:
+    """Refuse (403, audited) before a single body byte is read: role and namespace always, and the
+    environment when it comes from the query. Returns that environment (None if not given).
+
+    An allowed request stays on the event loop; only a refusal goes to the pool, for its audit event.
+    """
+    principal = principal_of(request)
+    environment = parse_environment(env) if env is not None else None
+    if environment is not None:
+        if rbac.allowed(principal, permission, namespace, environment):
+            return environment
+    elif rbac.allowed_before_body(principal, permission, namespace):
+        return None
+    manager = manager_of(request)
+    await run_blocking(request, manager.authorize, principal, permission, namespace, environment,
+                       before_body=environment is None, source_ip=source_ip_of(request),
+                       request_id=request_id_of(request))
+    return environment  # not reached: the manager raised after auditing the refusal
+
+
 def request_id_of(request: Request) -> str | None:
     rid = request.scope.get(REQUEST_ID_KEY)
     return rid if isinstance(rid, str) else None
@@ -137,6 +163,11 @@ def etag_matches(header: str | None, etag: str) -> bool:
         if tag == etag:
             return True
     return False
+
+
+def etag_matches_strong(tag: str, entry: Entry) -> bool:
+    """Strong comparison of one If-Match tag with the ETags this entry is served with (either reveal state)."""
+    return tag in (entry_etag(entry, False), entry_etag(entry, True))
 
 
 def _media_type(request: Request) -> str:
@@ -181,7 +212,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Missing, invalid, expired or revoked API key",
         403: "Not allowed for this key (role, namespace or environment limits), or client address refused",
         404: "Not found (or no such route)",
-        409: "Compare-and-set conflict (expected_version)",
+        408: "Request body not received within --body-timeout",
+        409: "Conflict: compare-and-set (expected_version), or a name already in use",
         412: "Compare-and-set conflict (If-Match)",
         413: "Request body too large",
         415: "Unsupported content type",

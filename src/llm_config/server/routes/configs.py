@@ -11,21 +11,24 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llm_config.errors import ConflictError, ValidationError
+from llm_config.errors import ConflictError, NotFoundError, ValidationError
 from llm_config.names import parse_environment
 from llm_config.server.errors import HTTPError
 from llm_config.server.routes.common import (
+    authorize_before_body,
     call,
     caller,
     entry_etag,
     error_responses,
     etag_matches,
+    etag_matches_strong,
     json_response,
     manager_of,
     parse_object_body,
@@ -41,12 +44,13 @@ from llm_config.server.routes.schemas import (
 )
 from llm_config.values import check_text, validate_value
 
-__all__ = ["MAX_VERSION", "decode_cursor", "encode_cursor", "parse_if_match", "router"]
+__all__ = ["MAX_VERSION", "IfMatch", "decode_cursor", "encode_cursor", "parse_if_match", "router"]
 
 router = APIRouter(tags=["configs"])
 
 MAX_VERSION: Final = 2**63 - 1
 _CURSOR: Final = re.compile(r"[A-Za-z0-9_-]+")
+_IF_MATCH_PATTERN: Final = r'^(\*|"?[0-9]{1,19}"?|"[^"]{1,198}"(\s*,\s*"[^"]{1,198}")*)$'
 _WRITE_FIELDS: Final = frozenset(ConfigWrite.model_fields)
 _ENV_DOC: Final = "Environment: base, development (default), staging, production, edge; aliases dev, stage, prod"
 
@@ -64,8 +68,9 @@ def _write_body_doc() -> dict[str, Any]:
         },
         "parameters": [{
             "name": "If-Match", "in": "header", "required": False,
-            "description": "Compare-and-set on the current version (`3` or `\"3\"`); mismatch → 412",
-            "schema": {"type": "string"},
+            "description": "Compare-and-set: the current version (`3` or `\"3\"`), this entry's ETag as "
+                           "served with it, or `*` (exists and is not deleted); mismatch → 412",
+            "schema": {"type": "string", "pattern": _IF_MATCH_PATTERN, "maxLength": 400},
         }],
     }
 
@@ -86,24 +91,58 @@ def decode_cursor(text: str | None) -> str | None:
         raise ValidationError("Invalid cursor: use the X-Next-Cursor of a previous page") from None
 
 
-def parse_if_match(header: str | None) -> int | None:
-    """`If-Match: 3`, `"3"` (or one of our ETags) → the expected version."""
+@dataclass(frozen=True, slots=True)
+class IfMatch:
+    """A parsed `If-Match`: a bare version (`3`, `"3"`), exactly our ETags, or `*` (exists, not deleted)."""
+
+    version: int | None = None
+    etags: tuple[str, ...] = ()
+    any_live: bool = False
+
+
+def parse_if_match(header: str | None) -> IfMatch | None:
+    """`If-Match` → what a write must find. Strong comparison (RFC 9110): a weak tag never matches."""
     if header is None:
         return None
     text = header.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    if len(text) >= 2 and text[0] == text[-1] == '"':
-        text = text[1:-1]
-    if not text.isdigit():
-        parts = text.split(".")  # our ETag: id.env.version.state
-        if len(parts) == 4 and parts[2].isdigit():
-            text = parts[2]
-        else:
-            raise ValidationError("Invalid If-Match: expected a version number like 3 or \"3\"")
-    if not text.isascii() or len(text) > 19 or int(text) > MAX_VERSION:
-        raise ValidationError("Invalid If-Match: version out of range")
-    return int(text)
+    if text == "*":
+        return IfMatch(any_live=True)
+    bare = text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+    if bare.isdigit() and bare.isascii():
+        if len(bare) > 19 or int(bare) > MAX_VERSION:
+            raise ValidationError("Invalid If-Match: version out of range")
+        return IfMatch(version=int(bare))
+    tags = tuple(t.strip() for t in text.split(","))
+    if not tags or any(not (len(t) >= 2 and t[0] == t[-1] == '"') or len(t) > 200 for t in tags if t):
+        raise ValidationError(
+            'Invalid If-Match: expected a version like 3 or "3", this entry\'s ETag as sent with it, or *'
+        )
+    return IfMatch(etags=tuple(t for t in tags if t))
+
+
+async def _expected_version(
+    request: Request, if_match: IfMatch | None, body_expected: int | None, ns: str, key: str, env: str,
+) -> tuple[int | None, bool]:
+    """The version a write compares against, and whether it came from If-Match (→ 412 on mismatch).
+
+    An ETag matches only this entry's own (its id, environment and version), never another's.
+    """
+    if if_match is None:
+        return body_expected, False
+    if if_match.version is not None:
+        expected: int | None = if_match.version
+    else:
+        manager = manager_of(request)
+        try:
+            current = await call(request, "get", env, manager.get, ns, key, env=env, **caller(request))
+        except NotFoundError:
+            raise HTTPError(412, "If-Match: the entry does not exist (or is deleted)") from None
+        if if_match.etags and not any(etag_matches_strong(tag, current) for tag in if_match.etags):
+            raise HTTPError(412, "If-Match: the ETag is not this entry's current one")
+        expected = current.version
+    if body_expected is not None and body_expected != expected:
+        raise ValidationError("If-Match and expected_version disagree")
+    return expected, True
 
 
 def _text_field(body: dict[str, Any], name: str, limit: int) -> str | None:
@@ -150,15 +189,6 @@ def _parse_write(raw: bytes, query_env: str | None) -> dict[str, Any]:
     }
 
 
-def _expected_version(body_expected: int | None, if_match: int | None) -> tuple[int | None, bool]:
-    """The version to compare against, and whether it came from If-Match (→ 412 on mismatch)."""
-    if if_match is not None and body_expected is not None and if_match != body_expected:
-        raise ValidationError("If-Match and expected_version disagree")
-    if if_match is not None:
-        return if_match, True
-    return body_expected, False
-
-
 def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
     """The handlers for one path form; `ns_pattern` documents (and enforces) the namespace grammar."""
     ns_doc = "Namespace (one segment)" if ns_pattern == NAMESPACE_SEGMENT_PATTERN else \
@@ -190,9 +220,13 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         env: str | None = Query(None, max_length=32, description=_ENV_DOC + " (the body's `env` wins)"),
     ) -> Response:
         if_match = parse_if_match(request.headers.get("if-match"))
+        # the environment (and whether it is a secret) may come from the body: role and namespace first
+        await authorize_before_body(request, "config:create", ns)
         raw, _ = await read_body(request)
         fields = _parse_write(raw, env)
-        expected, via_if_match = _expected_version(fields.pop("expected_version"), if_match)
+        expected, via_if_match = await _expected_version(
+            request, if_match, fields.pop("expected_version"), ns, key, fields["env"]
+        )
         manager = manager_of(request)
         try:
             entry = await call(
@@ -211,7 +245,9 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         key: str = Path(pattern=KEY_PATTERN),
         env: str = Query("development", max_length=32, description=_ENV_DOC),
     ) -> Response:
-        expected = parse_if_match(request.headers.get("if-match"))
+        expected, via_if_match = await _expected_version(
+            request, parse_if_match(request.headers.get("if-match")), None, ns, key, env
+        )
         manager = manager_of(request)
         try:
             await call(
@@ -219,7 +255,7 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
                 **caller(request),
             )
         except ConflictError as exc:
-            if expected is not None:
+            if via_if_match:
                 raise HTTPError(412, exc.message) from None
             raise
         return Response(status_code=204)
@@ -242,9 +278,10 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         key: str = Path(pattern=KEY_PATTERN),
         version: int = Path(ge=1, le=MAX_VERSION),
         env: str = Query("development", max_length=32, description=_ENV_DOC),
+        secret: bool | None = Query(None, description="false: allow rolling a secret back to a plain version"),
     ) -> Response:
         manager = manager_of(request)
-        entry = await call(request, "rollback", env, manager.rollback, ns, key, version, env=env,
+        entry = await call(request, "rollback", env, manager.rollback, ns, key, version, env=env, secret=secret,
                            **caller(request))
         return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False)})
 
@@ -296,7 +333,7 @@ def _register(prefix: str, ns_pattern: str, suffix: str) -> None:
             one, ep["write"], methods=[method], name=f"{method.lower()}_config{suffix}",
             summary="Write a config (new version)", openapi_extra=_write_body_doc(),
             responses={200: {"model": ConfigResponse, "headers": _ETAG_HEADER},
-                       **error_responses(400, 409, 412, 413, 415, 503)},
+                       **error_responses(400, 408, 409, 412, 413, 415, 503)},
         )
     router.add_api_route(
         one, ep["delete"], methods=["DELETE"], name=f"delete_config{suffix}", status_code=204,
@@ -304,8 +341,8 @@ def _register(prefix: str, ns_pattern: str, suffix: str) -> None:
         responses={204: {"description": "Deleted"}, **error_responses(400, 404, 409, 412, 503)},
         openapi_extra={"parameters": [{
             "name": "If-Match", "in": "header", "required": False,
-            "description": "Compare-and-set on the current version; mismatch → 412",
-            "schema": {"type": "string"},
+            "description": "Compare-and-set: the current version, this entry's ETag, or `*`; mismatch → 412",
+            "schema": {"type": "string", "pattern": _IF_MATCH_PATTERN, "maxLength": 400},
         }]},
     )
 

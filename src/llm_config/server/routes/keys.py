@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from llm_config.errors import ValidationError
 from llm_config.server.routes.common import (
+    authorize_before_body,
     call,
     caller,
     error_responses,
@@ -73,11 +74,12 @@ async def list_keys(request: Request) -> Response:
     status_code=201,
     summary="Create an API key of equal or narrower role and scope; the key is shown once",
     responses={201: {"model": ApiKeyCreated, "description": "Created; `key` is shown only here"},
-               **error_responses(400, 413, 415, 503)},
+               **error_responses(400, 408, 409, 413, 415, 503)},
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/ApiKeyCreate"}}}}},
 )
 async def create_key(request: Request) -> Response:
+    await authorize_before_body(request, "users:create")
     raw, _ = await read_body(request)
     fields = _parse_create(raw)
     manager = manager_of(request)

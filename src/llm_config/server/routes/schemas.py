@@ -26,6 +26,7 @@ __all__ = [
     "HealthCheck",
     "HealthResponse",
     "HistoryItemModel",
+    "LiveResponse",
     "ImportPlanModel",
     "MetadataModel",
     "ReadyResponse",
@@ -140,7 +141,7 @@ class ExportDocument(BaseModel):
 
 class HealthCheck(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"]
-    message: str
+    message: str | None = Field(None, description="Only for a key with system:read")
 
 
 class HealthResponse(BaseModel):
@@ -148,6 +149,10 @@ class HealthResponse(BaseModel):
     service: str
     version: str
     checks: dict[str, HealthCheck]
+
+
+class LiveResponse(BaseModel):
+    status: Literal["alive"]
 
 
 class ReadyResponse(BaseModel):
