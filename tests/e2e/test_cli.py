@@ -521,6 +521,26 @@ def test_import_with_one_bad_key_imports_nothing(cli: Runner, tmp_path: Path) ->
     assert ok(cli("list", "ns", "--format", "json")).json() == []
 
 
+@pytest.mark.parametrize("text", ["[" * 20_000, "a:\n" + "".join("  " * i + "b:\n" for i in range(1, 600)),
+                                  "[" * 600 + "]" * 600, "a: &x [1]\nb: *x\n"])
+def test_import_of_a_deep_or_aliased_document_is_one_clean_error(cli: Runner, tmp_path: Path, text: str) -> None:
+    doc = tmp_path / "deep.yaml"
+    doc.write_text(text)
+    result = cli("import", "ns", str(doc), "--format", "yaml")
+    assert result.code == 1 and result.err.startswith("error: Invalid YAML"), result.err
+    assert "unexpected" not in result.err and "Traceback" not in result.err
+
+
+def test_rolling_a_secret_back_to_a_plain_version_needs_no_secret(cli: Runner) -> None:
+    ok(cli("set", "ns", "token", "plain-once"))
+    ok(cli("set", "ns", "token", "sk-now", "--secret"))
+    refused = cli("rollback", "ns", "token", "1", "-y")
+    assert refused.code == 1 and "--no-secret" in refused.err
+    assert ok(cli("get", "ns", "token", "--format", "json")).json()["secret"] is True
+    ok(cli("rollback", "ns", "token", "1", "-y", "--no-secret"))
+    assert ok(cli("get", "ns", "token", "-o")).out == "plain-once\n"
+
+
 # ---------------------------------------------------------------------------------- audit, doctor
 
 

@@ -93,3 +93,20 @@ def test_reads_work_without_key_but_writes_say_how_to_supply_it(
     assert keyless.get("ns", "k").value == "plain"
     with pytest.raises(Exception, match="LLM_CONFIG_KEY"):
         keyless.set("ns", "k", "x")
+
+
+def test_a_store_directory_others_can_enter_is_tightened_by_writers_and_warned_about_by_readers(
+    make_manager: Callable[..., Any], store_dir: Any, caplog: Any
+) -> None:
+    import logging
+    import os
+    import stat
+
+    make_manager().close()
+    os.chmod(store_dir, 0o755)  # noqa: S103 - the loose mode under test
+    with caplog.at_level(logging.WARNING, logger="llm_config"):
+        make_manager(create=False).close()  # a reading command
+    assert f"chmod 700 {store_dir}" in caplog.text
+    assert stat.S_IMODE(os.stat(store_dir).st_mode) == 0o755  # a reader changes nothing
+    make_manager(create=True).close()  # a writing command
+    assert stat.S_IMODE(os.stat(store_dir).st_mode) == 0o700

@@ -220,3 +220,19 @@ def test_wrong_key_opens_plain_values_only(
     manager = make_manager()
     assert manager.get(NS, "openai.api_key", reveal=True).value == canaries["plain_secret"]
 
+
+
+def test_a_purged_value_leaves_no_copy_in_the_store_files(
+    make_manager: Callable[..., ConfigManager], store_dir: Path
+) -> None:
+    """secure_delete zeroes the freed space and a checkpoint truncates the WAL, so the destroyed value
+    is gone from config.db and config.db-wal alike — checked while the store is still open."""
+    canary = f"purge-canary-{uuid.uuid4().hex}"
+    manager = make_manager()
+    manager.set(NS, "prompt", canary)
+    manager.set(NS, "prompt", "the replacement")
+    assert _hits(store_dir, _forms(canary)), "the scan does not see the value before the purge"
+    manager.purge(NS, "prompt", 1)
+    assert _hits(store_dir, _forms(canary)) == []
+    assert manager.history(NS, "prompt")[-1].change_description == "Purged"
+    assert manager.audit_verify().ok

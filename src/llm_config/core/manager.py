@@ -33,7 +33,7 @@ from llm_config.core.resolve import merge_with_base, nest
 from llm_config.core.transfer import ImportPlan, format_export, parse_import
 from llm_config.core.upgrade import upgrade_integrity
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
-from llm_config.errors import KeyMissingError, NotFoundError, StoreMissingError, ValidationError
+from llm_config.errors import KeyMissingError, NotFoundError, ValidationError
 from llm_config.models import (
     ENCRYPTED_PLACEHOLDER,
     ApiKey,
@@ -52,7 +52,7 @@ from llm_config.models import (
     WriteRequest,
 )
 from llm_config.names import parse_environment, validate_key, validate_namespace
-from llm_config.storage import open_storage
+from llm_config.storage import open_storage, store_exists
 from llm_config.times import rfc3339
 from llm_config.types import AuditQuery, Clock, Storage
 from llm_config.values import check_text, check_version, validate_value
@@ -155,14 +155,13 @@ class ConfigManager:
         if redis_url:
             raise ValidationError("Redis (L2 cache) is not available yet in this version: omit redis_url")
         key_source = find_keyring(encryption_key=encryption_key, key_file=key_file)
-        try:
-            backend = open_storage(storage, create=False)
-        except StoreMissingError:
-            if not create:
-                raise
-            if key_source is None:
-                raise KeyMissingError(f"Creating a store needs the master key: {HOW_TO_SUPPLY}") from None
-            backend = open_storage(storage, create=True)
+        if create and not store_exists(storage) and key_source is None:
+            raise KeyMissingError(
+                f"Creating a store needs the master key: {HOW_TO_SUPPLY}, or run 'llm-config init' to create "
+                "the store and a key file"
+            )
+        # a writer (`create`) also tightens the modes of an existing store; a reader never changes anything
+        backend = open_storage(storage, create=create)
         try:
             return cls(backend, key_source=key_source, actor=actor, **options)
         except BaseException:

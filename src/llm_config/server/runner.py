@@ -84,6 +84,10 @@ def _check_options(options: ServeOptions) -> None:
             raise ValidationError(f"TLS file not found: {path}")
     if options.max_body < 1:
         raise ValidationError("Invalid max-body: must be positive")
+    if options.header_timeout < 0 or options.body_timeout <= 0:
+        raise ValidationError("Invalid header-timeout/body-timeout: seconds, header >= 0 and body > 0")
+    if options.max_connections_per_ip < 0:
+        raise ValidationError("Invalid max-connections-per-ip: must be 0 (off) or more")
     parse_rate(options.rate_limit_key, "rate-limit-key")
     parse_rate(options.rate_limit_ip, "rate-limit-ip")
     parse_networks(options.allow_cidr, "allow-cidr")

@@ -5,6 +5,6 @@ migrations. Never: sees a plaintext secret, imports `core`, `server` or `cli`, o
 URL. Open a store with `open_storage(target, create=...)`.
 """
 
-from llm_config.storage.base import mask_url, open_storage
+from llm_config.storage.base import mask_url, open_storage, store_exists
 
-__all__ = ["mask_url", "open_storage"]
+__all__ = ["mask_url", "open_storage", "store_exists"]

@@ -31,6 +31,7 @@ __all__ = [
     "mask_url",
     "open_storage",
     "parse_target",
+    "store_exists",
 ]
 
 DB_FILE_NAME: Final = "config.db"
@@ -170,6 +171,11 @@ def _tighten_modes(db_path: Path) -> None:
                 os.chmod(path, 0o600)
         except OSError:  # not ours to change (e.g. a shared file): leave it
             pass
+
+
+def store_exists(target: str | os.PathLike[str]) -> bool:
+    """Whether `target` names a store that exists (without opening or creating anything)."""
+    return parse_target(target).db_path.is_file()
 
 
 def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:

@@ -44,6 +44,13 @@ _SERVER_IMPLS = ("granian", "uvicorn")
 @click.option("--ban-loopback", is_flag=True, default=None,
               help="Ban loopback clients too after 10 failed authentications (exempt by default).")
 @click.option("--access-log/--no-access-log", default=None, help="One log line per request.  [default: on]")
+@click.option("--header-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Close a connection whose request headers take longer (0 = off).  [default: 10]")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Answer 408 to a request whose body takes longer.  [default: 30]")
+@click.option("--max-connections-per-ip", type=click.IntRange(min=0), metavar="N",
+              help="Connections one client address may hold (uvicorn; trusted proxies exempt; 0 = off).  "
+                   "[default: 100]")
 @click.pass_context
 def serve_cmd(ctx: click.Context, /, **flags: Any) -> None:
     """Serve the REST API (needs the master key)."""

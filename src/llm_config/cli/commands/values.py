@@ -190,16 +190,18 @@ def history_cmd(ctx: click.Context, namespace: str, key: str, env: str, limit: i
 @click.argument("key")
 @click.argument("version", type=int)
 @env_option
+@click.option("--no-secret", "no_secret", is_flag=True,
+              help="Allow rolling a secret back to a version that was a plain value.")
 @yes_option
 @format_option("text", "json", "yaml")
 @click.pass_context
 def rollback_cmd(
-    ctx: click.Context, namespace: str, key: str, version: int, env: str, yes: bool, fmt: str
+    ctx: click.Context, namespace: str, key: str, version: int, env: str, no_secret: bool, yes: bool, fmt: str
 ) -> None:
     """Write a new version holding VERSION's value (after a delete: an undelete)."""
     with open_manager(ctx, create=True) as manager:
         confirm(f"Roll {_where(namespace, key, env)} back to version {version}?", yes)
-        entry = manager.rollback(namespace, key, version, env=env)
+        entry = manager.rollback(namespace, key, version, env=env, secret=False if no_secret else None)
     emit(entry.to_json(), fmt, lambda: f"version {entry.version}")
 
 

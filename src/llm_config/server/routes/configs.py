@@ -50,7 +50,8 @@ router = APIRouter(tags=["configs"])
 
 MAX_VERSION: Final = 2**63 - 1
 _CURSOR: Final = re.compile(r"[A-Za-z0-9_-]+")
-_IF_MATCH_PATTERN: Final = r'^(\*|"?[0-9]{1,19}"?|"[^"]{1,198}"(\s*,\s*"[^"]{1,198}")*)$'
+_IF_MATCH_PATTERN: Final = r'^(\*|"?[0-9]{1,19}"?|(W/)?"[^"]{0,198}"(\s*,\s*(W/)?"[^"]{0,198}")*)$'
+_ENTITY_TAG: Final = re.compile(r'(W/)?"[\x21\x23-\x7e]{0,198}"')
 _WRITE_FIELDS: Final = frozenset(ConfigWrite.model_fields)
 _ENV_DOC: Final = "Environment: base, development (default), staging, production, edge; aliases dev, stage, prod"
 
@@ -112,12 +113,13 @@ def parse_if_match(header: str | None) -> IfMatch | None:
         if len(bare) > 19 or int(bare) > MAX_VERSION:
             raise ValidationError("Invalid If-Match: version out of range")
         return IfMatch(version=int(bare))
-    tags = tuple(t.strip() for t in text.split(","))
-    if not tags or any(not (len(t) >= 2 and t[0] == t[-1] == '"') or len(t) > 200 for t in tags if t):
+    tags = [t.strip() for t in text.split(",") if t.strip()]
+    if not tags or any(not _ENTITY_TAG.fullmatch(t) for t in tags):
         raise ValidationError(
             'Invalid If-Match: expected a version like 3 or "3", this entry\'s ETag as sent with it, or *'
         )
-    return IfMatch(etags=tuple(t for t in tags if t))
+    # a weak tag is well formed but never matches: If-Match compares strongly (RFC 9110)
+    return IfMatch(etags=tuple(t for t in tags if not t.startswith("W/")) or ("W/",))
 
 
 async def _expected_version(
