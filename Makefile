@@ -1,28 +1,42 @@
-# Two commands matter: `make serve` and `make test`. Both create .venv on first use.
+# Two commands matter: `make serve` and `make test`. Both create .venv on first use:
+# `make serve` installs the package with its `all` extra (server, PostgreSQL, MySQL, Redis),
+# `make test` adds the dev tools. Bytecode is compiled at install, as pip does for a wheel, so a
+# CLI call never compiles sources (PYTHONDONTWRITEBYTECODE=1 would make it do so on every run).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+APP_STAMP := $(VENV)/.installed-all-$(HASH)
+DEV_STAMP := $(VENV)/.installed-dev-$(HASH)
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
 .PHONY: serve test test-faults lint typecheck bench clean venv
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(APP_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e '.[all]'
+	$(BIN)/python -m compileall -q src
+	rm -f $(VENV)/.installed-all-*
+	touch $(APP_STAMP)
+
+$(DEV_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	rm -f $(VENV)/.installed-*
-	touch $(STAMP)
+	$(BIN)/python -m compileall -q src
+	rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-all-*
+	touch $(DEV_STAMP) $(APP_STAMP)
 
-venv: $(STAMP)
+venv: $(DEV_STAMP)
 
-serve: $(STAMP)
+serve: $(APP_STAMP)
 	$(BIN)/llm-config init
 	$(BIN)/llm-config serve --host $(HOST) --port $(PORT)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -30,10 +44,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -m "not faults" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-test-faults: $(STAMP)
+test-faults: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run
 
 clean:

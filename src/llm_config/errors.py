@@ -2,7 +2,8 @@
 
     LLMConfigError
     ├── ValidationError          bad name, environment, value, size, JSON   (HTTP 400, exit 1)
-    │   └── SchemaViolationError value breaks a JSON Schema                 (HTTP 422, exit 1)
+    │   ├── SchemaViolationError value breaks a JSON Schema                 (HTTP 422, exit 1)
+    │   └── SecretOverwriteError a plain value would replace a secret      (HTTP 409, exit 1)
     ├── NotFoundError            no such entry / version / namespace        (HTTP 404, exit 1)
     ├── ConflictError            compare-and-set mismatch                   (HTTP 409, exit 3)
     ├── PermissionDeniedError    RBAC said no                               (HTTP 403, exit 1)
@@ -34,6 +35,7 @@ __all__ = [
     "PermissionDeniedError",
     "SchemaViolationError",
     "SecretKeyError",
+    "SecretOverwriteError",
     "StorageError",
     "StoreMissingError",
     "ValidationError",
@@ -78,6 +80,13 @@ class SchemaViolationError(ValidationError):
     """A value that breaks the JSON Schema registered for its key."""
 
     http_status = 422
+
+
+class SecretOverwriteError(ValidationError):
+    """A plain value would replace a live secret without `--no-secret` (`secret=False`): the request is
+    well formed, the entry's current state refuses it (409, like a conflict; exit 1, nothing changed)."""
+
+    http_status = 409
 
 
 class NotFoundError(LLMConfigError):

@@ -9,15 +9,30 @@ from llm_config.models import Environment
 
 __all__ = [
     "DEFAULT_ENVIRONMENT",
+    "ENVIRONMENT_NAMES",
+    "ENVIRONMENT_PATTERN",
+    "KEY_PATTERN",
+    "LABEL_PATTERN",
+    "NAMESPACE_PATTERN",
+    "SEGMENT_PATTERN",
     "parse_environment",
     "validate_key",
+    "validate_label",
     "validate_name",
     "validate_namespace",
 ]
 
-_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+SEGMENT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+"""One namespace segment (the grammar, unanchored: the REST schema anchors it)."""
+KEY_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}"
 _MAX_SEGMENTS = 8
+NAMESPACE_PATTERN = rf"{SEGMENT_PATTERN}(?:/{SEGMENT_PATTERN}){{0,{_MAX_SEGMENTS - 1}}}"
+LABEL_PATTERN = r"[^\u0000-\u001f\u007f-\u009f]{1,100}"
+"""A tag or an API key's name: 1-100 characters, none of them a control character."""
+
+_SEGMENT = re.compile(SEGMENT_PATTERN)
+_KEY = re.compile(KEY_PATTERN)
+_LABEL = re.compile(LABEL_PATTERN)
 
 DEFAULT_ENVIRONMENT = Environment.DEVELOPMENT
 
@@ -31,6 +46,14 @@ _ALIASES = {
     "prod": Environment.PRODUCTION,
     "edge": Environment.EDGE,
 }
+
+
+ENVIRONMENT_NAMES = tuple(_ALIASES)
+"""Every name an environment may be given by (canonical names and aliases), matched case-insensitively."""
+ENVIRONMENT_PATTERN = "|".join(
+    "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in name) for name in ENVIRONMENT_NAMES
+)
+"""The environment names, case-insensitive, as a regular expression without flags (for JSON Schema)."""
 
 
 def _shown(text: str) -> str:
@@ -81,9 +104,20 @@ def parse_environment(value: object) -> Environment:
     """Parse an environment name case-insensitively, accepting the aliases dev, stage and prod."""
     if isinstance(value, Environment):
         return value
-    if isinstance(value, str):
-        env = _ALIASES.get(value.strip().lower())
+    if isinstance(value, str) and value.isascii():
+        env = _ALIASES.get(value.lower())
         if env is not None:
             return env
-    shown = value if isinstance(value, str) else repr(value)
-    raise ValidationError(f"Unknown environment: {shown[:64]}")
+    shown = repr(value)[:64]
+    if isinstance(value, str):
+        shown = value[:64] if value.isprintable() else ascii(value[:64])
+    raise ValidationError(f"Unknown environment: {shown}")
+
+
+def validate_label(text: object, what: str) -> str:
+    """A tag or an API key's name: 1-100 characters without control characters (never rewritten)."""
+    if not isinstance(text, str):
+        raise ValidationError(f"Invalid {what}: must be a string")
+    if not _LABEL.fullmatch(text):
+        raise ValidationError(f"Invalid {what}: 1-100 characters, no control characters")
+    return text

@@ -7,7 +7,6 @@ prints or logs a key or a password.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -113,6 +112,8 @@ def _convert(value: Any, default: Any, name: str) -> Any:
 def _read_file(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
+    import tomllib  # only when a settings file is given
+
     try:
         with Path(path).open("rb") as fh:
             data = tomllib.load(fh)

@@ -109,7 +109,7 @@ class Storage(Protocol):
         """Live (non-deleted) entries ordered by (namespace, key), keyset-paginated by key.
 
         With `recursive`, sub-namespaces (`ns/...`) are included and `after_key` is
-        `namespace + "\\x00" + key` of the last row seen.
+        `namespace + "~" + key` of the last row seen ('~' is in no name).
         """
 
     def namespaces(self, prefix: str = "") -> list[str]:

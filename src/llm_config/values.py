@@ -126,8 +126,10 @@ def loads_strict(text: str | bytes, *, wrapper_depth: int = 0) -> Any:
 
 
 def check_text(text: object, what: str, max_len: int = 1000) -> str:
-    """A free-text field (description, message, tag): a str of valid Unicode, at most `max_len`."""
-    if not isinstance(text, str) or len(text) > max_len:
+    """A free-text field (description, message): a str of valid Unicode, at most `max_len` characters."""
+    if not isinstance(text, str):
+        raise ValidationError(f"Invalid {what}: must be a string")
+    if len(text) > max_len:
         raise ValidationError(f"Invalid {what}: at most {max_len} characters")
     try:
         text.encode("utf-8")

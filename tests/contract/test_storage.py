@@ -476,7 +476,7 @@ def test_list_recursive_includes_only_true_sub_namespaces(populated: Storage) ->
         if not page:
             break
         collected.extend((e.namespace, e.key) for e in page)
-        after = page[-1].namespace + "\x00" + page[-1].key
+        after = page[-1].namespace + "~" + page[-1].key
     assert collected == pairs
 
 

@@ -117,7 +117,7 @@ def test_secret_hidden_unless_revealed(live_server: LiveServer, api: httpx.Clien
     assert events[0]["actor"] == live_server.admin_actor and events[0]["source_ip"] == "127.0.0.1"
     assert "sk-top-secret" not in json.dumps(api.get("/api/v1/audit").json())
     # a plain write over a secret needs "secret": false explicitly
-    assert_error(put(api, "app/openai.api_key", {"value": SENTINEL}), 400)
+    assert_error(put(api, "app/openai.api_key", {"value": SENTINEL}), 409)  # its state refuses it
     assert put(api, "app/openai.api_key", {"value": "now-plain", "secret": False}).json()["secret"] is False
 
 
@@ -200,7 +200,7 @@ def test_expected_version_409_and_if_match_412_change_nothing(api: httpx.Client)
     assert put(api, "app/k", {"value": "v4"}, headers={"If-Match": etag}).json()["version"] == 4
     assert put(api, "app/new", {"value": 1, "expected_version": 0}).status_code == 200
     assert_error(put(api, "app/k", {"value": 1}, headers={"If-Match": "abc"}), 400)
-    assert_error(put(api, "app/k", {"value": 1, "expected_version": 4}, headers={"If-Match": "3"}), 400)
+    assert_error(put(api, "app/k", {"value": 1, "expected_version": 4}, headers={"If-Match": "3"}), 412)
 
 
 def test_with_overrides_falls_back_to_base_not_development(api: httpx.Client) -> None:
@@ -210,7 +210,7 @@ def test_with_overrides_falls_back_to_base_not_development(api: httpx.Client) ->
     assert r.status_code == 200
     assert r.json()["value"] == "base-model" and r.json()["environment"] == "base"
     assert api.get(f"{C}/app/model", params={"env": "production"}).status_code == 404
-    put(api, "app/model", {"value": "prod-model"}, params={"env": "prod"})
+    put(api, "app/model", {"value": "prod-model", "env": "prod"})
     r = api.get(f"{C}/app/model", params={"env": "PROD", "with_overrides": "1"})
     assert r.json()["value"] == "prod-model" and r.json()["environment"] == "production"
 

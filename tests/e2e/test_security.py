@@ -489,7 +489,7 @@ def test_redaction_processor() -> None:
 
 def test_access_log_lines(live_server: LiveServer, api: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="llm_config.server.access"):
-        api.put(f"{C}/app/-/k", json={"value": "v"}, params={"env": "prod"}, headers={"X-Request-ID": "log-1"})
+        api.put(f"{C}/app/-/k", json={"value": "v", "env": "prod"}, headers={"X-Request-ID": "log-1"})
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "llm_config.server.access"]
     assert len(lines) == 1
     line = lines[0]
@@ -513,11 +513,12 @@ def test_first_start_key_is_shown_once(
     assert key.startswith("llmc_") and manager.authenticate(key).role.value == "admin"
     assert str(path) in server_lines(caplog) and key not in caplog.text and key not in capsys.readouterr().err
     assert show_initial_key(manager, str(store_dir), interactive=False) is None  # never twice
-    # on a terminal: shown there, no file
+    # on a terminal: shown there too, and written to the same file (SPEC §9)
     other = make_manager(storage=str(tmp_path / "tty-store"))
-    assert show_initial_key(other, str(tmp_path / "tty-store"), interactive=True) is None
+    written = show_initial_key(other, str(tmp_path / "tty-store"), interactive=True)
     shown = capsys.readouterr().err
-    assert "llmc_" in shown and not (tmp_path / "tty-store" / INITIAL_KEY_FILE).exists()
+    assert written == tmp_path / "tty-store" / INITIAL_KEY_FILE
+    assert written.read_text().strip() in shown and "delete that file" in shown
     # URL stores: in the configuration directory
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     assert initial_key_path(url) == Path(os.environ["XDG_CONFIG_HOME"]) / "llm-config" / INITIAL_KEY_FILE

@@ -180,7 +180,7 @@ def test_metrics_add_up_over_two_workers(tmp_path: Path, key_file: Path, impl: s
     assert not directory.exists()  # the private directory goes with the server
 
 
-def test_first_key_on_a_terminal_and_no_file(tmp_path: Path, key_file: Path) -> None:
+def test_first_key_on_a_terminal_and_in_its_file(tmp_path: Path, key_file: Path) -> None:
     leader, follower = pty.openpty()
     try:
         with _serve(tmp_path, key_file, stderr=follower):
@@ -192,8 +192,9 @@ def test_first_key_on_a_terminal_and_no_file(tmp_path: Path, key_file: Path) -> 
                     shown += os.read(leader, 65536)
                 except BlockingIOError:
                     time.sleep(0.05)
-            assert b"shown only now" in shown and b"llmc_" in shown
-            assert not (tmp_path / "store" / "initial-admin-key").exists()
+            assert b"First start" in shown and b"llmc_" in shown
+            written = (tmp_path / "store" / "initial-admin-key").read_text().strip()
+            assert written.encode() in shown  # the same key, on the terminal and in the 0600 file
     finally:
         os.close(leader)
         os.close(follower)

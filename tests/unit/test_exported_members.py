@@ -12,9 +12,9 @@ def test_all_is_sorted_and_complete() -> None:
 def test_public_api_is_frozen() -> None:
     assert set(llm_config.__all__) == {
         "AuditError", "AuditEvent", "AuditQuery", "AuthenticationError", "ConfigManager",
-        "ConflictError", "Entry", "Environment", "HistoryItem", "ImportPlan", "KeyMissingError",
+        "ConflictError", "Entry", "Environment", "HistoryItem", "ImportPlan", "IntegrityError", "KeyMissingError",
         "LLMConfigError", "Metadata", "MissingDependencyError", "NotFoundError",
-        "PermissionDeniedError", "SchemaViolationError", "SecretKeyError", "StorageError",
+        "PermissionDeniedError", "SchemaViolationError", "SecretKeyError", "SecretOverwriteError", "StorageError",
         "StoreMissingError", "ValidationError", "__version__", "generate_key",
     }
 

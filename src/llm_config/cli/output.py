@@ -6,6 +6,7 @@ JSON goes through orjson (indented for people, valid for machines); YAML through
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -95,15 +96,50 @@ def emit(data: Any, fmt: str, text: Callable[[], str] | None = None) -> None:
 
 
 def write_private_file(path: str, text: str) -> None:
-    """Write `text` to `path` created (or truncated) with mode 0600: exports may hold secrets."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write `text` to a new regular file at `path`, atomically and mode 0600 (exports may hold secrets).
+
+    The text goes to a temporary file created 0600 in the same directory, is flushed to disk and then
+    renamed over `path`: a reader sees the old file or the new one, never a half. `path` must not be
+    a symlink or anything but a regular file (`-o /dev/null` would otherwise chmod the device);
+    `-` means stdout. Errors are one line naming the path.
+    """
+    import stat
+    import tempfile
+
+    from llm_config.errors import ValidationError
+
+    if path == "-":
+        out_raw(text)
+        return
     try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its old mode on open: tighten it
+        existing = os.lstat(path)
+    except FileNotFoundError:
+        existing = None
+    except OSError as exc:
+        raise ValidationError(f"Cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+    if existing is not None and stat.S_ISLNK(existing.st_mode):
+        raise ValidationError(f"Refusing to write {path}: it is a symbolic link (name the file itself)")
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        raise ValidationError(f"Refusing to write {path}: not a regular file")
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    except OSError as exc:
+        raise ValidationError(f"Cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp made it 0600
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise ValidationError(f"Cannot write {path}: {exc.strerror or type(exc).__name__}") from None
     except BaseException:
-        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
         raise
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
 
 
 class _WarningsToStderr(logging.Handler):

@@ -25,10 +25,9 @@ from llm_config.core.custody import StoreKeys, need
 from llm_config.crypto.apikeys import generate_api_key, hash_api_key, looks_like_api_key
 from llm_config.errors import AuthenticationError, NotFoundError, ValidationError
 from llm_config.models import ApiKey, Environment, PendingEvent, Principal, Role
-from llm_config.names import parse_environment, validate_namespace
+from llm_config.names import parse_environment, validate_label, validate_namespace
 from llm_config.times import rfc3339
 from llm_config.types import Clock, Storage
-from llm_config.values import check_text
 
 __all__ = ["AUTH_CACHE_SECONDS", "FAILURE_WINDOW_SECONDS", "MAX_EXPIRY_DAYS", "ApiKeys"]
 
@@ -94,9 +93,7 @@ class ApiKeys:
         """
         keys = need(self._keys, "Creating an API key", self._key_warning)
         self._access.authorize(ctx, "users:create", None, None)
-        check_text(name, "key name", 100)
-        if not name.strip() or not name.isprintable():
-            raise ValidationError("Invalid key name: 1-100 printable characters")
+        validate_label(name, "key name")
         try:
             parsed_role = Role(role.lower() if isinstance(role, str) else role)
         except ValueError:

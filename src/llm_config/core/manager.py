@@ -11,27 +11,22 @@ log line, an audit event or an error message.
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 import os
 import pwd
 import time
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from llm_config import audit, rbac
+from llm_config import audit, rbac, writes
 from llm_config.cache.l1 import L1Cache
 from llm_config.core.access import Access
-from llm_config.core.apikeys import AUTH_CACHE_SECONDS, ApiKeys
-from llm_config.core.auditing import AuditTrail
 from llm_config.core.context import CallContext
 from llm_config.core.custody import StoreKeys, need, place, unlock
-from llm_config.core.health import store_health
-from llm_config.core.read_audit import ReadAuditBuffer
 from llm_config.core.resolve import merge_with_base, nest
-from llm_config.core.transfer import ImportPlan, format_export, parse_import
-from llm_config.core.upgrade import upgrade_integrity
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
 from llm_config.errors import KeyMissingError, NotFoundError, ValidationError
 from llm_config.models import (
@@ -51,13 +46,19 @@ from llm_config.models import (
     WriteKind,
     WriteRequest,
 )
-from llm_config.names import parse_environment, validate_key, validate_namespace
+from llm_config.names import parse_environment, validate_key, validate_label, validate_namespace
 from llm_config.storage import open_storage, store_exists
 from llm_config.times import rfc3339
 from llm_config.types import AuditQuery, Clock, Storage
 from llm_config.values import check_text, check_version, validate_value
 
-__all__ = ["AUTH_CACHE_SECONDS", "ConfigManager", "os_account"]
+if TYPE_CHECKING:  # imported where first used: `llm-config get` must start fast (ARCHITECTURE, the CLI)
+    from llm_config.core.apikeys import ApiKeys
+    from llm_config.core.auditing import AuditTrail
+    from llm_config.core.read_audit import ReadAuditBuffer
+    from llm_config.core.transfer import ImportPlan
+
+__all__ = ["ConfigManager", "os_account"]
 
 log = logging.getLogger("llm_config")
 
@@ -116,21 +117,35 @@ class ConfigManager:
         keys, self.key_warning = unlock(storage, key_source, create=True)
         if self.key_warning is not None:
             log.warning("%s", self.key_warning)
-        if keys is not None:
+        if keys is not None and storage.integrity_pending():
+            from llm_config.core.upgrade import upgrade_integrity
+
             upgrade_integrity(storage, keys, self.actor)
         self._keys: StoreKeys | None = keys
         self.cache: L1Cache[Entry] = L1Cache(
             ttl=cache_ttl, max_entries=cache_max_entries, max_bytes=cache_max_bytes
         )
         self._access = Access(storage, keys, clock)
-        self._api_keys = ApiKeys(storage, keys, self._access, clock, self.actor, self.key_warning)
-        self._trail = AuditTrail(storage, keys, self._access, self.key_warning)
         self._check_interval = change_check_interval
         self._next_check = 0.0
         self._change_token = storage.change_token()
         self._read_audit: ReadAuditBuffer | None = None
         if audit_reads:
+            from llm_config.core.read_audit import ReadAuditBuffer
+
             self._read_audit = ReadAuditBuffer(storage, self._need("Auditing reads").audit)
+
+    @functools.cached_property
+    def _api_keys(self) -> ApiKeys:
+        from llm_config.core.apikeys import ApiKeys
+
+        return ApiKeys(self.storage, self._keys, self._access, self._clock, self.actor, self.key_warning)
+
+    @functools.cached_property
+    def _trail(self) -> AuditTrail:
+        from llm_config.core.auditing import AuditTrail
+
+        return AuditTrail(self.storage, self._keys, self._access, self.key_warning)
 
     # ------------------------------------------------------------------ opening and keys
 
@@ -201,7 +216,9 @@ class ConfigManager:
         if token != self._change_token:
             self._change_token = token
             self.cache.clear()
-            self._api_keys.forget_principals()
+            api_keys = self.__dict__.get("_api_keys")  # only if this process ever authenticated
+            if api_keys is not None:
+                api_keys.forget_principals()
 
     def _entry(self, row: StoredEntry) -> Entry:
         if row.value_type is ValueType.SECRET:
@@ -470,7 +487,7 @@ class ConfigManager:
         if limit is not None and len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            next_cursor = f"{last.namespace}\x00{last.key}" if recursive else last.key
+            next_cursor = f"{last.namespace}~{last.key}" if recursive else last.key  # names never hold '~'
         return [self._entry(r) for r in rows], next_cursor
 
     def namespaces(
@@ -625,37 +642,30 @@ class ConfigManager:
         actor: str | None,
         source_ip: str | None,
         request_id: str | None,
+        hint: str = writes.FOR_SET,
     ) -> WriteRequest:
-        refuse_plain_over_secret = secret is None  # checked again by storage under its write lock
-        is_secret_now = current is not None and not current.deleted and current.value_type is ValueType.SECRET
-        if secret is None:
-            if is_secret_now:
-                raise ValidationError(
-                    f"{_where(namespace, key, env)} is a secret: pass --secret (secret=True) to update it, "
-                    "or --no-secret (secret=False) to store it in plain text",
-                    namespace=namespace, key=key, environment=env.value,
-                )
-            secret = False
+        """A SET request; with `current` (an import's plan) the plain-over-secret rule is checked now too."""
         if description is not None:
             check_text(description, "description")
         tag_tuple = None
         if tags is not None:
-            tag_tuple = tuple(tags)
-            for tag in tag_tuple:
-                if not check_text(tag, "tag", 100) or not tag.isprintable():
-                    raise ValidationError("Invalid tag: 1-100 printable characters")
+            if isinstance(tags, str) or not isinstance(tags, Sequence):
+                raise ValidationError("Invalid tags: a list of strings")
+            tag_tuple = tuple(validate_label(tag, "tag") for tag in tags)
             if len(tag_tuple) > 50:
                 raise ValidationError("Invalid tags: at most 50")
         if expected_version is not None:
             check_version(expected_version, "expected_version", allow_zero=True)
-        value_type, stored, fingerprint = self._seal_value(namespace, key, env, value, secret)
-        return self._request(
+        value_type, stored, fingerprint = self._seal_value(namespace, key, env, value, bool(secret))
+        request = self._request(
             WriteKind.SET, namespace, key, env, actor=actor, source_ip=source_ip, request_id=request_id,
             change_description=change_description, value_type=value_type, stored_value=stored,
             fingerprint=fingerprint, expected_version=expected_version, tags=tag_tuple, description=description,
             audit_details={"fingerprint": fingerprint, "fingerprint_scheme": audit.FINGERPRINT_SCHEME},
-            refuse_plain_over_secret=refuse_plain_over_secret,
+            refuse_plain_over_secret=secret is None,  # storage checks it again on the row it locks
         )
+        writes.check_plain_over_secret(request, current, value_type, hint)
+        return request
 
     def set(
         self,
@@ -805,6 +815,8 @@ class ConfigManager:
         """`export` rendered as json, yaml or dotenv text."""
         if fmt not in ("json", "yaml", "dotenv"):
             raise ValidationError(f"Unknown export format {fmt!r}: use json, yaml or dotenv")
+        from llm_config.core.transfer import format_export
+
         doc = self.export(namespace, env=env, reveal=reveal, actor=actor, source_ip=source_ip, request_id=request_id,
                           principal=principal)
         return format_export(doc, fmt)
@@ -818,6 +830,7 @@ class ConfigManager:
         fmt: str | None = None,
         prune: bool = False,
         dry_run: bool = False,
+        secret: bool | None = None,
         actor: str | None = None,
         source_ip: str | None = None,
         request_id: str | None = None,
@@ -825,55 +838,69 @@ class ConfigManager:
     ) -> ImportPlan:
         """Upsert a document's keys all or nothing; unchanged values write nothing.
 
-        `prune` deletes live keys the document lacks — secret keys only if it has a secrets section.
+        Keys in the document's `secrets` section are always sealed; `secret=True` (`--secret`) seals every
+        value (a file of provider keys); a plain value replaces a secret only with `secret=False`
+        (`--no-secret`), as with `set`. `prune` deletes live keys the document lacks — secret keys only
+        if it has a secrets section.
         """
         validate_namespace(namespace)
         environment = _env(env)
+        if secret is not None and not isinstance(secret, bool):
+            raise ValidationError("Invalid secret flag: must be true, false or omitted")
         ctx = _ctx(principal, source_ip, request_id, actor)
         self._access.authorize(ctx, "config:import", namespace, environment)
+        from llm_config.core.transfer import ImportPlan, parse_import
+
         text = document if isinstance(document, str) else orjson.dumps(document).decode()
         doc = parse_import(text, fmt)
-        if doc.secrets:
+        if doc.secrets or (secret and doc.values):
             self._access.authorize(ctx, "secret:create", namespace, environment)
         if prune:
             self._access.authorize(ctx, "config:delete", namespace, environment)
         if principal is not None:
             actor = principal.actor
         keys = self._need("Importing")
-        current = {
-            row.key: row for row in self.storage.list_current(namespace, environment)
-        }
+        current = {row.key: row for row in self.storage.list_current(namespace, environment)}
         plan = ImportPlan(dry_run=dry_run)
-        writes: builtins.list[WriteRequest] = []
-        wanted: builtins.list[tuple[str, Any, bool]] = [(k, v, False) for k, v in doc.values.items()]
+        requests: builtins.list[WriteRequest] = []
+        refused: builtins.list[str] = []
+        wanted: builtins.list[tuple[str, Any, bool]] = [(k, v, secret is True) for k, v in doc.values.items()]
         wanted += [(k, v, True) for k, v in (doc.secrets or {}).items()]
-        for key, value, secret in sorted(wanted):
+        for key, value, sealed in sorted(wanted):
             row = current.get(key)
             text_value = validate_value(value)
-            if row is not None and (row.value_type is ValueType.SECRET) == secret \
+            if row is not None and (row.value_type is ValueType.SECRET) == sealed \
                     and row.fingerprint == audit.fingerprint(keys.fingerprint, place(namespace, key, environment),
                                                              text_value.encode()):
                 plan.unchanged.append(key)
                 continue
+            try:
+                request = self._set_request(
+                    namespace, key, value, environment, row, secret=True if sealed else secret,
+                    description=None, tags=None, change_description="Imported",
+                    expected_version=row.version if row is not None else 0, actor=actor,
+                    source_ip=source_ip, request_id=request_id, hint=writes.FOR_IMPORT,
+                )
+            except ValidationError as exc:
+                refused.append(exc.message)
+                continue
             (plan.updated if row is not None else plan.created).append(key)
-            writes.append(self._set_request(
-                namespace, key, value, environment, row, secret=True if secret else None,
-                description=None, tags=None, change_description="Imported",
-                expected_version=row.version if row is not None else 0, actor=actor,
-                source_ip=source_ip, request_id=request_id,
-            ))
+            requests.append(request)
+        if refused:  # every key that cannot be imported as asked, before anything is written
+            shown = "; ".join(refused[:10]) + (f" (and {len(refused) - 10} more)" if len(refused) > 10 else "")
+            raise ValidationError(f"Nothing imported: {shown}")
         if prune:
             keep = set(doc.values) | set(doc.secrets or {})
             for key, row in sorted(current.items()):
                 if key in keep or (row.value_type is ValueType.SECRET and doc.secrets is None):
                     continue
                 plan.deleted.append(key)
-                writes.append(self._request(
+                requests.append(self._request(
                     WriteKind.DELETE, namespace, key, environment, actor=actor, source_ip=source_ip,
                     request_id=request_id, change_description="Deleted", expected_version=row.version,
                 ))
-        if writes and not dry_run:
-            self._apply(writes)
+        if requests and not dry_run:
+            self._apply(requests)
         return plan
 
     # ------------------------------------------------------------------ API keys and authentication
@@ -967,6 +994,8 @@ class ConfigManager:
         `public` (the `/health` route): no full verification, which reads every row; without `detail`
         statuses only (messages, counts and cache statistics are for keys with `system:read`).
         """
+        from llm_config.core.health import store_health
+
         stats = self.cache.stats
         return store_health(
             self.storage, source=self._key_source, keys=self._keys, key_warning=self.key_warning,

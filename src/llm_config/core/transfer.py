@@ -200,16 +200,29 @@ def format_export(doc: dict[str, Any], fmt: str) -> str:
         for name, key in names.items():
             value = flat[key]
             text = value if isinstance(value, str) else orjson.dumps(value).decode()
-            lines.append(f"{name}={_dotenv_quote(text)}")
+            lines.append(f"{name}={_dotenv_quote(name, text)}")
         return "\n".join(lines) + ("\n" if lines else "")
     raise ValidationError(f"Unknown export format {fmt!r}: use json, yaml or dotenv")
 
 
-def _dotenv_quote(text: str) -> str:
-    """Quote a dotenv value so python-dotenv and shells read it back unchanged."""
+def _dotenv_quote(name: str, text: str) -> str:
+    """Quote a dotenv value so that `. file` in a POSIX shell runs nothing and python-dotenv reads back
+    the same value; refuse the few values no quoting can carry to both (SPEC §5).
+
+    Single quotes are inert in a shell, but python-dotenv still expands `${...}` and reads `\\'` and
+    `\\\\` as escapes inside them. Double quotes carry `'` and `\\` (with `"` and `\\` escaped alike for
+    both readers), but a shell expands `$` and backticks in them, while python-dotenv keeps those escapes.
+    """
     if text and all(c.isalnum() or c in "_-./:@+,%" for c in text):
         return text
-    if "'" not in text and "\n" not in text:
-        return f"'{text}'"  # single quotes: no escapes and no ${VAR} interpolation
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+    if "\x00" in text:
+        raise ValidationError(f"Cannot export {name} as dotenv: its value holds a NUL byte (use json or yaml)")
+    if "'" not in text and "${" not in text and "\\" not in text:
+        return f"'{text}'"
+    if "$" not in text and "`" not in text:
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    raise ValidationError(
+        f"Cannot export {name} as dotenv: its value holds '$' or '`' together with a quote, a backslash or '${{', "
+        "which no dotenv quoting keeps inert for a shell and unchanged for python-dotenv (use json or yaml)"
+    )

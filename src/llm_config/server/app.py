@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -29,7 +29,8 @@ from llm_config.server.logs import configure as configure_logging
 from llm_config.server.middleware import Edge, EdgeMiddleware
 from llm_config.server.routes import admin, audit, configs, health, keys, namespaces
 from llm_config.server.routes import metrics as metrics_routes
-from llm_config.server.routes.schemas import ApiKeyCreate, ConfigWrite, ErrorBody
+from llm_config.server.routes.common import strict_query
+from llm_config.server.routes.schemas import JSON_VALUE_SCHEMA, ApiKeyCreate, ConfigWrite, ErrorBody
 from llm_config.server.security import BanList, IPFilter, parse_networks, parse_origins
 from llm_config.server.telemetry import RouteTable, cache_source
 from llm_config.settings import ServeOptions, Settings, load_settings
@@ -129,6 +130,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
         models.update(doc.pop("$defs", {}))
         models[model.__name__] = doc
+    models["JSONValue"] = JSON_VALUE_SCHEMA
+    models["ConfigWrite"]["properties"]["value"] = {
+        "$ref": "#/components/schemas/JSONValue", "description": "Any JSON value (null allowed); required",
+    }
     components["securitySchemes"] = SECURITY_SCHEMES
     app.openapi_schema = schema
     return schema
@@ -211,7 +216,7 @@ def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str 
         app.state.metric_collectors = [metrics.CacheStatsCollector(source), audit_head]
     install_error_handlers(app)
     for module in _ROUTERS:
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=[Depends(strict_query)])
     app.edge_app = EdgeMiddleware(app._inner, edge=_edge(app, manager, options, redis_url))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

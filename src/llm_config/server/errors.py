@@ -18,8 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from llm_config.errors import LLMConfigError, http_status_for
+from llm_config.names import parse_environment
 from llm_config.server.logs import get_logger
 
 __all__ = [
@@ -106,18 +108,70 @@ def log_unexpected(exc: BaseException, where: str) -> None:
     log.error("unexpected_error", error_type=type(exc).__name__, where=where, frames=frames)
 
 
+_GRAMMAR: Final = {
+    "ns": "Invalid namespace: 1-8 '/'-separated segments of 1-64 letters, digits, '_', '.', '-', each starting "
+          "with a letter or digit",
+    "key": "Invalid key: 1-200 letters, digits, '_', '.', '-', starting with a letter or digit",
+    "namespace": "Invalid namespace: 1-8 '/'-separated segments of 1-64 letters, digits, '_', '.', '-'",
+    "since": "Invalid since: expected an RFC 3339 time like 2026-01-31T12:00:00Z or a date like 2026-01-31",
+    "until": "Invalid until: expected an RFC 3339 time like 2026-01-31T12:00:00Z or a date like 2026-01-31",
+    "anchor": "Invalid anchor: expected SEQ:MAC as printed by 'audit head'",
+    "cursor": "Invalid cursor: use the X-Next-Cursor of a previous page",
+    "prefix": "Invalid prefix: letters, digits, '_', '.', '-' only",
+}
+
+
 def _validation_message(exc: RequestValidationError) -> str:
+    """FastAPI's validation errors in our words: a grammar named in plain language, never a regex or
+    the submitted input."""
     parts: list[str] = []
     for err in exc.errors()[:5]:
         loc = [str(p) for p in err.get("loc", ())]
+        name = loc[-1] if loc else ""
+        if err.get("type") == "string_pattern_mismatch" and name == "env":
+            try:
+                parse_environment(err.get("input"))
+            except LLMConfigError as unknown:  # the SPEC's own words: "Unknown environment: <s>"
+                if len(exc.errors()) == 1:
+                    return unknown.message
+                parts.append(unknown.message)
+                continue
+        if err.get("type") == "string_pattern_mismatch" and name in _GRAMMAR:
+            parts.append(_GRAMMAR[name])
+            continue
         where = f"{loc[0]} parameter {'.'.join(loc[1:])!r}" if len(loc) > 1 else "request"
-        msg = str(err.get("msg", "invalid"))[:160]
-        parts.append(f"{where}: {msg}")
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "string_pattern_mismatch":
+            msg = "not in the form the API documents (see /openapi.json)"
+        parts.append(f"{where}: {msg[:160]}")
     return "Invalid request: " + "; ".join(parts) if parts else "Invalid request"
+
+
+_NAMESPACED: Final = ("/api/v1/configs/", "/api/v1/namespaces/")
+_PATH_HINT: Final = (
+    "No such route. A namespace path holding '/' is followed by the separator segment '-': "
+    "/api/v1/configs/acme/chatbot/-/openai.model (a one-segment namespace may omit it: "
+    "/api/v1/configs/acme/openai.model)"
+)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "\x00"})  # a method no route takes
+        if match is Match.PARTIAL:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 async def _handle_ours(request: Request, exc: Exception) -> Response:
     status, message, headers = status_and_message(exc)
+    if isinstance(exc, StarletteHTTPException):
+        if status == 404 and request.url.path.startswith(_NAMESPACED) and message == _DEFAULT_MESSAGES[404]:
+            message = _PATH_HINT
+        elif status == 405:
+            headers = {**headers, "Allow": _allowed_methods(request)}
     return error_response(status, message, headers)
 
 

@@ -3,10 +3,11 @@
 Every `/api` request is authenticated (see `middleware.py`), so any address may be bound; the
 default stays 127.0.0.1, and a non-loopback address without TLS gets a warning in the log.
 
-On a store that never had an API key, `serve` creates an unrestricted admin key and shows it once
-(SPEC §9): on the terminal when stderr is one; otherwise in a new 0600 file — `<store dir>/initial-admin-key`
-for a directory store, `$XDG_CONFIG_HOME/llm-config/initial-admin-key` for a URL store — whose
-path, never the key, goes to the log.
+On a store that never had an API key, `serve` creates an unrestricted admin key (SPEC §9) and writes it
+to a new 0600 file — `<store dir>/initial-admin-key` for a directory store,
+`$XDG_CONFIG_HOME/llm-config/initial-admin-key` for a URL store — whose path, never the key, goes to
+the log; on a terminal the key is shown as well. Before announcing anything, `serve` checks that it
+has a master key that opens the store, that the port is free and that the TLS material loads.
 
 With several workers (or granian, whose workers are processes) each process opens its own manager
 through the import-string factory `llm_config.server.app:app_from_env`, configured by `LLM_CONFIG_*`
@@ -16,9 +17,12 @@ variables set here, and Prometheus runs in multiprocess mode over a fresh privat
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import shutil
+import socket
+import ssl
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -28,7 +32,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from llm_config.core.manager import ConfigManager
-from llm_config.errors import ValidationError
+from llm_config.crypto.keys import HOW_TO_SUPPLY
+from llm_config.errors import KeyMissingError, ValidationError
 from llm_config.server.limits import parse_rate
 from llm_config.server.logs import configure as configure_logging
 from llm_config.server.logs import get_logger
@@ -171,42 +176,77 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def show_initial_key(manager: ConfigManager, storage: str, *, interactive: bool | None = None) -> Path | None:
-    """Create the first admin key of a store that never had one and show it once.
-
-    Returns the file it was written to (None when shown on the terminal or when the store
-    already had keys).
+    """Create the first admin key of a store that never had one, write it to its 0600 file and, on a
+    terminal, show it too (SPEC §9). Returns the file (None when the store already had keys).
     """
     key = manager.ensure_initial_admin_key()
     if key is None:
         return None
+    path = initial_key_path(storage)
+    _write_private(path, key + "\n")
+    log.warning("initial_admin_key_written", path=str(path),
+                note="first start: an admin API key was created and written (mode 0600) to this file; "
+                     "read it, store it safely and delete the file ('llm-config doctor' warns while it exists)")
     if interactive is None:
         interactive = sys.stderr.isatty()
     if interactive:
         sys.stderr.write(
-            "\n  First start: an admin API key was created for this store. It is shown only now:\n\n"
+            "\n  First start: an admin API key was created for this store:\n\n"
             f"      {key}\n\n"
+            f"  It is also in {path} (mode 0600): store it safely, then delete that file.\n"
             "  Use it as 'Authorization: Bearer <key>' (or X-API-Key); create narrower keys with\n"
             "  'llm-config keys create' or POST /api/v1/keys, and revoke this one when done.\n\n"
         )
         sys.stderr.flush()
-        return None
-    path = initial_key_path(storage)
-    _write_private(path, key + "\n")
-    log.warning("initial_admin_key_written", path=str(path),
-                note="first start: an admin API key was created and written (mode 0600) to this file only; "
-                     "read it, store it safely and delete the file")
-    if parse_target(storage).directory is None:
+    elif parse_target(storage).directory is None:
         sys.stderr.write(f"llm-config: the first admin API key was written to {path} (mode 0600)\n")
     return path
 
 
 def open_manager(settings: Settings, options: ServeOptions) -> ConfigManager:
-    """Open the store for serving. Redis (when configured) shares the rate limits (server/limits.py);
-    the manager's L2 cache on Redis is a later milestone, so the manager is opened without it."""
-    return ConfigManager.open(
+    """Open the store for serving; refuses without a master key that opens it (SPEC §2: a server that
+    cannot authenticate anybody would answer 503 to everything). Redis (when configured) shares the
+    rate limits (server/limits.py); the manager's L2 cache on Redis is a later milestone."""
+    manager = ConfigManager.open(
         settings.storage, encryption_key=settings.encryption_key, key_file=settings.key_file, create=True,
         cache_ttl=options.cache_ttl, audit_reads=options.audit_reads,
     )
+    if not manager.has_key:
+        why = manager.key_warning or HOW_TO_SUPPLY
+        manager.close()
+        raise KeyMissingError(f"serve needs the master key: {why}")
+    return manager
+
+
+def _check_listen(options: ServeOptions) -> None:
+    """Bind the address once and load the TLS material before announcing anything, so a busy port or a
+    swapped certificate is one clear line (exit 1), not a server's traceback."""
+    try:
+        infos = socket.getaddrinfo(options.host, options.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ValidationError(f"Cannot listen on {options.host}: {getattr(exc, 'strerror', None) or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ValidationError(
+                    f"Port {options.port} on {options.host} is already in use: stop the other server or choose "
+                    "another --port"
+                ) from None
+            raise ValidationError(f"Cannot listen on {options.host}:{options.port}: {exc.strerror}") from None
+    if options.tls_cert and options.tls_key:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(options.tls_cert, options.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise ValidationError(
+                f"TLS certificate {options.tls_cert} and key {options.tls_key} do not load together "
+                f"({type(exc).__name__}): check that the certificate (PEM) is --tls-cert and its private key "
+                "--tls-key"
+            ) from None
 
 
 def serve(settings: Settings, options: ServeOptions) -> None:
@@ -223,6 +263,7 @@ def serve(settings: Settings, options: ServeOptions) -> None:
 
 
 def _serve(settings: Settings, options: ServeOptions, *, in_process: bool) -> None:
+    _check_listen(options)
     manager = open_manager(settings, options)
     try:
         show_initial_key(manager, settings.storage)

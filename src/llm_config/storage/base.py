@@ -11,6 +11,7 @@ writes entries itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from llm_config.errors import StoreMissingError, ValidationError
+from llm_config.errors import StorageError, StoreMissingError, ValidationError
 from llm_config.storage.sqlite import SQLiteStorage
 from llm_config.types import Storage
 
@@ -187,6 +188,11 @@ def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
     location = parse_target(target)
     if create:
         _create_sqlite_files(location)
+    elif location.directory is not None and location.directory.exists() and not location.directory.is_dir():
+        raise ValidationError(
+            f"Storage path {location.directory} is a file, not a store directory "
+            "(for a database file use sqlite:///PATH)"
+        )
     elif not location.db_path.is_file():
         shown = location.directory if location.directory is not None else location.db_path
         raise StoreMissingError(
@@ -194,10 +200,37 @@ def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
         )
     elif location.directory is not None:
         _private_directory(location.directory, fix=False)
-    storage = SQLiteStorage(location.db_path, url=_sqlite_url(location))
+    url = _sqlite_url(location)
+    try:
+        storage = SQLiteStorage(location.db_path, url=url)
+    except StorageError:
+        if _writable(location.db_path):
+            raise
+        if create:
+            raise StorageError(
+                f"The store at {url} cannot be written here: its directory {location.db_path.parent} is read-only "
+                "(reading commands still work)"
+            ) from None
+        # a reader of a store in a directory it cannot write (read-only or immutable): read-only access
+        storage = SQLiteStorage(location.db_path, url=url, read_only=True)
+        log.warning("store %s is read-only here (its directory cannot be written): reads only", url)
     if create:
         _tighten_modes(location.db_path)
     return storage
+
+
+def _writable(db_path: Path) -> bool:
+    """Whether SQLite could create its -wal/-shm files next to the database (root ignores modes, not
+    the immutable attribute, so try it)."""
+    probe = db_path.parent / f".{db_path.name}.probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return True
 
 
 def _sqlite_url(location: StoreLocation) -> str:

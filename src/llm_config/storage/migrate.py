@@ -19,7 +19,6 @@ import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Protocol
 
 from llm_config.errors import StorageError
@@ -58,6 +57,7 @@ class Dialect:
     begin: tuple[str, ...]  # open a transaction that holds the migration lock
     table_exists: str  # returns a row iff schema_migrations exists
     create_table: str  # CREATE TABLE IF NOT EXISTS schema_migrations
+    latest: int  # the newest migration file of this dialect (a test keeps it true)
     placeholder: str = "?"
 
 
@@ -69,6 +69,7 @@ SQLITE = Dialect(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     ),
+    latest=3,
 )
 
 
@@ -103,6 +104,8 @@ def split_statements(sql: str) -> list[str]:
 
 def load_migrations(dialect: str) -> list[Migration]:
     """The migration files of a dialect, ordered by version; duplicate versions are an error."""
+    from importlib import resources  # ~5 ms: only when a migration may be pending
+
     folder = resources.files("llm_config.storage").joinpath("migrations", dialect)
     found: dict[int, Migration] = {}
     if not folder.is_dir():
@@ -134,6 +137,8 @@ def _rollback(cursor: _Cursor) -> None:
 def pending_versions(conn: _Connection, dialect: Dialect = SQLITE) -> list[int]:
     """Versions of the migrations this code knows that the database has not applied (cheap: one read)."""
     done = _applied(conn.cursor(), dialect)
+    if done == set(range(1, dialect.latest + 1)):
+        return []
     return [m.version for m in load_migrations(dialect.name) if m.version not in done]
 
 
@@ -144,9 +149,11 @@ def migrate(conn: _Connection, dialect: Dialect = SQLITE) -> list[int]:
     together with its `schema_migrations` row; the applied set is re-read under the lock, so a
     concurrent runner that got there first makes this one skip the file.
     """
-    migrations = load_migrations(dialect.name)
     cursor: _Cursor = conn.cursor()
     done = _applied(cursor, dialect)
+    if done == set(range(1, dialect.latest + 1)):
+        return []  # the common case: up to date, without reading the migration files
+    migrations = load_migrations(dialect.name)
     if done:
         newest_known = migrations[-1].version if migrations else 0
         if max(done) > newest_known:

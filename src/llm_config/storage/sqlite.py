@@ -21,7 +21,6 @@ import os
 import sqlite3
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -64,6 +63,7 @@ from llm_config.names import validate_key, validate_namespace
 from llm_config.storage.migrate import SQLITE, migrate, pending_versions
 from llm_config.times import utc_now
 from llm_config.types import AuditQuery, Fingerprinter
+from llm_config.writes import FOR_ROLLBACK, check_expected, check_plain_over_secret, check_purge, check_target, where
 
 __all__ = ["BUSY_TIMEOUT_SECONDS", "SQLiteStorage"]
 
@@ -202,6 +202,15 @@ def _subtree(namespace: str) -> tuple[str, str, str]:
     return (namespace, namespace + "/", namespace + "0")
 
 
+def _new_id() -> str:
+    """A random UUID (version 4), without importing `uuid` on every command's start (~2 ms)."""
+    h = bytearray(os.urandom(16))
+    h[6] = (h[6] & 0x0F) | 0x40
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 def _encode_tags(tags: Sequence[str]) -> str:
     return orjson.dumps(list(tags)).decode() if tags else "[]"
 
@@ -268,10 +277,6 @@ def _event(row: Sequence[Any]) -> AuditEvent:
     )
 
 
-def _where(namespace: str, key: str, env: Environment | str) -> str:
-    return f"{namespace}/{key} [{env.value if isinstance(env, Environment) else env}]"
-
-
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:
         with contextlib.suppress(sqlite3.Error):  # the original error is what matters
@@ -293,9 +298,11 @@ class SQLiteStorage:
 
     dialect: Final = "sqlite"
 
-    def __init__(self, path: str | os.PathLike[str], *, url: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, url: str | None = None, read_only: bool = False) -> None:
         self.path = Path(path)
         self.url = url if url is not None else f"sqlite:///{self.path}"
+        self.read_only = read_only
+        self._uri: str | None = None
         self._lock = threading.Lock()
         # Writers of this process queue here instead of in SQLite's busy handler, which sleeps in
         # growing steps and gave concurrent PUTs a p99 of ~1 s; other processes still wait in it.
@@ -310,9 +317,12 @@ class SQLiteStorage:
         self._migrated_known = False
         self._failures: dict[tuple[Any, ...], str] = {}
         try:
-            conn = self._conn()
-            _enable_wal(conn)
-            migrate(conn, SQLITE)
+            if read_only:
+                self._open_read_only()
+            else:
+                conn = self._conn()
+                _enable_wal(conn)
+                migrate(conn, SQLITE)
         except sqlite3.Error as exc:
             self.close()
             raise StorageError(f"Could not open the store at {self.url}: {exc}") from exc
@@ -320,21 +330,44 @@ class SQLiteStorage:
             self.close()
             raise
 
+    def _open_read_only(self) -> None:
+        """Read a store whose directory cannot be written (SQLite cannot make its -wal/-shm files there):
+        `mode=ro` if it can share the WAL index, else `immutable=1` (nobody can be writing it then)."""
+        from urllib.parse import quote
+
+        base = "file:" + quote(str(self.path.absolute()))
+        for query in ("?mode=ro", "?immutable=1"):
+            self._uri = base + query
+            try:
+                pending = pending_versions(self._conn(), SQLITE)
+            except sqlite3.OperationalError:
+                self._local = threading.local()
+                continue
+            if pending:
+                raise StorageError(
+                    f"The store at {self.url} needs a schema upgrade, which needs write access: open it once "
+                    "where its directory can be written"
+                )
+            return
+        raise StorageError(f"Could not open the store at {self.url} even read-only")
+
     # -- connections ---------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         # check_same_thread=False only so that close() may close other threads' connections;
         # each connection is otherwise used by the one thread that opened it.
         conn = sqlite3.connect(
-            self.path,
+            self._uri or self.path,
             timeout=BUSY_TIMEOUT_SECONDS,
             isolation_level=None,
             check_same_thread=False,
+            uri=self._uri is not None,
         )
         try:
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA secure_delete = ON")  # freed space is zeroed: a purged value leaves no copy
+            if not self.read_only:
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA secure_delete = ON")  # freed space is zeroed: a purged value leaves no copy
         except BaseException:
             conn.close()
             raise
@@ -354,7 +387,7 @@ class SQLiteStorage:
             try:
                 conn = self._connect()
             except sqlite3.Error as exc:
-                raise _storage_error("connecting", exc) from exc
+                raise _storage_error(f"connecting to {self.url}", exc) from exc
             holder = _Holder()
             finalizer = weakref.finalize(holder, conn.close)
             self._finalizers = [f for f in self._finalizers if f.alive]
@@ -423,7 +456,7 @@ class SQLiteStorage:
                 validate_namespace(namespace)
                 validate_key(key)
                 raise self._fail(("entries", namespace, key, env.value),
-                                 f"entry {_where(namespace, key, env)} has audit events but no row "
+                                 f"entry {where(namespace, key, env)} has audit events but no row "
                                  "(deleted outside llm-config)")
             return None
         if row_key is not None:
@@ -431,12 +464,12 @@ class SQLiteStorage:
         return _entry(values)
 
     def _check_entry_values(self, row_key: bytes, head: int | None, values: Sequence[Any], mac: object) -> None:
-        where = _where(values[1], values[2], values[3])
+        shown = where(values[1], values[2], values[3])
         locator = ("entries", values[1], values[2], values[3])
         if not row_mac_ok(row_key, "entries", values, mac):
-            raise self._fail(locator, f"entry {where} was changed outside llm-config (row MAC mismatch)")
+            raise self._fail(locator, f"entry {shown} was changed outside llm-config (row MAC mismatch)")
         if not is_fresh(values[16], head, self._migration_seq()):
-            raise self._fail(locator, f"entry {where} is an older copy of itself (replayed row)")
+            raise self._fail(locator, f"entry {shown} is an older copy of itself (replayed row)")
 
     def _check_version(self, entry: StoredEntry, values: Sequence[Any], mac: object) -> StoredVersion:
         version = _version(values)
@@ -444,12 +477,12 @@ class SQLiteStorage:
         if row_key is None:
             return version
         locator = ("versions", entry.namespace, entry.key, entry.environment.value, version.version)
-        where = f"version {version.version} of {_where(entry.namespace, entry.key, entry.environment)}"
+        label = f"version {version.version} of {where(entry.namespace, entry.key, entry.environment)}"
         if not row_mac_ok(row_key, "versions", _version_mac_input(entry, values), mac) \
                 or version.entry_id != entry.id:
-            raise self._fail(locator, f"{where} was changed outside llm-config (row MAC mismatch)")
+            raise self._fail(locator, f"{label} was changed outside llm-config (row MAC mismatch)")
         if version.version > entry.version or version.purged != (version.version in entry.purged_versions):
-            raise self._fail(locator, f"{where} is an older copy of itself (replayed row)")
+            raise self._fail(locator, f"{label} is an older copy of itself (replayed row)")
         return version
 
     def _checked_key(self, row: Sequence[Any]) -> ApiKey:
@@ -564,7 +597,7 @@ class SQLiteStorage:
                 params.append(upper)
         if after_key is not None:
             if recursive:
-                after_ns, sep, after_k = after_key.partition("\x00")
+                after_ns, sep, after_k = after_key.partition("~")
                 if not sep:
                     after_ns, after_k = namespace, after_key
                 clauses.append("(e.namespace > ? OR (e.namespace = ? AND e.key > ?))")
@@ -649,6 +682,9 @@ class SQLiteStorage:
         """Run `body` in one `BEGIN IMMEDIATE` transaction of this thread's connection, writers queued."""
         conn = self._conn()
         error = AuditError if audit else StorageError
+        if self.read_only:
+            raise error(f"Storage failed while {operation}: the store at {self.url} is open read-only (its "
+                        "directory cannot be written here)")
         with self._write_lock:
             try:
                 conn.execute("BEGIN IMMEDIATE")
@@ -729,16 +765,9 @@ class SQLiteStorage:
     ) -> tuple[StoredEntry, int | None, int | None, bool, bool, dict[str, Any]]:
         """Apply one write; return (entry, old_version, new_version, secret, existed, details) for its event."""
         current = self._current_for_write(conn, w)
-        if (
-            w.refuse_plain_over_secret and w.kind is WriteKind.SET and w.value_type is not ValueType.SECRET
-            and current is not None and not current.deleted and current.value_type is ValueType.SECRET
-        ):
-            raise ValidationError(
-                f"{_where(w.namespace, w.key, w.environment)} is a secret: pass --secret (secret=True) to "
-                "update it, or --no-secret (secret=False) to store it in plain text",
-                namespace=w.namespace, key=w.key, environment=w.environment.value,
-            )
-        _check_expected(w, current)
+        if w.kind is WriteKind.SET:
+            check_plain_over_secret(w, current, w.value_type)
+        check_expected(w, current)
         existed = current is not None and not current.deleted
         old_version = current.version if current is not None else None
         new_version = (current.version if current is not None else 0) + 1
@@ -747,7 +776,7 @@ class SQLiteStorage:
 
         if kind is WriteKind.SET:
             if w.value_type is ValueType.NONE or w.stored_value is None:
-                raise ValidationError(f"A set of {_where(w.namespace, w.key, w.environment)} needs a value")
+                raise ValidationError(f"A set of {where(w.namespace, w.key, w.environment)} needs a value")
             secret = w.value_type is ValueType.SECRET or (
                 current is not None and current.value_type is ValueType.SECRET
             )
@@ -760,7 +789,7 @@ class SQLiteStorage:
 
         if current is None or (kind is WriteKind.DELETE and current.deleted):
             raise NotFoundError(
-                f"Config not found: {_where(w.namespace, w.key, w.environment)}",
+                f"Config not found: {where(w.namespace, w.key, w.environment)}",
                 namespace=w.namespace, key=w.key, environment=w.environment.value,
             )
 
@@ -773,15 +802,7 @@ class SQLiteStorage:
 
         target = self._target_version(conn, w, current)
         if kind is WriteKind.ROLLBACK:
-            if (
-                w.refuse_plain_over_secret and target.value_type is not ValueType.SECRET
-                and not current.deleted and current.value_type is ValueType.SECRET
-            ):
-                raise ValidationError(
-                    f"{_where(w.namespace, w.key, w.environment)} is a secret and version {target.version} is a "
-                    "plain value: pass --no-secret (secret=False) to roll back to it",
-                    namespace=w.namespace, key=w.key, environment=w.environment.value, version=target.version,
-                )
+            check_plain_over_secret(w, current, target.value_type, FOR_ROLLBACK)
             entry = self._write_version(
                 conn, w, current, new_version=new_version, seq=seq, revision=revision,
                 deleted=False, value_type=target.value_type, stored_value=target.stored_value,
@@ -794,14 +815,7 @@ class SQLiteStorage:
             return entry, old_version, new_version, secret, existed, details
 
         if kind is WriteKind.PURGE:
-            if target.version == current.version and not current.deleted:
-                raise ValidationError(
-                    f"Cannot purge the current version {target.version} of "
-                    f"{_where(w.namespace, w.key, w.environment)}: delete the key or write a newer "
-                    "version first",
-                    namespace=w.namespace, key=w.key, environment=w.environment.value,
-                    version=target.version,
-                )
+            check_purge(w, current, target)
             row_key = self._need_row_key()
             purged = replace(target, purged=True, value_type=ValueType.NONE, stored_value=None, fingerprint=None)
             mac = row_mac(row_key, "versions", _version_mac_input(current, _version_values(purged)))
@@ -828,19 +842,7 @@ class SQLiteStorage:
         if w.target_version is None:
             raise ValidationError(f"A {w.kind.value} needs a target version")
         found = self._versions(conn, current, w.target_version, None)
-        target = found[0] if found else None
-        if target is None:
-            raise NotFoundError(
-                f"Version {w.target_version} of {_where(w.namespace, w.key, w.environment)} not found",
-                namespace=w.namespace, key=w.key, environment=w.environment.value, version=w.target_version,
-            )
-        if target.deleted or target.purged:
-            what = "a deletion (tombstone)" if target.deleted else "purged: its value was destroyed"
-            raise NotFoundError(
-                f"Version {w.target_version} of {_where(w.namespace, w.key, w.environment)} is {what}",
-                namespace=w.namespace, key=w.key, environment=w.environment.value, version=w.target_version,
-            )
-        return target
+        return check_target(w, found[0] if found else None)
 
     def _save_entry(self, conn: sqlite3.Connection, entry: StoredEntry, seq: int, *, insert: bool) -> None:
         values = _entry_values(entry, seq)
@@ -867,7 +869,7 @@ class SQLiteStorage:
         """Insert version `new_version` and make it the entry's current row (id and created_* kept)."""
         if current is None:
             entry = StoredEntry(
-                id=str(uuid.uuid4()),
+                id=_new_id(),
                 namespace=w.namespace,
                 key=w.key,
                 environment=w.environment,
@@ -1178,26 +1180,6 @@ class SQLiteStorage:
         return int(row[0])
 
 
-def _check_expected(w: WriteRequest, current: StoredEntry | None) -> None:
-    expected = w.expected_version
-    if expected is None:
-        return
-    if expected == 0:  # noqa: SIM108 - two readable rules beat one long ternary
-        ok = current is None or current.deleted
-    else:
-        ok = current is not None and current.version == expected
-    if not ok:
-        actual = current.version if current is not None else 0
-        raise ConflictError(
-            f"Version conflict on {_where(w.namespace, w.key, w.environment)}: "
-            f"expected {expected}, current {actual}",
-            current_version=actual,
-            namespace=w.namespace,
-            key=w.key,
-            environment=w.environment.value,
-        )
-
-
 def _make_event(audit_key: bytes, seq: int, prev_mac: str, pending: PendingEvent) -> AuditEvent:
     """Build the next link; its MAC covers exactly what a reader loads back (`audit.mac_fields`)."""
     try:
@@ -1207,7 +1189,7 @@ def _make_event(audit_key: bytes, seq: int, prev_mac: str, pending: PendingEvent
         raise ValidationError("Audit details must be a JSON object with string keys") from None
     event = AuditEvent(
         seq=seq,
-        id=str(uuid.uuid4()),
+        id=_new_id(),
         timestamp=pending.timestamp if pending.timestamp is not None else utc_now(),
         type=pending.type,
         actor=pending.actor,

@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENVIRONMENT_HELP",
+    "EXPECTED_VERSION",
+    "LIMIT",
+    "VERSION",
     "CLIState",
+    "ValueCommand",
     "confirm",
     "env_option",
     "format_option",
@@ -39,6 +43,48 @@ F = TypeVar("F", bound=Callable[..., Any])
 ENVIRONMENT_HELP = (
     "Environment: base, development (default), staging, production, edge; aliases dev, stage, prod."
 )
+_INT64_MAX = 2**63 - 1
+VERSION = click.IntRange(1, _INT64_MAX)
+"""A version number given to a flag or an argument (out of range: a usage error, exit 2)."""
+EXPECTED_VERSION = click.IntRange(0, _INT64_MAX)
+LIMIT = click.IntRange(1, 10_000_000)
+"""How many items at most (history, audit list)."""
+
+
+class ValueCommand(click.Command):
+    """A command whose VALUE may start with `-` (SPEC §4): `set ns k -1` stores -1.
+
+    click would read `-1` or `-likeprod` as options (and with `ignore_unknown_options`, split
+    `-likeprod` into `-l -i -k -e prod`). Here, once the positional arguments before VALUE are given,
+    a token that is not exactly one of the command's options (`-e`, `--env`, `--env=prod`, …) is the
+    value; `--` ends the options as usual. Attached short forms (`-eprod`) are not options here.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value: dict[str, bool] = {}
+        for param in self.params:
+            if isinstance(param, click.Option):
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)
+        leading = sum(1 for p in self.params if isinstance(p, click.Argument)) - 1  # arguments before VALUE
+        options: list[str] = []
+        positional: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                positional.extend(args[i + 1:])
+                break
+            name = arg.split("=", 1)[0] if arg.startswith("--") else arg
+            if arg.startswith("-") and arg != "-" and (name in takes_value or len(positional) < leading):
+                options.append(arg)
+                if takes_value.get(name) and "=" not in arg and i + 1 < len(args):
+                    options.append(args[i + 1])
+                    i += 1
+            else:
+                positional.append(arg)
+            i += 1
+        return super().parse_args(ctx, [*options, "--", *positional])
 REMOTE_UNAVAILABLE = "remote mode (--server) is not available yet"
 
 
@@ -93,19 +139,18 @@ def refuse_remote(state: CLIState) -> None:
 
 
 def open_manager(ctx: click.Context, *, create: bool) -> ConfigManager:
-    """Open the configured store; reading commands pass `create=False` so nothing is created."""
+    """Open the configured store; reading commands pass `create=False` so nothing is created.
+
+    `--redis-url` / `LLM_CONFIG_REDIS_URL` is not passed on: until the Redis cache tier exists it is
+    a setting of `serve` alone (shared rate limits), and must not break other commands.
+    """
     state = state_of(ctx)
     refuse_remote(state)
     from llm_config.core.manager import ConfigManager
 
     encryption_key, key_file = state.key_arguments()
-    settings = state.settings
     return ConfigManager.open(
-        settings.storage,
-        encryption_key=encryption_key,
-        key_file=key_file,
-        redis_url=settings.redis_url,
-        create=create,
+        state.settings.storage, encryption_key=encryption_key, key_file=key_file, create=create,
     )
 
 
@@ -141,18 +186,26 @@ def confirm(question: str, yes: bool) -> None:
 
 
 def read_text(path: str, what: str) -> str:
-    """The UTF-8 text of `path` (`-` is stdin); `what` names it in errors ("Value", "Import")."""
+    """The UTF-8 text of `path` (`-` is stdin); `what` names it in errors ("Value", "Import").
+
+    Reads at most `MAX_DOCUMENT_BYTES`: anything larger is refused before a parser sees it.
+    """
+    from llm_config.values import MAX_DOCUMENT_BYTES
+
     if path == "-":
-        raw, source = sys.stdin.buffer.read(), "stdin"
+        raw, source = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1), "stdin"
     else:
         try:
             with open(path, "rb") as fh:
-                raw = fh.read()
+                raw = fh.read(MAX_DOCUMENT_BYTES + 1)
         except FileNotFoundError:
             raise ValidationError(f"{what} file not found: {path}") from None
         except OSError as exc:
-            raise ValidationError(f"{what} file {path} cannot be read: {exc.strerror}") from None
+            why = exc.strerror or type(exc).__name__
+            raise ValidationError(f"{what} file {path} cannot be read: {why}") from None
         source = f"{what.lower()} file {path}"
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise ValidationError(f"Invalid {what.lower()}: {source} is larger than {MAX_DOCUMENT_BYTES} bytes")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -160,11 +213,13 @@ def read_text(path: str, what: str) -> str:
 
 
 def read_value_arg(text: str) -> Any:
-    """A VALUE argument: `-` reads stdin, `@FILE` a file; then JSON if it parses, else the string."""
+    """A VALUE argument: `-` reads stdin (minus exactly one trailing newline, as `echo` adds one),
+    `@FILE` a file (byte-exact); then JSON if it parses, else the string."""
     from llm_config.values import parse_cli_value
 
     if text == "-":
-        return parse_cli_value(read_text("-", "Value"))
+        value = read_text("-", "Value")
+        return parse_cli_value(value[:-2] if value.endswith("\r\n") else value.removesuffix("\n"))
     if text.startswith("@") and len(text) > 1:
         path = text[1:]
         return parse_cli_value(read_text("./-" if path == "-" else path, "Value"))  # @- names a file

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from llm_config.cli.commands._common import format_option, open_manager
+from llm_config.audit import EVENT_TYPES
+from llm_config.cli.commands._common import LIMIT, format_option, open_manager
 from llm_config.cli.output import dump_json, emit, err, out, out_raw, render_table, write_private_file
 from llm_config.errors import NotFoundError
 
@@ -46,9 +47,10 @@ def audit_group() -> None:
 @click.option("--since", metavar="T", help="Events at or after T (RFC 3339 or a date).")
 @click.option("--until", metavar="T", help="Events before T (RFC 3339 or a date).")
 @click.option("--user", metavar="U", help="Only events by actor U.")
-@click.option("--type", "event_type", metavar="TYPE", help="Only events of this type (e.g. config_updated).")
+@click.option("--type", "event_type", type=click.Choice(EVENT_TYPES), metavar="TYPE",
+              help="Only events of this type: " + ", ".join(EVENT_TYPES) + ".")
 @click.option("--namespace", metavar="NS", help="Only events in NS and its sub-namespaces.")
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N events.")
+@click.option("--limit", type=LIMIT, metavar="N", help="At most N events.")
 @format_option("text", "json", "yaml")
 @click.pass_context
 def audit_list_cmd(
@@ -111,7 +113,8 @@ def _export_line(event: AuditEvent) -> str:
 @audit_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True,
               help="One JSON event per line, with its MACs.")
-@click.option("-o", "--output", metavar="FILE", help="Write to FILE (mode 0600) instead of stdout.")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write to a new file FILE (mode 0600, atomically; never through a symlink); '-' is stdout.")
 @click.pass_context
 def audit_export_cmd(ctx: click.Context, fmt: str, output: str | None) -> None:
     """Export the whole audit trail, oldest first."""

@@ -22,7 +22,8 @@ __all__ = ["COMMANDS"]
 @click.option("--format", "fmt", type=click.Choice(["json", "yaml", "dotenv"], case_sensitive=False),
               default="json", show_default=True, help="Document format.")
 @click.option("--reveal", is_flag=True, help="Include decrypted secrets (audited); otherwise they are left out.")
-@click.option("-o", "--output", metavar="FILE", help="Write to FILE (mode 0600) instead of stdout.")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write to a new file FILE (mode 0600, atomically; never through a symlink); '-' is stdout.")
 @click.pass_context
 def export_cmd(ctx: click.Context, namespace: str, env: str, fmt: str, reveal: bool, output: str | None) -> None:
     """Export one environment's values of a namespace."""
@@ -53,13 +54,16 @@ def _plan_text(plan: ImportPlan) -> str:
 @env_option
 @click.option("--format", "fmt", type=click.Choice(["json", "yaml"], case_sensitive=False),
               default=None, help="Document format (default: guessed from the content).")
+@click.option("--secret/--no-secret", "secret", default=None,
+              help="--secret seals every value; --no-secret lets plain values replace secrets (a secrets "
+                   "section is always sealed).")
 @click.option("--prune", is_flag=True, help="Also delete keys the document does not have.")
 @click.option("--dry-run", is_flag=True, help="Show the plan, write nothing.")
 @yes_option
 @click.pass_context
 def import_cmd(
-    ctx: click.Context, namespace: str, file: str, env: str, fmt: str | None, prune: bool, dry_run: bool,
-    yes: bool,
+    ctx: click.Context, namespace: str, file: str, env: str, fmt: str | None, secret: bool | None, prune: bool,
+    dry_run: bool, yes: bool,
 ) -> None:
     """Import a document into NAMESPACE (FILE '-' reads stdin); all or nothing.
 
@@ -68,11 +72,11 @@ def import_cmd(
     text = read_text(file, "Import")
     with open_manager(ctx, create=True) as manager:
         if prune and not dry_run and not yes and sys.stdin.isatty():
-            preview = manager.import_(namespace, text, env=env, fmt=fmt, prune=True, dry_run=True)
+            preview = manager.import_(namespace, text, env=env, fmt=fmt, secret=secret, prune=True, dry_run=True)
             if preview.deleted:
                 confirm(f"Delete {len(preview.deleted)} key(s) missing from {file}: "
                         f"{', '.join(preview.deleted)}?", yes)
-        plan = manager.import_(namespace, text, env=env, fmt=fmt, prune=prune, dry_run=dry_run)
+        plan = manager.import_(namespace, text, env=env, fmt=fmt, secret=secret, prune=prune, dry_run=dry_run)
     out(_plan_text(plan))
     if dry_run:
         err("dry run: nothing was written")

@@ -7,6 +7,10 @@ from typing import TYPE_CHECKING
 import click
 
 from llm_config.cli.commands._common import (
+    EXPECTED_VERSION,
+    LIMIT,
+    VERSION,
+    ValueCommand,
     confirm,
     env_option,
     format_option,
@@ -53,7 +57,7 @@ def _entry_block(entry: Entry) -> str:
 @env_option
 @click.option("-o", "--with-overrides", is_flag=True,
               help="Resolve: the environment's value, else base's; print only the value.")
-@click.option("--version", "version", type=int, metavar="N", help="A past version instead of the current one.")
+@click.option("--version", "version", type=VERSION, metavar="N", help="A past version instead of the current one.")
 @click.option("--reveal", is_flag=True, help="Decrypt a secret (audited).")
 @format_option("text", "json", "yaml")
 @click.pass_context
@@ -72,7 +76,7 @@ def get_cmd(
         emit(entry.to_json(), fmt, lambda: _entry_block(entry))
 
 
-@click.command("set", context_settings={"ignore_unknown_options": True})
+@click.command("set", cls=ValueCommand)
 @click.argument("namespace")
 @click.argument("key")
 @click.argument("value", metavar="VALUE")
@@ -82,7 +86,7 @@ def get_cmd(
 @click.option("--description", metavar="TEXT", help="Describe the entry.")
 @click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the entry (repeatable; replaces tags).")
 @click.option("--message", metavar="TEXT", help="Change description recorded in the history.")
-@click.option("--expect-version", type=int, metavar="N",
+@click.option("--expect-version", type=EXPECTED_VERSION, metavar="N",
               help="Compare-and-set: write only if the current version is N (0: must not exist).")
 @format_option("text", "json", "yaml")
 @click.pass_context
@@ -93,8 +97,9 @@ def set_cmd(
 ) -> None:
     """Write a new version of a value.
 
-    VALUE is parsed as JSON if it can be, else kept as a string; '-' reads stdin and '@FILE' a file.
-    A VALUE starting with '-' (like -1) is a value, not an option; '--' ends the options.
+    VALUE is parsed as JSON if it can be, else kept as a string; '-' reads stdin (one trailing newline
+    dropped) and '@FILE' a file (byte-exact). A VALUE starting with '-' (-1, -5e2, -likeprod) is a value
+    unless it is exactly one of the options below; '--' ends the options.
     """
     parsed = read_value_arg(value)
     with open_manager(ctx, create=True) as manager:
@@ -175,7 +180,7 @@ def _history_table(items: list[HistoryItem]) -> str:
 @click.argument("namespace")
 @click.argument("key")
 @env_option
-@click.option("--limit", type=int, metavar="N", help="At most N versions (newest first).")
+@click.option("--limit", type=LIMIT, metavar="N", help="At most N versions (newest first).")
 @format_option("text", "json", "yaml")
 @click.pass_context
 def history_cmd(ctx: click.Context, namespace: str, key: str, env: str, limit: int | None, fmt: str) -> None:
@@ -188,7 +193,7 @@ def history_cmd(ctx: click.Context, namespace: str, key: str, env: str, limit: i
 @click.command("rollback")
 @click.argument("namespace")
 @click.argument("key")
-@click.argument("version", type=int)
+@click.argument("version", type=VERSION)
 @env_option
 @click.option("--no-secret", "no_secret", is_flag=True,
               help="Allow rolling a secret back to a version that was a plain value.")
@@ -208,7 +213,7 @@ def rollback_cmd(
 @click.command("purge")
 @click.argument("namespace")
 @click.argument("key")
-@click.option("--version", "version", type=int, required=True, metavar="N", help="The version to destroy.")
+@click.option("--version", "version", type=VERSION, required=True, metavar="N", help="The version to destroy.")
 @env_option
 @yes_option
 @click.pass_context

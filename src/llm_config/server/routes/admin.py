@@ -58,7 +58,8 @@ async def list_bans(request: Request) -> Response:
 )
 async def lift_ban(
     request: Request,
-    ip: str = Path(max_length=64, pattern=r"^[0-9A-Fa-f.:]+$", description="IPv4 or IPv6 address"),
+    ip: str = Path(max_length=64, description="IPv4 or IPv6 address",
+                   json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
 ) -> Response:
     manager, principal = manager_of(request), principal_of(request)
     source_ip, request_id = source_ip_of(request), request_id_of(request)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import orjson
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llm_config.audit import export_record
+from llm_config.audit import EVENT_TYPES, export_record
+from llm_config.errors import ValidationError
 from llm_config.models import AuditEvent
 from llm_config.names import validate_namespace
 from llm_config.server.auth import require_unscoped
@@ -23,7 +24,14 @@ from llm_config.server.routes.common import (
     request_id_of,
     source_ip_of,
 )
-from llm_config.server.routes.schemas import AuditEventModel, AuditHead, VerifyReportModel
+from llm_config.server.routes.schemas import (
+    ANCHOR_PATTERN,
+    NAMESPACE_PATH_PATTERN,
+    TIME_SCHEMA,
+    AuditEventModel,
+    AuditHead,
+    VerifyReportModel,
+)
 from llm_config.times import normalize_time
 from llm_config.types import AuditQuery
 
@@ -43,6 +51,8 @@ def _query(
 ) -> AuditQuery:
     if namespace:
         validate_namespace(namespace)
+    if type_ is not None and type_ not in EVENT_TYPES:
+        raise ValidationError(f"Unknown event type {type_[:40]!a}: use one of {', '.join(EVENT_TYPES)}")
     return AuditQuery(
         since=normalize_time(since, "since"), until=normalize_time(until, "until"), actor=user or None,
         type=type_ or None, namespace=namespace or None, after_seq=cursor or 0, limit=limit,
@@ -56,11 +66,14 @@ def _query(
 )
 async def list_audit(
     request: Request,
-    since: str | None = Query(None, max_length=64, description="RFC 3339, inclusive"),
-    until: str | None = Query(None, max_length=64, description="RFC 3339, exclusive"),
-    user: str | None = Query(None, max_length=300, description="Actor"),
-    type: str | None = Query(None, max_length=64, description="Event type, e.g. config_updated"),
-    namespace: str | None = Query(None, max_length=600, description="Namespace (and its sub-namespaces)"),
+    since: str | None = Query(None, description="Events at or after this RFC 3339 time (or date)",
+                              json_schema_extra=TIME_SCHEMA),
+    until: str | None = Query(None, description="Events before this RFC 3339 time (or date)",
+                              json_schema_extra=TIME_SCHEMA),
+    user: str | None = Query(None, min_length=1, max_length=300, description="Actor, e.g. key:ci#key_0123…"),
+    type: str | None = Query(None, description="Event type", json_schema_extra={"enum": list(EVENT_TYPES)}),
+    namespace: str | None = Query(None, pattern=NAMESPACE_PATH_PATTERN, description="Namespace (and its "
+                                  "sub-namespaces)"),
     limit: int = Query(DEFAULT_LIMIT, ge=1, le=10_000),
     cursor: int | None = Query(None, ge=0, le=MAX_SEQ, description="X-Next-Cursor of the previous page"),
 ) -> Response:
@@ -81,7 +94,7 @@ async def list_audit(
 )
 async def verify_audit(
     request: Request,
-    anchor: str | None = Query(None, max_length=200, description="SEQ:MAC as printed by audit head"),
+    anchor: str | None = Query(None, pattern=ANCHOR_PATTERN, description="SEQ:MAC as printed by audit head"),
 ) -> Response:
     manager = manager_of(request)
     report = await call(request, "audit_verify", None, manager.audit_verify, anchor or None, **caller(request))
@@ -110,7 +123,10 @@ def _export_lines(events: list[AuditEvent]) -> bytes:
                      "description": "One event per line, oldest first"},
                **error_responses(503)},
 )
-async def export_audit(request: Request) -> Response:
+async def export_audit(
+    request: Request,
+    format: Literal["jsonl"] = Query("jsonl", description="jsonl (the only format)"),
+) -> Response:
     manager = manager_of(request)
     principal = principal_of(request)
     source_ip, request_id = source_ip_of(request), request_id_of(request)

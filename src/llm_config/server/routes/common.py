@@ -49,6 +49,7 @@ __all__ = [
     "request_id_of",
     "run_blocking",
     "source_ip_of",
+    "strict_query",
 ]
 
 T = TypeVar("T")
@@ -119,10 +120,10 @@ async def call(request: Request, operation: str, env: object, fn: Callable[..., 
 
 
 async def authorize_before_body(
-    request: Request, permission: str, namespace: str | None = None, env: str | None = None
+    request: Request, operation: str, permission: str, namespace: str | None = None, env: str | None = None
 ) -> Environment | None:
-    """Refuse (403, audited) before a single body byte is read: role and namespace always, and the
-    environment when it comes from the query. Returns that environment (None if not given).
+    """Refuse (403, audited, counted as a denial of `operation`) before a single body byte is read: role
+    and namespace always, and the environment when it comes from the query. Returns that environment.
 
     An allowed request stays on the event loop; only a refusal goes to the pool, for its audit event.
     """
@@ -134,10 +135,44 @@ async def authorize_before_body(
     elif rbac.allowed_before_body(principal, permission, namespace):
         return None
     manager = manager_of(request)
-    await run_blocking(request, manager.authorize, principal, permission, namespace, environment,
-                       before_body=environment is None, source_ip=source_ip_of(request),
-                       request_id=request_id_of(request))
+    await call(request, operation, environment, manager.authorize, principal, permission, namespace, environment,
+               before_body=environment is None, source_ip=source_ip_of(request), request_id=request_id_of(request))
     return environment  # not reached: the manager raised after auditing the refusal
+
+
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _query_names(route: object) -> frozenset[str]:
+    """The query parameters a route declares (its own and its dependencies'), computed once per route."""
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        found: set[str] = set()
+        todo = [getattr(route, "dependant", None)]
+        while todo:
+            dependant = todo.pop()
+            if dependant is None:
+                continue
+            found.update(param.alias for param in dependant.query_params)
+            todo.extend(dependant.dependencies)
+        names = _QUERY_NAMES[id(route)] = frozenset(found)
+    return names
+
+
+async def strict_query(request: Request) -> None:
+    """Unknown, inapplicable or repeated query parameters are 400 on every route (SPEC §8): a user who
+    wrote `DELETE …?version=3` must never lose the current value instead."""
+    if not request.scope.get("query_string"):
+        return
+    allowed = _query_names(request.scope.get("route"))
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name not in allowed:
+            takes = ", ".join(sorted(allowed)) if allowed else "none"
+            raise ValidationError(f"Unknown query parameter {name[:40]!a} for this route (it takes: {takes})")
+        if name in seen:
+            raise ValidationError(f"Query parameter {name[:40]!a} given more than once")
+        seen.add(name)
 
 
 def request_id_of(request: Request) -> str | None:
@@ -213,12 +248,14 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "Not allowed for this key (role, namespace or environment limits), or client address refused",
         404: "Not found (or no such route)",
         408: "Request body not received within --body-timeout",
-        409: "Conflict: compare-and-set (expected_version), or a name already in use",
+        409: "Conflict with the current state: compare-and-set (expected_version), a name already in use, or a "
+             "plain value over a secret without secret=false",
         412: "Compare-and-set conflict (If-Match)",
         413: "Request body too large",
         415: "Unsupported content type",
         429: "Rate limit exceeded (see Retry-After)",
         503: "Storage or master key unavailable",
     }
-    wanted = sorted({*statuses, 404})  # any path can miss the router (e.g. a name holding a newline)
+    # any path can miss the router (e.g. a name holding a newline), any query name be unknown (400)
+    wanted = sorted({*statuses, 400, 404})
     return {s: {"model": ErrorBody, "description": descriptions.get(s, "Error")} for s in wanted}

@@ -7,12 +7,10 @@ handlers: the edge middleware answers them on the event loop (see `app.py`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
@@ -35,25 +33,29 @@ from llm_config.server.routes.common import (
     read_body,
 )
 from llm_config.server.routes.schemas import (
+    CURSOR_PATTERN,
+    ENV_DOC,
+    ENV_PATTERN,
     KEY_PATTERN,
     NAMESPACE_PATH_PATTERN,
     NAMESPACE_SEGMENT_PATTERN,
+    PREFIX_PATTERN,
     ConfigResponse,
     ConfigWrite,
     HistoryItemModel,
 )
 from llm_config.values import check_text, validate_value
 
-__all__ = ["MAX_VERSION", "IfMatch", "decode_cursor", "encode_cursor", "parse_if_match", "router"]
+__all__ = ["MAX_VERSION", "IfMatch", "parse_if_match", "router"]
 
 router = APIRouter(tags=["configs"])
 
 MAX_VERSION: Final = 2**63 - 1
-_CURSOR: Final = re.compile(r"[A-Za-z0-9_-]+")
-_IF_MATCH_PATTERN: Final = r'^(\*|"?[0-9]{1,19}"?|(W/)?"[^"]{0,198}"(\s*,\s*(W/)?"[^"]{0,198}")*)$'
-_ENTITY_TAG: Final = re.compile(r'(W/)?"[\x21\x23-\x7e]{0,198}"')
+_TAG: Final = r'(?:W/)?"[\x21\x23-\x7e]{0,198}"'
+_IF_MATCH_PATTERN: Final = rf'^(?:\*|[0-9]{{1,19}}|"[0-9]{{1,19}}"|{_TAG}(?:[ \t]*,[ \t]*{_TAG})*)$'
+_ENTITY_TAG: Final = re.compile(_TAG)
+_IF_MATCH: Final = re.compile(_IF_MATCH_PATTERN)
 _WRITE_FIELDS: Final = frozenset(ConfigWrite.model_fields)
-_ENV_DOC: Final = "Environment: base, development (default), staging, production, edge; aliases dev, stage, prod"
 
 _ETAG_HEADER: Final = {"ETag": {"description": "Entity tag of the served entry (id, version, reveal state)",
                                 "schema": {"type": "string"}}}
@@ -76,22 +78,6 @@ def _write_body_doc() -> dict[str, Any]:
     }
 
 
-def encode_cursor(cursor: str) -> str:
-    """Opaque, header-safe form of a manager cursor (which may hold a NUL)."""
-    return base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=")
-
-
-def decode_cursor(text: str | None) -> str | None:
-    if text is None or text == "":
-        return None
-    if len(text) > 1024 or not _CURSOR.fullmatch(text):
-        raise ValidationError("Invalid cursor: use the X-Next-Cursor of a previous page")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-    except (binascii.Error, ValueError):
-        raise ValidationError("Invalid cursor: use the X-Next-Cursor of a previous page") from None
-
-
 @dataclass(frozen=True, slots=True)
 class IfMatch:
     """A parsed `If-Match`: a bare version (`3`, `"3"`), exactly our ETags, or `*` (exists, not deleted)."""
@@ -106,20 +92,18 @@ def parse_if_match(header: str | None) -> IfMatch | None:
     if header is None:
         return None
     text = header.strip()
-    if text == "*":
-        return IfMatch(any_live=True)
-    bare = text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
-    if bare.isdigit() and bare.isascii():
-        if len(bare) > 19 or int(bare) > MAX_VERSION:
-            raise ValidationError("Invalid If-Match: version out of range")
-        return IfMatch(version=int(bare))
-    tags = [t.strip() for t in text.split(",") if t.strip()]
-    if not tags or any(not _ENTITY_TAG.fullmatch(t) for t in tags):
+    if not _IF_MATCH.fullmatch(text):
         raise ValidationError(
             'Invalid If-Match: expected a version like 3 or "3", this entry\'s ETag as sent with it, or *'
         )
+    if text == "*":
+        return IfMatch(any_live=True)
+    bare = text.strip('"')
+    if bare.isdigit():
+        return IfMatch(version=int(bare))  # beyond 2**63-1 it simply matches no entry (412)
     # a weak tag is well formed but never matches: If-Match compares strongly (RFC 9110)
-    return IfMatch(etags=tuple(t for t in tags if not t.startswith("W/")) or ("W/",))
+    strong = tuple(m.group(0) for m in _ENTITY_TAG.finditer(text) if not m.group(0).startswith("W/"))
+    return IfMatch(etags=strong or ("W/",))
 
 
 async def _expected_version(
@@ -132,6 +116,8 @@ async def _expected_version(
     if if_match is None:
         return body_expected, False
     if if_match.version is not None:
+        if if_match.version > MAX_VERSION:
+            raise HTTPError(412, "If-Match: no entry has that version")
         expected: int | None = if_match.version
     else:
         manager = manager_of(request)
@@ -143,7 +129,7 @@ async def _expected_version(
             raise HTTPError(412, "If-Match: the ETag is not this entry's current one")
         expected = current.version
     if body_expected is not None and body_expected != expected:
-        raise ValidationError("If-Match and expected_version disagree")
+        raise HTTPError(412, "If-Match and expected_version name different versions: neither can hold")
     return expected, True
 
 
@@ -152,17 +138,15 @@ def _text_field(body: dict[str, Any], name: str, limit: int) -> str | None:
     return None if value is None else check_text(value, f"field '{name}'", limit)
 
 
-def _parse_write(raw: bytes, query_env: str | None) -> dict[str, Any]:
+def _parse_write(raw: bytes) -> dict[str, Any]:
     """Validate a write body's shape (the manager validates names, value and limits)."""
     body = parse_object_body(raw, _WRITE_FIELDS, "a 'value' field")
     if "value" not in body:
         raise ValidationError("Missing field 'value' (use null to store null)")
     validate_value(body["value"])
     env = body.get("env")
-    if env is not None and not isinstance(env, str):
-        raise ValidationError("Invalid field 'env': must be a string")
-    if env is not None and query_env is not None and parse_environment(env) is not parse_environment(query_env):
-        raise ValidationError("Conflicting environments in body and query")
+    if env is not None:
+        parse_environment(env)
     secret = body.get("secret")
     if secret is not None and not isinstance(secret, bool):
         raise ValidationError("Invalid field 'secret': must be true, false or null")
@@ -176,13 +160,15 @@ def _parse_write(raw: bytes, query_env: str | None) -> dict[str, Any]:
             except UnicodeEncodeError:
                 raise ValidationError("Invalid field 'tags': not valid Unicode text") from None
     expected = body.get("expected_version")
+    if isinstance(expected, float) and expected.is_integer():
+        expected = int(expected)  # JSON Schema: 3.0 is the integer 3
     if expected is not None and (
         not isinstance(expected, int) or isinstance(expected, bool) or not 0 <= expected <= MAX_VERSION
     ):
         raise ValidationError("Invalid field 'expected_version': must be an integer >= 0")
     return {
         "value": body["value"],
-        "env": env or query_env or "development",
+        "env": env or "development",
         "secret": secret,
         "description": _text_field(body, "description", 1000),
         "tags": tags,
@@ -200,7 +186,7 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         request: Request,
         ns: str = Path(description=ns_doc, pattern=ns_pattern),
         key: str = Path(pattern=KEY_PATTERN),
-        env: str = Query("development", max_length=32, description=_ENV_DOC),
+        env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
         with_overrides: bool = Query(False, description="Fall back to the base value"),
         version: int | None = Query(None, ge=1, le=MAX_VERSION, description="A past version"),
         reveal: bool = Query(False, description="Decrypt a secret (audited)"),
@@ -219,13 +205,12 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         request: Request,
         ns: str = Path(description=ns_doc, pattern=ns_pattern),
         key: str = Path(pattern=KEY_PATTERN),
-        env: str | None = Query(None, max_length=32, description=_ENV_DOC + " (the body's `env` wins)"),
     ) -> Response:
         if_match = parse_if_match(request.headers.get("if-match"))
         # the environment (and whether it is a secret) may come from the body: role and namespace first
-        await authorize_before_body(request, "config:create", ns)
+        await authorize_before_body(request, "set", "config:create", ns)
         raw, _ = await read_body(request)
-        fields = _parse_write(raw, env)
+        fields = _parse_write(raw)
         expected, via_if_match = await _expected_version(
             request, if_match, fields.pop("expected_version"), ns, key, fields["env"]
         )
@@ -245,7 +230,7 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         request: Request,
         ns: str = Path(description=ns_doc, pattern=ns_pattern),
         key: str = Path(pattern=KEY_PATTERN),
-        env: str = Query("development", max_length=32, description=_ENV_DOC),
+        env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
     ) -> Response:
         expected, via_if_match = await _expected_version(
             request, parse_if_match(request.headers.get("if-match")), None, ns, key, env
@@ -266,7 +251,7 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         request: Request,
         ns: str = Path(description=ns_doc, pattern=ns_pattern),
         key: str = Path(pattern=KEY_PATTERN),
-        env: str = Query("development", max_length=32, description=_ENV_DOC),
+        env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
         limit: int | None = Query(None, ge=1, le=10_000),
     ) -> Response:
         manager = manager_of(request)
@@ -279,29 +264,31 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         ns: str = Path(description=ns_doc, pattern=ns_pattern),
         key: str = Path(pattern=KEY_PATTERN),
         version: int = Path(ge=1, le=MAX_VERSION),
-        env: str = Query("development", max_length=32, description=_ENV_DOC),
-        secret: bool | None = Query(None, description="false: allow rolling a secret back to a plain version"),
+        env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
+        secret: Literal["false"] | None = Query(
+            None, description="false: allow rolling a secret back to a plain version (as set's secret=false)"),
     ) -> Response:
         manager = manager_of(request)
-        entry = await call(request, "rollback", env, manager.rollback, ns, key, version, env=env, secret=secret,
-                           **caller(request))
+        entry = await call(request, "rollback", env, manager.rollback, ns, key, version, env=env,
+                           secret=False if secret else None, **caller(request))
         return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False)})
 
     async def list_configs(
         request: Request,
         ns: str = Path(description=ns_doc, pattern=ns_pattern),
-        env: str = Query("development", max_length=32, description=_ENV_DOC),
-        prefix: str = Query("", max_length=200, pattern=r"^[A-Za-z0-9_.-]*$", description="Key prefix"),
+        env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
+        prefix: str = Query("", pattern=PREFIX_PATTERN, description="Key prefix"),
         limit: int | None = Query(None, ge=1, le=10_000, description="Page size (default: everything)"),
-        cursor: str | None = Query(None, max_length=1024, description="X-Next-Cursor of the previous page"),
+        cursor: str | None = Query(None, pattern=CURSOR_PATTERN,
+                                   description="X-Next-Cursor of the previous page (opaque)"),
         recursive: bool = Query(False, description="Include sub-namespaces"),
     ) -> Response:
         manager = manager_of(request)
         entries, next_cursor = await call(
             request, "list", env, manager.list_page, ns, env=env, prefix=prefix, recursive=recursive, limit=limit,
-            cursor=decode_cursor(cursor), **caller(request),
+            cursor=cursor, **caller(request),
         )
-        headers = {"X-Next-Cursor": encode_cursor(next_cursor)} if next_cursor else None
+        headers = {"X-Next-Cursor": next_cursor} if next_cursor else None
         return json_response([e.to_json() for e in entries], headers=headers)
 
     return {

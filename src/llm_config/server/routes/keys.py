@@ -79,7 +79,7 @@ async def list_keys(request: Request) -> Response:
         "application/json": {"schema": {"$ref": "#/components/schemas/ApiKeyCreate"}}}}},
 )
 async def create_key(request: Request) -> Response:
-    await authorize_before_body(request, "users:create")
+    await authorize_before_body(request, "keys_create", "users:create")
     raw, _ = await read_body(request)
     fields = _parse_create(raw)
     manager = manager_of(request)

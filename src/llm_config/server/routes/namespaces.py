@@ -18,13 +18,19 @@ from llm_config.server.routes.common import (
     manager_of,
     read_body,
 )
-from llm_config.server.routes.schemas import NAMESPACE_PATH_PATTERN, ExportDocument, ImportPlanModel
+from llm_config.server.routes.schemas import (
+    ENV_DOC,
+    ENV_PATTERN,
+    IMPORT_DOCUMENT_SCHEMA,
+    NAMESPACE_PATH_PATTERN,
+    ExportDocument,
+    ImportPlanModel,
+)
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["namespaces"])
 
-_ENV_DOC: Final = "Environment: base, development (default), staging, production, edge; aliases dev, stage, prod"
 _NS_DOC: Final = "Namespace: 1-8 '/'-joined segments"
 _EXPORT_TYPES: Final = {"json": "application/json", "yaml": "application/yaml", "dotenv": "text/plain; charset=utf-8"}
 _YAML_TYPES: Final = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -37,7 +43,7 @@ _YAML_TYPES: Final = ("application/yaml", "application/x-yaml", "text/yaml", "te
 )
 async def list_namespaces(
     request: Request,
-    prefix: str = Query("", max_length=600, pattern=r"^[A-Za-z0-9_./-]*$", description="Namespace prefix"),
+    prefix: str = Query("", pattern=r"^[A-Za-z0-9_./-]{0,600}$", description="Namespace prefix"),
 ) -> Response:
     manager = manager_of(request)
     return json_response(await call(request, "namespaces", None, manager.namespaces, prefix, **caller(request)))
@@ -51,7 +57,7 @@ async def list_namespaces(
 async def resolve_namespace(
     request: Request,
     ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
-    env: str = Query("development", max_length=32, description=_ENV_DOC),
+    env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
     reveal: bool = Query(False, description="Decrypt secrets (audited)"),
     nested: bool = Query(False, description="Split keys on dots into nested objects"),
 ) -> Response:
@@ -78,7 +84,7 @@ async def resolve_namespace(
 async def export_namespace(
     request: Request,
     ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
-    env: str = Query("development", max_length=32, description=_ENV_DOC),
+    env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
     format: str = Query("json", pattern="^(json|yaml|dotenv)$", description="json, yaml or dotenv"),
     reveal: bool = Query(False, description="Include decrypted secrets (audited)"),
 ) -> Response:
@@ -98,9 +104,8 @@ async def export_namespace(
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"type": "object", "description":
-                    "An export document {namespace, environment, values, secrets?} or a flat {KEY: VALUE}"}},
-                "application/yaml": {"schema": {"type": "string"}},
+                "application/json": {"schema": IMPORT_DOCUMENT_SCHEMA},
+                "application/yaml": {"schema": IMPORT_DOCUMENT_SCHEMA},
             },
         },
     },
@@ -108,12 +113,14 @@ async def export_namespace(
 async def import_namespace(
     request: Request,
     ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
-    env: str = Query("development", max_length=32, description=_ENV_DOC),
+    env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
     prune: bool = Query(False, description="Delete keys the document lacks"),
     dry_run: bool = Query(False, description="Plan only, write nothing"),
+    secret: bool | None = Query(None, description="true: seal every value; false: plain values in the document "
+                                "may replace secrets (a secrets section is always sealed)"),
 ) -> Response:
     # who may import here is known from the path and query: refuse before a byte of the body is read
-    await authorize_before_body(request, "config:import", ns, env)
+    await authorize_before_body(request, "import", "config:import", ns, env)
     raw, media = await read_body(request, ("application/json", *_YAML_TYPES))
     fmt = "yaml" if media in _YAML_TYPES else "json"
     if not raw.strip():
@@ -125,6 +132,6 @@ async def import_namespace(
     manager = manager_of(request)
     plan = await call(
         request, "import", env, manager.import_, ns, text, env=env, fmt=fmt, prune=prune, dry_run=dry_run,
-        **caller(request),
+        secret=secret, **caller(request),
     )
     return json_response(plan.to_json())

@@ -5,9 +5,11 @@ The domain never sees these; routes build plain dicts with the domain's `to_json
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from llm_config import names, times
 
 __all__ = [
     "KEY_PATTERN",
@@ -33,10 +35,50 @@ __all__ = [
     "VerifyReportModel",
 ]
 
-_SEGMENT: Final = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-NAMESPACE_SEGMENT_PATTERN: Final = rf"^{_SEGMENT}$"
-NAMESPACE_PATH_PATTERN: Final = rf"^{_SEGMENT}(/{_SEGMENT}){{0,7}}$"
-KEY_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$"
+# every pattern comes from the grammar in `names.py`: what the schema calls valid is what the server takes
+NAMESPACE_SEGMENT_PATTERN: Final = rf"^{names.SEGMENT_PATTERN}$"
+NAMESPACE_PATH_PATTERN: Final = rf"^{names.NAMESPACE_PATTERN}$"
+KEY_PATTERN: Final = rf"^{names.KEY_PATTERN}$"
+ENV_PATTERN: Final = rf"^(?:{names.ENVIRONMENT_PATTERN})$"
+LABEL_PATTERN: Final = rf"^{names.LABEL_PATTERN}$"
+TIME_PATTERN: Final = rf"^{times.TIME_PATTERN}$"
+ANCHOR_PATTERN: Final = r"^[0-9]{1,19}:[0-9a-fA-F]{64}$"
+CURSOR_PATTERN: Final = r"^[A-Za-z0-9_.~/-]{1,1024}$"
+PREFIX_PATTERN: Final = r"^[A-Za-z0-9_.-]{0,200}$"
+TIME_SCHEMA: Final[dict[str, Any]] = {
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}],
+    "pattern": TIME_PATTERN,
+}
+_RESERVED: Final = ["namespace", "environment", "values", "secrets"]
+_KEYED_VALUES: Final[dict[str, Any]] = {
+    "type": "object", "maxProperties": 100_000,
+    "propertyNames": {"pattern": rf"^{names.KEY_PATTERN}$"},
+    "additionalProperties": {"$ref": "#/components/schemas/JSONValue"},
+}
+IMPORT_DOCUMENT_SCHEMA: Final[dict[str, Any]] = {
+    "description": "An export document (namespace and environment are informational; secrets are sealed) or "
+                   "a flat {KEY: VALUE} mapping of plain values that uses none of the export fields as a key",
+    "oneOf": [
+        {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+            "namespace": {"type": "string"}, "environment": {"type": "string"},
+            "values": _KEYED_VALUES, "secrets": _KEYED_VALUES,
+        }},
+        {**_KEYED_VALUES, "propertyNames": {"pattern": rf"^{names.KEY_PATTERN}$", "not": {"enum": _RESERVED}}},
+    ],
+}
+ENV_DOC: Final = "Environment: base, development (default), staging, production, edge; aliases dev, stage, prod " \
+                 "(any case)"
+
+JSON_VALUE_SCHEMA: Final[dict[str, Any]] = {
+    "description": "Any JSON value: integers within 64 bits, finite numbers, at most 32 nested arrays/objects "
+                   "and 1 MiB serialized",
+    "anyOf": [
+        {"type": "string"}, {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}, {"type": "number"},
+        {"type": "boolean"}, {"type": "null"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/JSONValue"}},
+        {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/JSONValue"}},
+    ],
+}
 
 EnvironmentName = Literal["base", "development", "staging", "production", "edge"]
 RoleName = Literal["admin", "editor", "viewer", "auditor"]
@@ -76,12 +118,12 @@ class ConfigWrite(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    value: Any = Field(description="Any JSON value (null allowed); required")
-    env: str | None = Field(None, description="Environment (default: the `env` query parameter, "
-                                              "else development)")
+    value: Any = Field(description="Any JSON value (null allowed); required")  # documented as JSONValue
+    env: str | None = Field(None, pattern=ENV_PATTERN, description=ENV_DOC + "; default development")
     secret: bool | None = Field(None, description="Seal the value; false stores a former secret in plain text")
     description: str | None = Field(None, max_length=1000)
-    tags: list[str] | None = Field(None, max_length=50)
+    tags: list[Annotated[str, Field(pattern=LABEL_PATTERN)]] | None = Field(
+        None, max_length=50, description="Replaces the tags: 1-100 characters each, no control characters")
     message: str | None = Field(None, max_length=1000, description="Change description for the history")
     expected_version: int | None = Field(None, ge=0, le=2**63 - 1,
                                          description="Compare-and-set: current version, or 0 for 'must not exist'")
@@ -164,11 +206,14 @@ class ApiKeyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, description="A label for the key (printable text)")
+    name: str = Field(pattern=LABEL_PATTERN, description="A label for the key, unique among live keys: 1-100 "
+                      "characters, no control characters")
     role: RoleName
-    namespaces: list[str] | None = Field(None, max_length=50, description="Namespace limits (sub-namespaces "
-                                         "included); empty or absent = every namespace the caller may use")
-    environments: list[EnvironmentName] | None = Field(None, max_length=5, description="Environment limits")
+    namespaces: list[Annotated[str, Field(pattern=NAMESPACE_PATH_PATTERN)]] | None = Field(
+        None, max_length=50, description="Namespace limits (sub-namespaces included); empty or absent = every "
+        "namespace the caller may use")
+    environments: list[Annotated[str, Field(pattern=ENV_PATTERN)]] | None = Field(
+        None, max_length=50, description="Environment limits (" + ENV_DOC + ")")
     expires_days: float | None = Field(None, gt=0, le=36500, description="Expire after this many days")
 
 
