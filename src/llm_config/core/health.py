@@ -13,6 +13,7 @@ Never raises: health is how an operator finds out what is wrong.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from llm_config.core.custody import INSTANCE_SECRET, StoreKeys
@@ -83,7 +84,7 @@ def _integrity_check(storage: Storage, keys: StoreKeys | None) -> dict[str, Any]
 
 def store_health(
     storage: Storage, *, source: KeySource | None, keys: StoreKeys | None, key_warning: str | None,
-    cache_stats: Callable[[], str], detail: bool, deep: bool,
+    cache_stats: Callable[[], str], detail: bool, deep: bool, initial_key_file: Path | None = None,
 ) -> dict[str, Any]:
     """`{"status", "checks": {name: {"status", "message", …}}}`; without `detail`, statuses only."""
     checks: dict[str, dict[str, Any]] = {}
@@ -117,6 +118,11 @@ def store_health(
             }
         except Exception as exc:  # report, never raise
             checks["audit"] = {"status": "unhealthy", "message": f"verification failed: {exc}"}
+    if initial_key_file is not None and initial_key_file.exists():
+        checks["initial_admin_key"] = {
+            "status": "degraded",
+            "message": f"{initial_key_file} still holds the first admin key: store it safely and delete the file",
+        }
     status = overall(checks)
     if not detail:
         checks = {name: {"status": check["status"]} for name, check in checks.items()}

@@ -110,6 +110,7 @@ class ConfigManager:
         audit_reads: bool = False,
     ) -> None:
         self.storage = storage
+        self.target: str | None = None  # the --storage it was opened from (`open` sets it)
         self.actor = actor or os_account()
         self.audit_reads = audit_reads
         self._clock = clock
@@ -178,10 +179,12 @@ class ConfigManager:
         # a writer (`create`) also tightens the modes of an existing store; a reader never changes anything
         backend = open_storage(storage, create=create)
         try:
-            return cls(backend, key_source=key_source, actor=actor, **options)
+            manager = cls(backend, key_source=key_source, actor=actor, **options)
         except BaseException:
             backend.close()
             raise
+        manager.target = os.fspath(storage)
+        return manager
 
     @property
     def has_key(self) -> bool:
@@ -995,6 +998,7 @@ class ConfigManager:
         statuses only (messages, counts and cache statistics are for keys with `system:read`).
         """
         from llm_config.core.health import store_health
+        from llm_config.storage.base import initial_key_path
 
         stats = self.cache.stats
         return store_health(
@@ -1002,4 +1006,5 @@ class ConfigManager:
             cache_stats=lambda: f"L1 {len(self.cache)} entries, {self.cache.size_bytes} bytes, {stats.hits} hits, "
             f"{stats.misses} misses; L2 not configured",
             detail=not public if detail is None else detail, deep=not public,
+            initial_key_file=initial_key_path(self.target) if self.target is not None and not public else None,
         )

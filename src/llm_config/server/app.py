@@ -159,7 +159,7 @@ def _edge(app: FastAPI, manager: ConfigManager, options: ServeOptions, redis_url
         metrics_auth=options.metrics_auth,
         cors_origins=parse_origins(options.cors_origin),
         access_log=options.access_log,
-        routes=RouteTable(route for module in _ROUTERS for route in module.router.routes),
+        routes=app.state.routes,
         body_timeout=options.body_timeout,
     )
 
@@ -215,6 +215,7 @@ def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str 
         app.state.cache_sync = None
         app.state.metric_collectors = [metrics.CacheStatsCollector(source), audit_head]
     install_error_handlers(app)
+    app.state.routes = RouteTable(route for module in _ROUTERS for route in module.router.routes)
     for module in _ROUTERS:
         app.include_router(module.router, dependencies=[Depends(strict_query)])
     app.edge_app = EdgeMiddleware(app._inner, edge=_edge(app, manager, options, redis_url))

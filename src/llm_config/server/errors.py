@@ -18,7 +18,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Match
 
 from llm_config.errors import LLMConfigError, http_status_for
 from llm_config.names import parse_environment
@@ -157,11 +156,8 @@ _PATH_HINT: Final = (
 
 def _allowed_methods(request: Request) -> str:
     """Every method some route takes at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches({**request.scope, "method": "\x00"})  # a method no route takes
-        if match is Match.PARTIAL:
-            methods.update(getattr(route, "methods", None) or ())
+    routes = getattr(request.app.state, "routes", None)
+    methods = routes.methods(request.url.path) if routes is not None else frozenset()
     return ", ".join(sorted(methods))
 
 

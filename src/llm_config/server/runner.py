@@ -39,7 +39,7 @@ from llm_config.server.logs import configure as configure_logging
 from llm_config.server.logs import get_logger
 from llm_config.server.security import parse_networks, parse_origins
 from llm_config.settings import ServeOptions, Settings
-from llm_config.storage.base import parse_target
+from llm_config.storage.base import INITIAL_KEY_FILE, initial_key_path, parse_target
 
 __all__ = [
     "APP_FACTORY",
@@ -58,7 +58,6 @@ log = get_logger()
 
 APP_FACTORY: Final = "llm_config.server.app:app_from_env"
 SERVER_IMPLS: Final = ("uvicorn", "granian")
-INITIAL_KEY_FILE: Final = "initial-admin-key"
 _MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -153,15 +152,6 @@ def _metrics_dir() -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def initial_key_path(storage: str) -> Path:
-    """Where a non-interactive `serve` writes the first admin key of `storage`."""
-    location = parse_target(storage)
-    if location.directory is not None:
-        return location.directory / INITIAL_KEY_FILE
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "llm-config" / INITIAL_KEY_FILE
 
 
 def _write_private(path: Path, text: str) -> None:

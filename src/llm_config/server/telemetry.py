@@ -132,6 +132,10 @@ class RouteTable:
                 methods = frozenset(getattr(route, "methods", None) or ())
                 self._routes.append((regex, methods, path.replace(":path", "")))
 
+    def methods(self, path: str) -> frozenset[str]:
+        """Every method some route takes at `path` (for a 405's `Allow`)."""
+        return frozenset().union(*(methods for regex, methods, _ in self._routes if regex.match(path)))
+
     def template(self, method: str, path: str) -> str:
         partial: str | None = None
         for regex, methods, template in self._routes:

@@ -28,6 +28,8 @@ log = logging.getLogger("llm_config")
 
 __all__ = [
     "DB_FILE_NAME",
+    "INITIAL_KEY_FILE",
+    "initial_key_path",
     "StoreLocation",
     "mask_url",
     "open_storage",
@@ -37,6 +39,8 @@ __all__ = [
 
 DB_FILE_NAME: Final = "config.db"
 """The database file inside a store directory."""
+INITIAL_KEY_FILE: Final = "initial-admin-key"
+"""Where `serve` writes the first admin key of a store (in its directory, 0600)."""
 
 _SQLITE_PREFIX: Final = "sqlite:///"
 _SERVER_SCHEMES: Final = {
@@ -172,6 +176,16 @@ def _tighten_modes(db_path: Path) -> None:
                 os.chmod(path, 0o600)
         except OSError:  # not ours to change (e.g. a shared file): leave it
             pass
+
+
+def initial_key_path(target: str | os.PathLike[str]) -> Path:
+    """Where `serve` writes the first admin key of the store at `target`: in a directory store, else in
+    `$XDG_CONFIG_HOME/llm-config/`."""
+    location = parse_target(target)
+    if location.directory is not None:
+        return location.directory / INITIAL_KEY_FILE
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "llm-config" / INITIAL_KEY_FILE
 
 
 def store_exists(target: str | os.PathLike[str]) -> bool:
