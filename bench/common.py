@@ -18,15 +18,16 @@ __all__ = [
     "raw_connect",
 ]
 
-# The same 16 columns the SQLite backend reads, by the same unique index (namespace, environment, key).
+# The whole stored row, as the SQLite backend reads it (its 18 columns and their MAC), by the same
+# unique index (namespace, environment, key); what the backend adds on top is ours to account for.
 ENTRY_COLS: Final = (
     "id, namespace, key, environment, version, deleted, value_type, stored_value, fingerprint, "
-    "created_at, created_by, updated_at, updated_by, tags, description, revision"
+    "created_at, created_by, updated_at, updated_by, tags, description, revision, audit_seq, purged, mac"
 )
 RAW_GET: Final = f"SELECT {ENTRY_COLS} FROM entries WHERE namespace = ? AND environment = ? AND key = ?"
 RAW_HISTORY: Final = (
     "SELECT v.entry_id, v.version, v.deleted, v.purged, v.value_type, v.stored_value, v.fingerprint, "
-    "v.created_at, v.created_by, v.change_description, v.audit_seq, v.revision "
+    "v.created_at, v.created_by, v.change_description, v.audit_seq, v.revision, v.mac "
     "FROM versions v JOIN entries e ON e.id = v.entry_id "
     "WHERE e.namespace = ? AND e.environment = ? AND e.key = ? ORDER BY v.version DESC"
 )

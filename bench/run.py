@@ -2,6 +2,8 @@
 
 Measures, in one run and each next to its physical floor: cached and cold `get`, durable `set`,
 `history` / `list` / `resolve`, the CLI's wall time, and `get` at up to 1,000,000 stored entries;
+cold `get` and durable `set` against the commit before row integrity (`bench.before`), and how fast
+a viewer's oversized import is refused;
 then the REST API on uvicorn and granian next to a bare Starlette app, and the cost of each step of
 its edge in-process (`bench.rest`, `bench.edge`).
 Prints Markdown tables and writes them into BENCHMARKS.md between `<!-- core:begin -->` and
@@ -19,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.before import bench_before, bench_refusal
 from bench.cli import bench_cli
 from bench.common import Sizes
 from bench.core import bench_bulk, bench_get, bench_set
@@ -70,16 +73,16 @@ def _notes(sizes: Sizes) -> list[str]:
         "row 1: default `ConfigManager.open` options (L1 TTL 5 s, foreign-commit check every 5 ms "
         "included); all calls verified to be hits via `mgr.cache.stats`",
         "row 2 and row 6 cold reads: a manager opened with `cache_ttl=0` (L1 never fills: every get reads "
-        "storage and builds the Entry); the raw SELECT reads the same 16 columns through the same unique "
-        "index, on its own connection to the same file",
+        "storage and builds the Entry); the raw SELECT reads the whole stored row (19 columns, its MAC "
+        "among them) through the same unique index, on its own connection to the same file",
         "row 3: each `set` writes a new version of an existing key (one `BEGIN IMMEDIATE` transaction: "
         "version row, current row, audit event with its HMAC, revision counter); the raw baseline inserts "
         "one similar row into its own WAL file per transaction; both fsync on every commit",
         "row 4: raw baselines only fetch rows (4c also decodes the JSON values and merges), without "
         "building domain objects",
-        "row 5: `LLM_CONFIG_*` unset and an empty `XDG_CONFIG_HOME`, so no key is loaded (plain reads "
-        "need none); bytecode cached in a private `PYTHONPYCACHEPREFIX` as an installed package has it; "
-        "two warm-up runs each, then CLI and baseline runs interleaved",
+        "row 5: `LLM_CONFIG_*` unset and an empty `XDG_CONFIG_HOME`, so 5a loads no key (plain reads need "
+        "none) and 5b only the one in `LLM_CONFIG_KEY`; bytecode cached in a private `PYTHONPYCACHEPREFIX` "
+        "as an installed package has it; two warm-up runs each, then CLI and baseline runs interleaved",
         f"row 6: one store grown by `import_` batches of 10,000 keys (one transaction each); L1 hits over "
         f"a random sample of {sizes.scale_sample:,} warmed keys (manager with `cache_ttl=3600` so the "
         "warm-up cannot expire), cold reads over a random sample of all stored keys",
@@ -106,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_bulk(work, key, sizes)
         rows += bench_cli(work, key, sizes, profiles, notes)
         rows += bench_scale(work, key, sizes, profiles, notes)
+        found, found_notes = bench_before(work, key, rounds=sizes.rounds, n_get=sizes.cold_n, n_set=sizes.set_n)
+        rows += found
+        notes += found_notes
+        found, found_notes = bench_refusal(work, key, repeats=5 if args.quick else 20)
+        rows += found
+        notes += found_notes
     runtime = time.perf_counter() - started
     section = render(rows, command=_command(args_list), host=host, runtime_s=runtime, notes=notes,
                      profiles=profiles, load=f"{load_start} → {load_average()}")

@@ -9,6 +9,8 @@ from llm_config.cache.l1 import L1Cache
 from llm_config.core.resolve import env_var_name, env_var_names, merge_with_base, nest
 from llm_config.core.transfer import format_export, parse_import
 from llm_config.errors import ValidationError
+from llm_config.models import Entry, Environment, Metadata, build_entry
+from llm_config.storage.migrate import SQLITE, load_migrations
 
 
 def test_merge_prefers_own_value_then_base() -> None:
@@ -94,3 +96,24 @@ def test_l1_ttl_bounds_and_generation_guard() -> None:
     assert cache.get("b") is None
     cache.put("d", "D", 90, cache.generation)
     assert cache.size_bytes <= 100
+
+
+def test_the_migration_runner_knows_the_newest_sqlite_migration() -> None:
+    # `SQLITE.latest` lets an up-to-date store skip reading the migration files on open
+    newest = max(m.version for m in load_migrations(SQLITE.name))
+    assert SQLITE.latest == newest
+
+
+def test_build_entry_builds_the_same_frozen_entry_as_the_constructor() -> None:
+    args = ("id1", "acme", "model", {"t": 0.2}, Environment.PRODUCTION, 3, False,
+            "2026-01-01T00:00:00Z", "key:a#1", "2026-01-02T00:00:00Z", "key:b#2", ("x",), "note")
+    built = build_entry(*args)
+    metadata = Metadata(created_at=args[7], created_by=args[8], updated_at=args[9], updated_by=args[10],
+                        tags=args[11], description=args[12])
+    assert built == Entry(id="id1", namespace="acme", key="model", value={"t": 0.2},
+                          environment=Environment.PRODUCTION, version=3, secret=False, metadata=metadata)
+    assert repr(built) == repr(Entry(*args[:7], metadata))
+    with pytest.raises(AttributeError):
+        built.version = 4  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        built.metadata.tags = ()  # type: ignore[misc]

@@ -45,6 +45,7 @@ from llm_config.models import (
     ValueType,
     WriteKind,
     WriteRequest,
+    build_entry,
 )
 from llm_config.names import parse_environment, validate_key, validate_label, validate_namespace
 from llm_config.storage import open_storage, store_exists
@@ -224,29 +225,12 @@ class ConfigManager:
                 api_keys.forget_principals()
 
     def _entry(self, row: StoredEntry) -> Entry:
-        if row.value_type is ValueType.SECRET:
-            value: Any = ENCRYPTED_PLACEHOLDER
-        elif row.stored_value is None:
-            value = None
-        else:
-            value = orjson.loads(row.stored_value)
-        return Entry(
-            id=row.id,
-            namespace=row.namespace,
-            key=row.key,
-            value=value,
-            environment=row.environment,
-            version=row.version,
-            secret=row.value_type is ValueType.SECRET,
-            metadata=Metadata(
-                created_at=row.created_at,
-                created_by=row.created_by,
-                updated_at=row.updated_at,
-                updated_by=row.updated_by,
-                tags=row.tags,
-                description=row.description,
-            ),
-        )
+        secret = row.value_type is ValueType.SECRET
+        stored = row.stored_value
+        value: Any = ENCRYPTED_PLACEHOLDER if secret else None if stored is None else orjson.loads(stored)
+        return build_entry(row.id, row.namespace, row.key, value, row.environment, row.version, secret,
+                           row.created_at, row.created_by, row.updated_at, row.updated_by, row.tags,
+                           row.description)
 
     def _current(self, namespace: str, key: str, env: Environment, *, looked: bool = False) -> Entry | None:
         """The live entry (unrevealed), from L1 or storage; `looked`: the caller already missed L1."""

@@ -25,7 +25,6 @@ from llm_config import metrics
 from llm_config.core.manager import ConfigManager
 from llm_config.server.errors import install_error_handlers
 from llm_config.server.limits import RateLimiter, parse_rate
-from llm_config.server.logs import configure as configure_logging
 from llm_config.server.middleware import Edge, EdgeMiddleware
 from llm_config.server.routes import admin, audit, configs, health, keys, namespaces
 from llm_config.server.routes import metrics as metrics_routes
@@ -33,9 +32,9 @@ from llm_config.server.routes.common import strict_query
 from llm_config.server.routes.schemas import JSON_VALUE_SCHEMA, ApiKeyCreate, ConfigWrite, ErrorBody
 from llm_config.server.security import BanList, IPFilter, parse_networks, parse_origins
 from llm_config.server.telemetry import RouteTable, cache_source
-from llm_config.settings import ServeOptions, Settings, load_settings
+from llm_config.settings import ServeOptions
 
-__all__ = ["SECURITY_SCHEMES", "THREAD_POOL_SIZE", "app_from_env", "create_app"]
+__all__ = ["SECURITY_SCHEMES", "THREAD_POOL_SIZE", "create_app"]
 
 THREAD_POOL_SIZE: Final = 32
 _ROUTERS: Final = (health, metrics_routes, configs, namespaces, audit, keys, admin)
@@ -220,19 +219,4 @@ def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str 
         app.include_router(module.router, dependencies=[Depends(strict_query)])
     app.edge_app = EdgeMiddleware(app._inner, edge=_edge(app, manager, options, redis_url))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    return app
-
-
-def app_from_env() -> FastAPI:
-    """App factory for worker processes: settings from `LLM_CONFIG_*` (set by `serve`), own manager."""
-    from llm_config.server.connections import configure as configure_connections
-    from llm_config.server.runner import open_manager
-
-    configure_logging()
-    settings = load_settings(Settings, {})
-    options = load_settings(ServeOptions, {})
-    configure_connections(options)
-    manager = open_manager(settings, options)  # the key: LLM_CONFIG_KEY / LLM_CONFIG_KEY_FILE as `serve` set them
-    app = create_app(manager, options, redis_url=settings.redis_url)
-    app.state.close_manager = True
     return app

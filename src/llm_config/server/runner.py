@@ -10,7 +10,7 @@ the log; on a terminal the key is shown as well. Before announcing anything, `se
 has a master key that opens the store, that the port is free and that the TLS material loads.
 
 With several workers (or granian, whose workers are processes) each process opens its own manager
-through the import-string factory `llm_config.server.app:app_from_env`, configured by `LLM_CONFIG_*`
+through the import-string factory `llm_config.server.runner:app_from_env`, configured by `LLM_CONFIG_*`
 variables set here, and Prometheus runs in multiprocess mode over a fresh private directory
 (`PROMETHEUS_MULTIPROC_DIR`) removed at exit. Never logs a key or a password.
 """
@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from llm_config.core.manager import ConfigManager
 from llm_config.crypto.keys import HOW_TO_SUPPLY
@@ -38,13 +38,17 @@ from llm_config.server.limits import parse_rate
 from llm_config.server.logs import configure as configure_logging
 from llm_config.server.logs import get_logger
 from llm_config.server.security import parse_networks, parse_origins
-from llm_config.settings import ServeOptions, Settings
+from llm_config.settings import ServeOptions, Settings, load_settings
 from llm_config.storage.base import INITIAL_KEY_FILE, initial_key_path, parse_target
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 __all__ = [
     "APP_FACTORY",
     "INITIAL_KEY_FILE",
     "SERVER_IMPLS",
+    "app_from_env",
     "initial_key_path",
     "is_loopback",
     "open_manager",
@@ -56,7 +60,7 @@ __all__ = [
 
 log = get_logger()
 
-APP_FACTORY: Final = "llm_config.server.app:app_from_env"
+APP_FACTORY: Final = "llm_config.server.runner:app_from_env"
 SERVER_IMPLS: Final = ("uvicorn", "granian")
 _MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -296,6 +300,21 @@ def uvicorn_options(options: ServeOptions) -> dict[str, object]:
         "ssl_certfile": options.tls_cert,
         "ssl_keyfile": options.tls_key,
     }
+
+
+def app_from_env() -> FastAPI:
+    """App factory for worker processes: settings from `LLM_CONFIG_*` (set by `serve`), own manager."""
+    from llm_config.server.app import create_app
+    from llm_config.server.connections import configure as configure_connections
+
+    configure_logging()
+    settings = load_settings(Settings, {})
+    options = load_settings(ServeOptions, {})
+    configure_connections(options)
+    manager = open_manager(settings, options)  # the key: LLM_CONFIG_KEY / LLM_CONFIG_KEY_FILE as `serve` set them
+    app = create_app(manager, options, redis_url=settings.redis_url)
+    app.state.close_manager = True
+    return app
 
 
 def _run_uvicorn_single(manager: ConfigManager, options: ServeOptions, redis_url: str | None) -> None:

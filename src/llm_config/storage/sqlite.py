@@ -40,11 +40,10 @@ from llm_config.errors import (
 )
 from llm_config.integrity import (
     MIGRATION_SUBJECT,
+    RowMacs,
     entry_subject,
     is_fresh,
     key_subject,
-    row_mac,
-    row_mac_ok,
 )
 from llm_config.models import (
     ApiKey,
@@ -312,7 +311,7 @@ class SQLiteStorage:
         self._closed = False
         self._token_lock = threading.Lock()
         self._token_conn: sqlite3.Connection | None = None
-        self._row_key: bytes | None = None
+        self._macs: RowMacs | None = None
         self._migrated_seq: int | None = None
         self._migrated_known = False
         self._failures: dict[tuple[Any, ...], str] = {}
@@ -394,6 +393,9 @@ class SQLiteStorage:
             self._finalizers.append(finalizer)
             local = self._local
             local.conn = conn
+            # one reused cursor for point reads (one row, so sqlite3 resets the statement as it
+            # returns it): a cold get saves creating and freeing a cursor
+            local.point = conn.cursor()
             local.holder = holder
         return conn
 
@@ -424,12 +426,12 @@ class SQLiteStorage:
 
     def set_row_key(self, key: bytes | None) -> None:
         """Check every row read from now on against `key` (None: rows cannot be checked)."""
-        self._row_key = key
+        self._macs = None if key is None else RowMacs(key)
 
     @property
     def verifying(self) -> bool:
         """Whether rows are checked on read (a row key was handed over)."""
-        return self._row_key is not None
+        return self._macs is not None
 
     def _migration_seq(self) -> int | None:
         if not self._migrated_known:
@@ -449,9 +451,9 @@ class SQLiteStorage:
     def _checked_entry(self, row: Sequence[Any], namespace: str, key: str, env: Environment) -> StoredEntry | None:
         """Map a `_SQL_GET_CURRENT` row, refusing a forged, replayed or deleted entry."""
         values = row[1:_N_ENTRY + 1]
-        row_key = self._row_key
+        macs = self._macs
         if values[0] is None:
-            if row_key is not None and row[0] is not None:
+            if macs is not None and row[0] is not None:
                 # a crafted invalid name could spell another entry's subject: only a valid one may fail here
                 validate_namespace(namespace)
                 validate_key(key)
@@ -459,26 +461,31 @@ class SQLiteStorage:
                                  f"entry {where(namespace, key, env)} has audit events but no row "
                                  "(deleted outside llm-config)")
             return None
-        if row_key is not None:
-            self._check_entry_values(row_key, row[0], values, row[_N_ENTRY + 1])
+        if macs is not None:
+            self._check_entry_values(macs, row[0], values, row[_N_ENTRY + 1])
         return _entry(values)
 
-    def _check_entry_values(self, row_key: bytes, head: int | None, values: Sequence[Any], mac: object) -> None:
-        shown = where(values[1], values[2], values[3])
-        locator = ("entries", values[1], values[2], values[3])
-        if not row_mac_ok(row_key, "entries", values, mac):
-            raise self._fail(locator, f"entry {shown} was changed outside llm-config (row MAC mismatch)")
-        if not is_fresh(values[16], head, self._migration_seq()):
-            raise self._fail(locator, f"entry {shown} is an older copy of itself (replayed row)")
+    def _check_entry_values(self, macs: RowMacs, head: int | None, values: Sequence[Any], mac: object) -> None:
+        # the common case first and without building any text: this runs on every cold read
+        if macs.ok("entries", values, mac):
+            if head is not None and values[16] == head:
+                return
+            if is_fresh(values[16], head, self._migration_seq()):
+                return
+            problem = "is an older copy of itself (replayed row)"
+        else:
+            problem = "was changed outside llm-config (row MAC mismatch)"
+        raise self._fail(("entries", values[1], values[2], values[3]),
+                         f"entry {where(values[1], values[2], values[3])} {problem}")
 
     def _check_version(self, entry: StoredEntry, values: Sequence[Any], mac: object) -> StoredVersion:
         version = _version(values)
-        row_key = self._row_key
-        if row_key is None:
+        macs = self._macs
+        if macs is None:
             return version
         locator = ("versions", entry.namespace, entry.key, entry.environment.value, version.version)
         label = f"version {version.version} of {where(entry.namespace, entry.key, entry.environment)}"
-        if not row_mac_ok(row_key, "versions", _version_mac_input(entry, values), mac) \
+        if not macs.ok("versions", _version_mac_input(entry, values), mac) \
                 or version.entry_id != entry.id:
             raise self._fail(locator, f"{label} was changed outside llm-config (row MAC mismatch)")
         if version.version > entry.version or version.purged != (version.version in entry.purged_versions):
@@ -487,10 +494,10 @@ class SQLiteStorage:
 
     def _checked_key(self, row: Sequence[Any]) -> ApiKey:
         values = row[1:_N_API_KEY + 1]
-        row_key = self._row_key
-        if row_key is not None:
+        macs = self._macs
+        if macs is not None:
             locator = ("api_keys", values[0])
-            if not row_mac_ok(row_key, "api_keys", values, row[_N_API_KEY + 1]):
+            if not macs.ok("api_keys", values, row[_N_API_KEY + 1]):
                 raise self._fail(locator, f"API key {values[0]} was changed outside llm-config (row MAC mismatch)")
             if not is_fresh(values[11], row[0], self._migration_seq()):
                 raise self._fail(locator, f"API key {values[0]} is an older copy of itself (replayed row)")
@@ -527,11 +534,22 @@ class SQLiteStorage:
     def get_current(self, namespace: str, key: str, env: Environment) -> StoredEntry | None:
         env_text = _ENV_TEXT.get(env, env)
         try:
-            row = self._conn().execute(
-                _SQL_GET_CURRENT, (f"c:{namespace}/{key}@{env_text}", namespace, env_text, key)
-            ).fetchone()
+            point: sqlite3.Cursor = self._local.point
+        except AttributeError:
+            point = self._open_thread_conn().cursor()
+        try:
+            # always exactly one row (a LEFT JOIN on a constant), so the reused cursor is reset after it
+            row = point.execute(_SQL_GET_CURRENT, (f"c:{namespace}/{key}@{env_text}", namespace, env_text, key)
+                                ).fetchone()
         except sqlite3.Error as exc:
             raise _storage_error("reading an entry", exc) from exc
+        values = row[1:_N_ENTRY + 1]
+        macs = self._macs
+        head = row[0]
+        # the common case inline (every cold read comes here): a live row, its MAC good, no later event
+        if macs is not None and head is not None and values[16] == head and values[0] is not None \
+                and macs.ok("entries", values, row[_N_ENTRY + 1]):
+            return _entry(values)
         return self._checked_entry(row, namespace, key, env)
 
     def _versions(
@@ -606,7 +624,7 @@ class SQLiteStorage:
                 clauses.append("e.key > ?")
                 params.append(after_key)
         order = "e.namespace, e.key" if recursive else "e.key"
-        head = _ENTRY_HEAD if self._row_key is not None else "NULL"
+        head = _ENTRY_HEAD if self._macs is not None else "NULL"
         sql = f"SELECT {head}, {_E_ENTRY_COLS}, e.mac FROM entries e WHERE {' AND '.join(clauses)} ORDER BY {order}"
         if limit is not None:
             sql += " LIMIT ?"
@@ -615,13 +633,13 @@ class SQLiteStorage:
             rows = self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise _storage_error("listing entries", exc) from exc
-        row_key = self._row_key
-        if row_key is None:
+        macs = self._macs
+        if macs is None:
             return [_entry(row[1:_N_ENTRY + 1]) for row in rows]
         out: list[StoredEntry] = []
         for row in rows:  # a listing that meets a failing row fails whole (SPEC §2)
             values = row[1:_N_ENTRY + 1]
-            self._check_entry_values(row_key, row[0], values, row[_N_ENTRY + 1])
+            self._check_entry_values(macs, row[0], values, row[_N_ENTRY + 1])
             out.append(_entry(values))
         return out
 
@@ -645,25 +663,25 @@ class SQLiteStorage:
     def iter_entries(self) -> Iterator[tuple[StoredEntry, bool, bool]]:
         """Every entry row, unchecked: (entry, MAC ok?, fresh?) — for verify (MAC ok is False
         without a row key)."""
-        row_key = self._row_key
+        macs = self._macs
         try:
             cursor = self._conn().execute(_SQL_ALL_ENTRIES)
             for row in cursor:
                 values = row[1:_N_ENTRY + 1]
-                ok = row_key is not None and row_mac_ok(row_key, "entries", values, row[_N_ENTRY + 1])
+                ok = macs is not None and macs.ok("entries", values, row[_N_ENTRY + 1])
                 yield _entry(values), ok, is_fresh(values[16], row[0], self._migration_seq())
         except sqlite3.Error as exc:
             raise _storage_error("reading entries", exc) from exc
 
     def iter_versions(self) -> Iterator[tuple[str, str, str, StoredVersion, bool]]:
         """Every version row, unchecked: (namespace, key, environment, version, MAC ok?) — for verify."""
-        row_key = self._row_key
+        macs = self._macs
         try:
             cursor = self._conn().execute(_SQL_ALL_VERSIONS)
             for row in cursor:
                 values = row[3:3 + _N_VERSION]
-                ok = row_key is not None and row_mac_ok(
-                    row_key, "versions", (row[0], row[1], row[2], *values), row[3 + _N_VERSION]
+                ok = macs is not None and macs.ok(
+                    "versions", (row[0], row[1], row[2], *values), row[3 + _N_VERSION]
                 )
                 yield row[0], row[1], row[2], _version(values), ok
         except sqlite3.Error as exc:
@@ -816,9 +834,9 @@ class SQLiteStorage:
 
         if kind is WriteKind.PURGE:
             check_purge(w, current, target)
-            row_key = self._need_row_key()
+            macs = self._need_macs()
             purged = replace(target, purged=True, value_type=ValueType.NONE, stored_value=None, fingerprint=None)
-            mac = row_mac(row_key, "versions", _version_mac_input(current, _version_values(purged)))
+            mac = macs.mac("versions", _version_mac_input(current, _version_values(purged)))
             conn.execute(_SQL_PURGE_VERSION, (mac, current.id, target.version))
             entry = replace(
                 current, revision=revision,
@@ -831,10 +849,10 @@ class SQLiteStorage:
 
         raise ValidationError(f"Unknown write kind: {kind!r}")  # pragma: no cover
 
-    def _need_row_key(self) -> bytes:
-        if self._row_key is None:
+    def _need_macs(self) -> RowMacs:
+        if self._macs is None:
             raise StorageError("Writing needs the row-integrity key (open the store with the master key)")
-        return self._row_key
+        return self._macs
 
     def _target_version(
         self, conn: sqlite3.Connection, w: WriteRequest, current: StoredEntry
@@ -846,7 +864,7 @@ class SQLiteStorage:
 
     def _save_entry(self, conn: sqlite3.Connection, entry: StoredEntry, seq: int, *, insert: bool) -> None:
         values = _entry_values(entry, seq)
-        mac = row_mac(self._need_row_key(), "entries", values)
+        mac = self._need_macs().mac("entries", values)
         if insert:
             conn.execute(_SQL_INSERT_ENTRY, (*values, mac))
         else:
@@ -909,7 +927,7 @@ class SQLiteStorage:
             audit_seq=seq, revision=revision,
         )
         values = _version_values(version)
-        mac = row_mac(self._need_row_key(), "versions", _version_mac_input(entry, values))
+        mac = self._need_macs().mac("versions", _version_mac_input(entry, values))
         conn.execute(_SQL_INSERT_VERSION, (*values, mac))
         return entry
 
@@ -982,7 +1000,7 @@ class SQLiteStorage:
     def _insert_key_events(
         self, conn: sqlite3.Connection, audit_key: bytes, changes: Sequence[tuple[ApiKey, PendingEvent]]
     ) -> list[AuditEvent]:
-        row_key = self._need_row_key()
+        macs = self._need_macs()
         seq, prev_mac = self._chain_head(conn)
         built: list[AuditEvent] = []
         for record, pending in changes:
@@ -990,7 +1008,7 @@ class SQLiteStorage:
             event = _make_event(audit_key, seq, prev_mac, replace(pending, subject=key_subject(record.id)))
             _insert_event(conn, event)
             values = _api_key_values(record, seq)
-            conn.execute(_SQL_UPSERT_API_KEY, (*values, row_mac(row_key, "api_keys", values)))
+            conn.execute(_SQL_UPSERT_API_KEY, (*values, macs.mac("api_keys", values)))
             prev_mac = event.mac
             built.append(event)
         return built
@@ -1068,14 +1086,14 @@ class SQLiteStorage:
 
     def iter_api_keys(self) -> Iterator[tuple[ApiKey, bool, bool]]:
         """Every key row, unchecked: (record, MAC ok?, fresh?) — for verify."""
-        row_key = self._row_key
+        macs = self._macs
         try:
             rows = self._conn().execute(_SQL_API_KEYS_ORDERED).fetchall()
         except sqlite3.Error as exc:
             raise _storage_error("listing API keys", exc) from exc
         for row in rows:
             values = row[1:_N_API_KEY + 1]
-            ok = row_key is not None and row_mac_ok(row_key, "api_keys", values, row[_N_API_KEY + 1])
+            ok = macs is not None and macs.ok("api_keys", values, row[_N_API_KEY + 1])
             fresh = is_fresh(values[11], row[0], self._migration_seq())
             yield _api_key(values), ok, fresh
 
@@ -1094,7 +1112,7 @@ class SQLiteStorage:
         subject (the store was written with row MACs: a missing MAC there is tampering, never a
         reason to compute one). Returns the event's seq.
         """
-        row_key = self._need_row_key()
+        macs = self._need_macs()
 
         def body(conn: sqlite3.Connection) -> int:
             if conn.execute(_SQL_GET_META, (_PENDING,)).fetchone() is None:
@@ -1122,7 +1140,7 @@ class SQLiteStorage:
                 values = _version_values(replace(v, fingerprint=fp))
                 conn.execute(
                     "UPDATE versions SET fingerprint = ?, mac = ? WHERE entry_id = ? AND version = ?",
-                    (values[6], row_mac(row_key, "versions", _version_mac_input(entry, values)), v.entry_id,
+                    (values[6], macs.mac("versions", _version_mac_input(entry, values)), v.entry_id,
                      v.version),
                 )
             for e in entries:
@@ -1131,7 +1149,7 @@ class SQLiteStorage:
                 self._save_entry(conn, fixed, seq, insert=False)
             for k in keys:
                 values = _api_key_values(k, seq)
-                conn.execute(_SQL_UPSERT_API_KEY, (*values, row_mac(row_key, "api_keys", values)))
+                conn.execute(_SQL_UPSERT_API_KEY, (*values, macs.mac("api_keys", values)))
             conn.execute(_SQL_DELETE_META, (_PENDING,))
             return seq
 
