@@ -101,13 +101,14 @@ def render(rows: list[Row], *, command: str, host: Machine, runtime_s: float, no
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace what lies between the markers (adding them if missing); keep the rest of the file."""
+def write_section(path: Path, section: str, *, begin: str = BEGIN, end: str = END) -> None:
+    """Replace what lies between the markers `begin` and `end` (adding the block at the end of the file
+    if they are missing); keep the rest of the file."""
     text = path.read_text(encoding="utf-8") if path.exists() else _SKELETON.format(begin=BEGIN, end=END)
-    block = f"{BEGIN}\n{section}{END}"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
+    block = f"{begin}\n{section}{end}"
+    if begin in text and end in text and text.index(begin) < text.index(end):
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1]
         text = head + block + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"

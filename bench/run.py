@@ -1,14 +1,15 @@
 """`make bench` / `python -m bench.run [--quick] [--max-entries N] [--skip-rest]`.
 
 Measures, in one run and each next to its physical floor: cached and cold `get`, durable `set`,
-`history` / `list` / `resolve`, the CLI's wall time, and `get` at up to 1,000,000 stored entries;
-cold `get` and durable `set` against the commit before row integrity (`bench.before`), and how fast
-a viewer's oversized import is refused;
-then the REST API on uvicorn and granian next to a bare Starlette app, and the cost of each step of
-its edge in-process (`bench.rest`, `bench.edge`).
-Prints Markdown tables and writes them into BENCHMARKS.md between `<!-- core:begin -->` and
-`<!-- core:end -->`, and between `<!-- rest:begin -->` and `<!-- rest:end -->`. Every run uses fresh
-temporary stores and a fresh master key.
+`history` / `list` / `resolve`, the CLI's wall time (next to `etcdctl get` too), and `get` at up to
+1,000,000 stored entries; cold `get` and durable `set` against the commit before row integrity
+(`bench.before`), and how fast a viewer's oversized import is refused. Then the REST API on uvicorn
+and granian next to a bare Starlette app, and the cost of each step of its edge in-process
+(`bench.rest`, `bench.edge`); then the REST API side by side with etcd's JSON gateway under the same
+wrk load (`bench.vs_etcd`).
+Prints Markdown tables and writes them into BENCHMARKS.md between the markers `<!-- core:begin -->` /
+`<!-- core:end -->`, `<!-- rest:begin -->` / `<!-- rest:end -->` and `<!-- etcd:begin -->` /
+`<!-- etcd:end -->`. Every run uses fresh temporary stores and a fresh master key.
 """
 
 from __future__ import annotations
@@ -16,12 +17,18 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from bench.before import bench_before, bench_refusal
+from bench.cli import KEY as CLI_KEY
+from bench.cli import NS as CLI_NS
+from bench.cli import VALUE as CLI_VALUE
 from bench.cli import bench_cli
 from bench.common import Sizes
 from bench.core import bench_bulk, bench_get, bench_set
@@ -30,6 +37,10 @@ from bench.report import load_average, machine, render, write_section
 from bench.rest import run_section as run_rest_section
 from bench.rest import write_rest_section
 from bench.scale import bench_scale
+from bench.vs_etcd import BEGIN as ETCD_BEGIN
+from bench.vs_etcd import END as ETCD_END
+from bench.vs_etcd import run_section as run_etcd_section
+from bench.vs_etcd import start_etcd
 from llm_config import generate_key
 
 __all__ = ["main"]
@@ -50,8 +61,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--dir", default=None, help="parent of the temporary stores (default: $TMPDIR)")
     parser.add_argument("--skip-rest", action="store_true",
-                        help="skip the REST section (servers measured with wrk, and the edge in-process; about "
-                        "3 min, 1 min with --quick)")
+                        help="skip the REST sections (our servers measured with wrk and the edge in-process, "
+                        "about 3 min; then ours side by side with etcd, about 5 min; 2 min with --quick)")
     return parser.parse_args(argv)
 
 
@@ -89,6 +100,24 @@ def _notes(sizes: Sizes) -> list[str]:
     ]
 
 
+def _etcdctl_get(stack: ExitStack, work: Path, notes: list[str]) -> list[str] | None:
+    """Row 5c's command: `etcdctl get` of the value row 5 reads, from a private etcd holding it (None,
+    with a note, when etcd or etcdctl is missing here)."""
+    etcdctl = shutil.which("etcdctl")
+    if etcdctl is None:
+        notes.append("row 5c not measured: no `etcdctl` here (Debian package `etcd-client`)")
+        return None
+    url, why = start_etcd(stack, work / "cli-etcd", notes)
+    if url is None:
+        notes.append(f"row 5c not measured: {why}")
+        return None
+    name = f"/configs/{CLI_NS}/{CLI_KEY}/development"
+    subprocess.run([etcdctl, "--endpoints", url, "put", name, CLI_VALUE], check=True, capture_output=True)
+    notes.append("row 5c: etcd 3.4's own CLI (a Go binary) reading the same value from a private one-member "
+                 "etcd on loopback, `etcdctl --endpoints URL get KEY --print-value-only`")
+    return [etcdctl, "--endpoints", url, "get", name, "--print-value-only"]
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     args = _parse(args_list)
@@ -107,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_get(work, key, sizes, profiles)
         rows += bench_set(work, key, sizes, profiles)
         rows += bench_bulk(work, key, sizes)
-        rows += bench_cli(work, key, sizes, profiles, notes)
+        with ExitStack() as stack:
+            rows += bench_cli(work, key, sizes, profiles, notes, etcdctl=_etcdctl_get(stack, work, notes))
         rows += bench_scale(work, key, sizes, profiles, notes)
         found, found_notes = bench_before(work, key, rounds=sizes.rounds, n_get=sizes.cold_n, n_set=sizes.set_n)
         rows += found
@@ -130,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         if output is not None and not args.no_write:
             write_rest_section(output, rest)
             progress(f"wrote the rest section of {output}")
+        etcd = run_etcd_section(quick=args.quick, command=_command(args_list), parent=args.dir)
+        print(etcd)
+        if output is not None and not args.no_write:
+            write_section(output, etcd, begin=ETCD_BEGIN, end=ETCD_END)
+            progress(f"wrote the etcd section of {output}")
     progress(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 
