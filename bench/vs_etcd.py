@@ -1,7 +1,7 @@
 """Side by side with etcd: the same wrk load against our REST API and against etcd 3.4's JSON gateway.
 
-The Python form of `../shared/tools/vs-etcd.sh`, measuring what it measures under the same wrk settings
-(`wrk -t2 -c{conns} -d{dur} --latency -s script url`, the same Lua scripts and the same `done()` report),
+The same measurement as the team's `vs-etcd.sh` script, under the same wrk settings (`wrk -t2
+-c{conns} -d{dur} --latency -s script url`, the same Lua scripts and the same `done()` report),
 for GET and PUT at 16 and 64 connections in one run. Each (op, conns) runs `reps` rounds of ours then
 etcd, alternating, so a load change on the shared machine hits both alike; a round's ratio is ours
 req/s ÷ etcd req/s, and the table shows the medians over the rounds.
@@ -65,7 +65,7 @@ class Sizes:
         return cls(keys=200, duration_s=3, reps=2)
 
 
-# ------------------------------------------------------------------ the wrk scripts (as vs-etcd.sh writes them)
+# ------------------------------------------------------------------ the wrk scripts (as `vs-etcd.sh` writes them)
 
 _REPORT_LUA: Final = """function done(summary, latency, requests)
   local e = summary.errors
@@ -355,7 +355,7 @@ def _notes(sizes: Sizes, etcd_version: str, wrk_version: str, extra: list[str]) 
     put_bytes = len('{"value":"' + "v" * PUT_VALUE_CHARS + '"}')
     return [
         f"load: {wrk_version}, `wrk -t{THREADS} -c{{16,64}} -d{sizes.duration_s}s --latency -s <script>` "
-        f"(wrk's default 2 s timeout), the same Lua as `shared/tools/vs-etcd.sh`: each request a random one of "
+        f"(wrk's default 2 s timeout), Lua scripts written by `bench/vs_etcd.py`: each request a random one of "
         f"the {sizes.keys:,} keys (per-thread seed); {sizes.reps} rounds per row, ours then etcd in each; "
         "figures are medians over the rounds, the ratio the median of the per-round ours/etcd req/s "
         "(slowest–fastest round in brackets); all GET rows ran before the PUT rows",

@@ -21,6 +21,7 @@ __all__ = [
     "EVENT_TYPES",
     "FINGERPRINT_SCHEME",
     "GENESIS_MAC",
+    "MAX_PROBLEMS",
     "ChainCheck",
     "VerifyReport",
     "canonical",
@@ -168,6 +169,10 @@ def parse_anchor(text: str) -> tuple[int, str]:
     return int(seq_text), mac.lower()
 
 
+MAX_PROBLEMS: Final = 50
+"""How many problems a verification report lists (it counts on: `ok` is False after the first)."""
+
+
 @dataclass(slots=True)
 class VerifyReport:
     """Outcome of `verify_chain`: ok, how many events were checked, and every problem found."""
@@ -177,9 +182,9 @@ class VerifyReport:
     head: tuple[int, str] | None = None
     problems: list[str] = field(default_factory=list)
 
-    def fail(self, problem: str, limit: int = 50) -> None:
+    def fail(self, problem: str) -> None:
         self.ok = False
-        if len(self.problems) < limit:
+        if len(self.problems) < MAX_PROBLEMS:
             self.problems.append(problem)
 
     def to_json(self) -> dict[str, Any]:
@@ -195,20 +200,18 @@ class ChainCheck:
     """Checks a trail event by event (MACs, links, sequence continuity, an anchor), so a trail of any
     length is verified without holding it in memory."""
 
-    def __init__(self, key: bytes, report: VerifyReport, *, anchor: tuple[int, str] | None = None,
-                 max_problems: int = 50) -> None:
+    def __init__(self, key: bytes, report: VerifyReport, *, anchor: tuple[int, str] | None = None) -> None:
         self._key = key
         self._report = report
         self._anchor = anchor
         self._anchor_seen = anchor is None
-        self._max = max_problems
         self._prev_mac = GENESIS_MAC
         self._expected_seq = 1
 
     def feed(self, event: AuditEvent) -> None:
         report = self._report
         report.events += 1
-        if len(report.problems) < self._max:
+        if len(report.problems) < MAX_PROBLEMS:
             if event.seq != self._expected_seq:
                 report.fail(f"event seq {event.seq}: expected seq {self._expected_seq} (events missing or reordered)")
             if not hmac.compare_digest(event.prev_mac, self._prev_mac):
@@ -233,12 +236,11 @@ def verify_chain(
     key: bytes,
     *,
     anchor: tuple[int, str] | None = None,
-    max_problems: int = 50,
 ) -> VerifyReport:
     """Check MACs, links and sequence continuity and, with an anchor, that the anchored event is
     still there unchanged. (The cross-checks with the stored rows are `core.verify`'s.)"""
     report = VerifyReport()
-    check = ChainCheck(key, report, anchor=anchor, max_problems=max_problems)
+    check = ChainCheck(key, report, anchor=anchor)
     for event in events:
         check.feed(event)
     check.finish()

@@ -34,6 +34,7 @@ __all__ = [
     "PURPOSE",
     "TABLES",
     "entry_subject",
+    "entry_subject_sql",
     "is_fresh",
     "RowMacs",
     "key_subject",
@@ -54,6 +55,11 @@ _TAG_BYTES: Final = 16
 def entry_subject(namespace: str, key: str, environment: str) -> str:
     """Subject of the audit events that change one entry (`c:ns/key@env`; names cannot hold `@`)."""
     return f"c:{namespace}/{key}@{environment}"
+
+
+def entry_subject_sql(namespace: str, key: str, environment: str) -> str:
+    """`entry_subject` as an SQL expression over three column names: the same spelling, kept here."""
+    return f"'c:' || {namespace} || '/' || {key} || '@' || {environment}"
 
 
 def key_subject(key_id: str) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "Role",
     "StoredEntry",
     "StoredVersion",
+    "UnreadableRow",
     "ValueType",
     "WriteKind",
     "WriteRequest",
@@ -186,6 +187,15 @@ class StoredEntry:
     description: str | None
     revision: int  # watch revision of the write that produced this row
     purged_versions: tuple[int, ...] = ()  # versions of this entry whose value was destroyed
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableRow:
+    """A stored row whose columns hold values llm-config never writes (an unknown environment, role or
+    type, text where JSON belongs): it cannot even be mapped, so it was changed outside llm-config.
+    `label` names it as messages do (`entry ns/key [env]`, `version 3 of …`, `API key <id>`)."""
+
+    label: str
 
 
 @dataclass(slots=True)

@@ -15,9 +15,8 @@ from llm_config.errors import ValidationError
 if TYPE_CHECKING:
     from datetime import datetime
 
-__all__ = ["STORED_FORMAT", "TIME_PATTERN", "normalize_time", "rfc3339", "utc_now"]
+__all__ = ["TIME_PATTERN", "normalize_time", "rfc3339", "utc_now"]
 
-STORED_FORMAT: Final = "%Y-%m-%dT%H:%M:%S.%fZ"
 TIME_PATTERN: Final = (
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"(?:[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?(?:[Zz]|[+-][0-9]{2}:[0-9]{2}))?"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,6 +17,7 @@ from llm_config.models import (
     PendingEvent,
     StoredEntry,
     StoredVersion,
+    UnreadableRow,
     ValueType,
     WriteRequest,
     WriteResult,
@@ -134,14 +136,16 @@ class Storage(Protocol):
     def audit_head(self) -> tuple[int, str] | None:
         """(seq, mac) of the newest event, or None for an empty chain."""
 
-    def iter_entries(self) -> Iterator[tuple[StoredEntry, bool, bool]]:
-        """Every entry row unchecked: (row, MAC holds?, fresh?)."""
+    def iter_entries(self) -> Iterator[tuple[StoredEntry, bool, bool] | UnreadableRow]:
+        """Every entry row unchecked: (row, MAC holds?, fresh?), or UnreadableRow for one that cannot
+        even be mapped."""
 
-    def iter_versions(self) -> Iterator[tuple[str, str, str, StoredVersion, bool]]:
-        """Every version row unchecked (namespace, key, environment, row, MAC holds?), by entry and version."""
+    def iter_versions(self) -> Iterator[tuple[str, str, str, StoredVersion, bool] | UnreadableRow]:
+        """Every version row unchecked (namespace, key, environment, row, MAC holds?), by entry and version;
+        UnreadableRow for one that cannot even be mapped."""
 
-    def iter_api_keys(self) -> Iterator[tuple[ApiKey, bool, bool]]:
-        """Every key row unchecked: (record, MAC holds?, fresh?)."""
+    def iter_api_keys(self) -> Iterator[tuple[ApiKey, bool, bool] | UnreadableRow]:
+        """Every key row unchecked: (record, MAC holds?, fresh?), or UnreadableRow."""
 
     def create_api_key(self, record: ApiKey, event: PendingEvent, audit_key: bytes, *, now: str) -> AuditEvent:
         """Insert a key and its event atomically; a live key of the same name is a ConflictError."""
@@ -174,6 +178,10 @@ class Storage(Protocol):
 
     def change_token(self) -> int | None:
         """A number that changes when another connection commits, or None if unsupported."""
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Reads of this thread inside the block all see one committed state of the store (concurrent
+        commits are not seen until it ends); for checks that read several tables, like `audit verify`."""
 
     def close(self) -> None:
         """Release connections; further calls raise StorageError."""

@@ -607,6 +607,22 @@ def test_change_token_changes_when_another_connection_commits(storage: Storage, 
     assert value_of(storage.get_current("app", "k", DEV)) == 1
 
 
+def test_a_snapshot_sees_one_moment_while_others_commit(storage: Storage, backend: Backend) -> None:
+    write(storage, set_req("app", "k", 1))
+    other = backend.open(create=False)
+    try:
+        with storage.snapshot():
+            head = storage.audit_head()
+            write(other, set_req("app", "k", 2))  # committed by another connection meanwhile
+            assert storage.audit_head() == head
+            assert value_of(storage.get_current("app", "k", DEV)) == 1
+            assert [v.version for v in storage.history("app", "k", DEV)] == [1]
+        assert storage.audit_head() != head
+        assert value_of(storage.get_current("app", "k", DEV)) == 2
+    finally:
+        other.close()
+
+
 def test_closed_storage_raises_storage_error(backend: Backend) -> None:
     store = backend.open(create=True)
     put(store, "app", "k", 1)

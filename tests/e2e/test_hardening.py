@@ -293,7 +293,7 @@ def _http_counts() -> dict[tuple[str, str, int], float]:
 def test_ambiguous_requests_are_refused(live_server: LiveServer, api: httpx.Client) -> None:
     r = api.put(f"{C}/acme/k", content=b'{"value": "x", "secret": true, "secret": false}',
                 headers={"Content-Type": "application/json"})
-    assert "duplicate key" in assert_error(r, 400)
+    assert "same key twice" in assert_error(r, 400)
     with pytest.raises(NotFoundError):  # nothing was stored
         live_server.manager.get("acme", "k")
     other_key = live_server.new_key("admin")

@@ -130,6 +130,13 @@ def test_a_value_may_start_with_a_dash(cli: Runner, args: list[str], stored: obj
     assert got["value"] == stored and got["environment"] == env, entry
 
 
+@pytest.mark.parametrize("args", [["--help"], ["v", "--help"], ["--help", "v"]])
+def test_help_after_the_names_is_help_and_stores_nothing(cli: Runner, args: list[str]) -> None:
+    result = ok(cli("set", "acme", "flag", *args))
+    assert "Usage:" in result.out
+    assert cli("get", "acme", "flag").code != 0  # nothing stored, not even the string "--help"
+
+
 def test_stdin_loses_exactly_one_trailing_newline_and_files_stay_byte_exact(cli: Runner, tmp_path: Path) -> None:
     ok(cli("set", "acme", "key", "-", "--secret", stdin="sk-x\n"))
     assert ok(cli("get", "acme", "key", "--reveal", "-o")).out == "sk-x\n"  # the value, printed with a newline

@@ -23,6 +23,7 @@ from llm_config.core.custody import INSTANCE_SECRET
 from llm_config.core.manager import ConfigManager
 from llm_config.crypto.aead import Keyring, derive_key
 from llm_config.errors import AuthenticationError, IntegrityError, NotFoundError
+from llm_config.integrity import entry_subject, entry_subject_sql
 from llm_config.models import Environment
 from llm_config.storage.migrate import SQLITE, load_migrations
 from llm_config.types import AuditQuery
@@ -157,6 +158,13 @@ def _forged_entry_inserted(d: Path, s: Seeded, _: Callable[..., ConfigManager]) 
     sql(d, f"INSERT INTO entries VALUES ({', '.join('?' * len(forged))})", tuple(forged))
 
 
+def _values_llm_config_never_writes(d: Path, s: Seeded, _: Callable[..., ConfigManager]) -> None:
+    # columns a row cannot even be mapped from: they must read as tampering, never as a crash (a 500)
+    sql(d, "UPDATE versions SET value_type = 'x' WHERE entry_id = ? AND version = 1", (entry_id(d, "model"),))
+    sql(d, "UPDATE entries SET tags = 'not json' WHERE id = ?", (entry_id(d, "base_url"),))
+    sql(d, "UPDATE api_keys SET role = 'root' WHERE id = ?", (s.viewer_id,))
+
+
 CASES = [
     Case("viewer key edited into an unrestricted admin", _viewer_becomes_admin,
          lambda m, s: m.authenticate(s.viewer_key), "API key"),
@@ -180,6 +188,12 @@ CASES = [
          lambda m, s: m.history(NS, "openai.api_key", env=PROD), "version 1"),
     Case("a forged entry inserted", _forged_entry_inserted,
          lambda m, s: m.get(NS, "base_url", env="staging"), "base_url"),
+    Case("a version's type that does not exist", _values_llm_config_never_writes,
+         lambda m, s: m.history(NS, "model", env=PROD), "version 1"),
+    Case("an entry's tags that are not JSON", _values_llm_config_never_writes,
+         lambda m, s: m.get(NS, "base_url", env=PROD), "base_url"),
+    Case("a key's role that does not exist", _values_llm_config_never_writes,
+         lambda m, s: m.authenticate(s.viewer_key), "API key"),
 ]
 
 
@@ -206,6 +220,18 @@ def test_tampering_is_refused_at_read_and_reported_by_verify(
     assert doctor["status"] == "unhealthy"
     assert doctor["checks"]["integrity"]["status"] == "unhealthy"
     assert doctor["checks"]["audit"]["status"] == "unhealthy"
+
+
+def test_without_the_key_a_row_llm_config_never_wrote_is_refused_not_crashed_on(
+    seeded: Seeded, store_dir: Path, make_manager: Callable[..., ConfigManager]
+) -> None:
+    _values_llm_config_never_writes(store_dir, seeded, make_manager)
+    keyless = make_manager(encryption_key=None)
+    for read in (lambda: keyless.get(NS, "base_url", env=PROD), lambda: keyless.list(NS, env=PROD),
+                 lambda: keyless.history(NS, "model", env=PROD), keyless.list_api_keys):
+        with pytest.raises(IntegrityError, match="holds values llm-config never writes"):
+            read()
+    assert keyless.get(NS, "openai.api_key", env=PROD).secret  # the untouched rows still read
 
 
 def test_a_listing_resolve_or_export_that_meets_a_failing_row_fails_whole(
@@ -362,20 +388,75 @@ def test_an_older_store_gets_its_macs_once_audited_as_one_event(
 def test_a_store_is_never_re_vouched_for_by_a_second_migration(
     seeded: Seeded, store_dir: Path, make_manager: Callable[..., ConfigManager]
 ) -> None:
-    """Adding `integrity_pending` by hand must not make llm-config recompute the MACs of edited rows."""
+    """Adding `integrity_pending` by hand must not make llm-config recompute the MACs of edited rows,
+    nor stop it from checking them."""
     _author_rewritten(store_dir, seeded, make_manager)
     sql(store_dir, "INSERT INTO meta VALUES ('integrity_pending', '1')")
-    with pytest.raises(IntegrityError, match="already written with them"):
-        make_manager()
+    mgr = make_manager()
+    assert mgr.integrity_problem is not None and "already written with them" in mgr.integrity_problem
+    with pytest.raises(IntegrityError, match="model"):
+        mgr.get(NS, "model", env=PROD)
+    report = mgr.audit_verify()
+    assert not report.ok and any("model" in p and "MAC mismatch" in p for p in report.problems), report.problems
+    assert mgr.doctor()["checks"]["integrity"]["status"] == "unhealthy"
 
 
-def test_an_older_store_with_a_broken_chain_is_not_migrated(
+def test_an_older_store_with_a_broken_chain_is_not_migrated_and_says_so(
     store_dir: Path, key: str, make_manager: Callable[..., ConfigManager]
 ) -> None:
+    """No dead end: the store opens (so doctor and `audit verify` can say what is wrong), but it serves
+    none of its unchecked rows with the key and takes no writes until its chain verifies."""
     _old_store(store_dir, key)
     sql(store_dir, "UPDATE audit_events SET actor = 'mallory' WHERE seq = 1")
-    with pytest.raises(IntegrityError, match="audit chain does not verify"):
-        make_manager()
+    mgr = make_manager()
+    assert mgr.integrity_problem is not None and "audit chain does not verify" in mgr.integrity_problem
+    integrity = mgr.doctor()["checks"]["integrity"]
+    assert integrity["status"] == "unhealthy" and "audit chain does not verify" in integrity["message"]
+    report = mgr.audit_verify()
+    assert not report.ok and any("MACs are not computed yet" in p for p in report.problems), report.problems
+    with pytest.raises(IntegrityError, match="not computed yet"):
+        mgr.get(NS, "model", env=PROD)
+    with pytest.raises(IntegrityError, match="takes no writes"):
+        mgr.set(NS, "model", "gpt-5", env=PROD)
+    with pytest.raises(IntegrityError, match="takes no writes"):
+        mgr.create_api_key("late", "viewer")
     assert sql(store_dir, "SELECT COUNT(*) FROM meta WHERE name = 'integrity_pending'") == [(1,)]
     with pytest.raises(NotFoundError):  # keyless reads still work, unchecked
         make_manager(encryption_key=None).get(NS, "absent", env=PROD)
+    assert make_manager(encryption_key=None).get(NS, "model", env=PROD).value == "gpt-4o"
+
+
+def test_a_tampered_key_in_the_tree_cannot_keep_its_parent_alive(
+    seeded: Seeded, store_dir: Path, make_manager: Callable[..., ConfigManager]
+) -> None:
+    """Revoking a key revokes its live descendants; one edited row among them must neither block the
+    revocation (a stolen parent would stay valid) nor be signed by it (the edit would be blessed)."""
+    mgr = seeded.manager
+    admin = mgr.authenticate(seeded.admin_key)
+    assert admin.key_id is not None
+    child, child_key = mgr.create_api_key("child", "admin", principal=admin)
+    _, grandchild_key = mgr.create_api_key("grandchild", "viewer", principal=mgr.authenticate(child_key))
+    sql(store_dir, "UPDATE api_keys SET created_by = 'mallory' WHERE id = ?", (child.id,))
+    sql(store_dir, "INSERT INTO api_keys (id, name, role, namespaces, environments, key_hash, created_at, "
+                   "created_by, expires_at, revoked_at, parent_id, audit_seq, mac) "
+                   "SELECT 'forged', 'forged', role, namespaces, environments, 'not-a-hash', created_at, "
+                   "created_by, expires_at, revoked_at, ?, audit_seq, mac FROM api_keys WHERE id = ?",
+        (admin.key_id, child.id))
+    fresh = make_manager()
+    revoked = fresh.revoke_api_key(admin.key_id)
+    assert revoked.id == admin.key_id and revoked.revoked_at is not None
+    for token in (seeded.admin_key, grandchild_key):
+        with pytest.raises(AuthenticationError):
+            make_manager().authenticate(token)
+    with pytest.raises(IntegrityError, match=child.id):  # still refused: the revocation did not sign it
+        make_manager().authenticate(child_key)
+    assert not fresh.audit_verify().ok
+
+
+def test_the_subject_spelled_in_sql_is_the_one_spelled_in_python() -> None:
+    conn = sqlite3.connect(":memory:")
+    try:
+        (spelled,) = conn.execute(f"SELECT {entry_subject_sql('?', '?', '?')}", (NS, "model", "production")).fetchone()
+    finally:
+        conn.close()
+    assert spelled == entry_subject(NS, "model", "production")

@@ -117,3 +117,13 @@ def test_build_entry_builds_the_same_frozen_entry_as_the_constructor() -> None:
         built.version = 4  # type: ignore[misc]
     with pytest.raises(AttributeError):
         built.metadata.tags = ()  # type: ignore[misc]
+
+
+def test_a_duplicate_key_is_refused_without_echoing_it() -> None:
+    """A repeated key inside a value may be part of a secret: the error says where, never what."""
+    for text, fmt in (('{"values": {"k": {"sk-live-9": 1, "sk-live-9": 2}}}', "json"),
+                      ("k:\n  sk-live-9: 1\n  sk-live-9: 2\n", "yaml")):
+        with pytest.raises(ValidationError) as refused:
+            parse_import(text, fmt)
+        assert "sk-live" not in refused.value.message
+        assert "same key twice" in refused.value.message or "duplicate key" in refused.value.message

@@ -236,3 +236,24 @@ def test_a_purged_value_leaves_no_copy_in_the_store_files(
     assert _hits(store_dir, _forms(canary)) == []
     assert manager.history(NS, "prompt")[-1].change_description == "Purged"
     assert manager.audit_verify().ok
+
+
+def test_a_purge_next_to_a_long_reader_does_not_wait_for_it_and_says_so(
+    make_manager: Callable[..., ConfigManager], store_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reader holding an old snapshot (a long `audit verify`, another process) keeps the WAL from
+    being emptied: the purge still succeeds without waiting out the 30 s busy timeout, and says
+    that the old pages stay in the log until a later checkpoint."""
+    manager = make_manager()
+    manager.set(NS, "prompt", "to be destroyed")
+    manager.set(NS, "prompt", "the replacement")
+    reader = sqlite3.connect(store_dir / "config.db", isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM versions").fetchone()  # holds its snapshot
+        with caplog.at_level("WARNING", logger="llm_config"):
+            manager.purge(NS, "prompt", 1)
+    finally:
+        reader.close()
+    assert "could not be emptied" in caplog.text
+    assert manager.history(NS, "prompt")[-1].change_description == "Purged"

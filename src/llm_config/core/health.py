@@ -69,7 +69,10 @@ def _key_check(source: KeySource | None, keys: StoreKeys | None, warning: str | 
     return check
 
 
-def _integrity_check(storage: Storage, keys: StoreKeys | None) -> dict[str, Any]:
+def _integrity_check(storage: Storage, keys: StoreKeys | None, problem: str | None) -> dict[str, Any]:
+    if problem is not None and storage.integrity_pending():
+        return {"status": "unhealthy", "message": f"{problem}; until this store's row MACs are computed its rows "
+                "are not served and it takes no writes"}
     failures = storage.integrity_failures()
     if failures:
         return {"status": "unhealthy", "message": f"{len(failures)} row(s) fail their integrity check and are "
@@ -85,6 +88,7 @@ def _integrity_check(storage: Storage, keys: StoreKeys | None) -> dict[str, Any]
 def store_health(
     storage: Storage, *, source: KeySource | None, keys: StoreKeys | None, key_warning: str | None,
     cache_stats: Callable[[], str], detail: bool, deep: bool, initial_key_file: Path | None = None,
+    integrity_problem: str | None = None,
 ) -> dict[str, Any]:
     """`{"status", "checks": {name: {"status", "message", …}}}`; without `detail`, statuses only."""
     checks: dict[str, dict[str, Any]] = {}
@@ -99,7 +103,7 @@ def store_health(
     checks["key"] = _key_check(source, keys, key_warning, detail=detail, deep=deep and reachable, storage=storage)
     if reachable:
         try:
-            checks["integrity"] = _integrity_check(storage, keys)
+            checks["integrity"] = _integrity_check(storage, keys, integrity_problem)
         except Exception as exc:  # report, never raise
             checks["integrity"] = {"status": "unhealthy", "message": type(exc).__name__}
     checks["cache"] = {"status": "healthy", "message": cache_stats()}

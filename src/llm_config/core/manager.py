@@ -28,7 +28,7 @@ from llm_config.core.context import CallContext
 from llm_config.core.custody import StoreKeys, need, place, unlock
 from llm_config.core.resolve import merge_with_base, nest
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
-from llm_config.errors import KeyMissingError, NotFoundError, ValidationError
+from llm_config.errors import KeyMissingError, NotFoundError, StorageError, ValidationError
 from llm_config.models import (
     ENCRYPTED_PLACEHOLDER,
     ApiKey,
@@ -82,10 +82,6 @@ def _env(env: str | Environment) -> Environment:
     return found if found is not None else parse_environment(env)
 
 
-def _where(namespace: str, key: str, env: Environment) -> str:
-    return f"{namespace}/{key} [{env.value}]"
-
-
 def _ctx(principal: Principal | None, source_ip: str | None, request_id: str | None,
          actor: str | None = None) -> CallContext:
     return CallContext(principal, source_ip, request_id, actor)
@@ -119,10 +115,17 @@ class ConfigManager:
         keys, self.key_warning = unlock(storage, key_source, create=True)
         if self.key_warning is not None:
             log.warning("%s", self.key_warning)
+        # why this older store's one-time row-MAC upgrade could not run (reads of its rows and all
+        # writes then fail saying so; doctor and `audit verify` still work and tell the rest)
+        self.integrity_problem: str | None = None
         if keys is not None and storage.integrity_pending():
             from llm_config.core.upgrade import upgrade_integrity
 
-            upgrade_integrity(storage, keys, self.actor)
+            try:
+                upgrade_integrity(storage, keys, self.actor)
+            except StorageError as exc:  # IntegrityError (broken chain, re-migration) or a read-only store
+                self.integrity_problem = exc.message
+                log.error("%s", exc.message)
         self._keys: StoreKeys | None = keys
         self.cache: L1Cache[Entry] = L1Cache(
             ttl=cache_ttl, max_entries=cache_max_entries, max_bytes=cache_max_bytes
@@ -346,7 +349,7 @@ class ConfigManager:
                     self._record_read(hit, _ctx(principal, source_ip, request_id, actor))
                 return hit
             raise NotFoundError(
-                f"Config not found: {_where(namespace, key, environment)}",
+                f"Config not found: {writes.where(namespace, key, environment)}",
                 namespace=namespace, key=key, environment=environment.value,
             )
         ctx = _ctx(principal, source_ip, request_id, actor)
@@ -358,7 +361,7 @@ class ConfigManager:
                 found = self._current(namespace, key, Environment.BASE)
             if found is None:
                 raise NotFoundError(
-                    f"Config not found: {_where(namespace, key, environment)}",
+                    f"Config not found: {writes.where(namespace, key, environment)}",
                     namespace=namespace, key=key, environment=environment.value,
                 )
             entry = found
@@ -376,12 +379,12 @@ class ConfigManager:
         row = self.storage.get_current(namespace, key, env)
         stored = self.storage.get_version(namespace, key, env, version) if row else None
         if row is None or stored is None:
-            raise NotFoundError(f"Version {version} of {_where(namespace, key, env)} not found",
+            raise NotFoundError(f"Version {version} of {writes.where(namespace, key, env)} not found",
                                 namespace=namespace, key=key, environment=env.value, version=version)
         if stored.deleted or stored.purged:
             what = "a deletion (tombstone)" if stored.deleted else "purged: its value was destroyed"
             raise NotFoundError(
-                f"Version {version} of {_where(namespace, key, env)} is {what}",
+                f"Version {version} of {writes.where(namespace, key, env)} is {what}",
                 namespace=namespace, key=key, environment=env.value, version=version,
             )
         current = self._entry(row)
@@ -416,7 +419,7 @@ class ConfigManager:
         if envelope is None:  # changed under us: read the fresh current row
             fresh = self.storage.get_current(entry.namespace, entry.key, entry.environment)
             if fresh is None or fresh.deleted or fresh.value_type is not ValueType.SECRET:
-                raise NotFoundError(f"Config not found: {_where(entry.namespace, entry.key, entry.environment)}")
+                raise NotFoundError(f"Config not found: {writes.where(entry.namespace, entry.key, entry.environment)}")
             entry, envelope = self._entry(fresh), fresh.stored_value
             assert envelope is not None
         plaintext = keys.keyring.open(envelope, place(entry.namespace, entry.key, entry.environment))
@@ -507,7 +510,7 @@ class ConfigManager:
             check_version(limit, "limit")
         rows = self.storage.history(namespace, key, environment, limit)
         if not rows:
-            raise NotFoundError(f"Config not found: {_where(namespace, key, environment)}",
+            raise NotFoundError(f"Config not found: {writes.where(namespace, key, environment)}",
                                 namespace=namespace, key=key, environment=environment.value)
         return [self._history_item(r) for r in rows]
 
@@ -924,10 +927,6 @@ class ConfigManager:
         """Revoke a key and every key it created; effective on every process within `AUTH_CACHE_SECONDS`."""
         return self._api_keys.revoke(_ctx(principal, source_ip, request_id), key_id)
 
-    def has_api_keys(self) -> bool:
-        """Whether any key (revoked ones included) was ever created."""
-        return bool(self.storage.list_api_keys())
-
     def authenticate(
         self, token: str | None, *, source_ip: str | None = None, request_id: str | None = None,
         audit_failure: bool = True,
@@ -991,4 +990,5 @@ class ConfigManager:
             f"{stats.misses} misses; L2 not configured",
             detail=not public if detail is None else detail, deep=not public,
             initial_key_file=initial_key_path(self.target) if self.target is not None and not public else None,
+            integrity_problem=self.integrity_problem,
         )

@@ -70,8 +70,8 @@ def _yaml_loader() -> Any:
             for key_node, _ in node.value:
                 key = self.construct_object(key_node, deep=deep)
                 if isinstance(key, str) and key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key[:40]!a}", key_node.start_mark)
+                    # no key text: it may sit inside a secret value (SPEC §8: values are never echoed)
+                    raise yaml.constructor.ConstructorError(None, None, "duplicate key", key_node.start_mark)
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 

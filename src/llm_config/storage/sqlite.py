@@ -25,13 +25,14 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
 from llm_config.audit import FINGERPRINT_SCHEME, GENESIS_MAC, event_mac, write_event_type
 from llm_config.errors import (
     AuditError,
+    AuthenticationError,
     ConflictError,
     IntegrityError,
     NotFoundError,
@@ -42,6 +43,7 @@ from llm_config.integrity import (
     MIGRATION_SUBJECT,
     RowMacs,
     entry_subject,
+    entry_subject_sql,
     is_fresh,
     key_subject,
 )
@@ -53,6 +55,7 @@ from llm_config.models import (
     Role,
     StoredEntry,
     StoredVersion,
+    UnreadableRow,
     ValueType,
     WriteKind,
     WriteRequest,
@@ -64,11 +67,13 @@ from llm_config.times import utc_now
 from llm_config.types import AuditQuery, Fingerprinter
 from llm_config.writes import FOR_ROLLBACK, check_expected, check_plain_over_secret, check_purge, check_target, where
 
-__all__ = ["BUSY_TIMEOUT_SECONDS", "SQLiteStorage"]
+__all__ = ["BUSY_TIMEOUT_SECONDS", "CHECKPOINT_WAIT_MS", "SQLiteStorage"]
 
 log = logging.getLogger("llm_config.storage")
 
 BUSY_TIMEOUT_SECONDS: Final = 30.0
+CHECKPOINT_WAIT_MS: Final = 1000
+"""How long a purge waits for readers to let it empty the write-ahead log."""
 
 _ENVS: Final = {env.value: env for env in Environment}
 _VTYPES: Final = {vt.value: vt for vt in ValueType}
@@ -101,8 +106,8 @@ _AUDIT_COLS: Final = (
 
 # The newest event about a row's subject, next to the row (integrity.is_fresh).
 _ENTRY_HEAD: Final = (
-    "(SELECT MAX(a.seq) FROM audit_events a WHERE a.subject = 'c:' || e.namespace || '/' || e.key || '@' "
-    "|| e.environment)"
+    "(SELECT MAX(a.seq) FROM audit_events a "
+    f"WHERE a.subject = {entry_subject_sql('e.namespace', 'e.key', 'e.environment')})"
 )
 _KEY_HEAD: Final = "(SELECT MAX(a.seq) FROM audit_events a WHERE a.subject = 'k:' || k.id)"
 
@@ -163,6 +168,9 @@ _SQL_ADD_META: Final = "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT
 _SQL_DELETE_META: Final = "DELETE FROM meta WHERE name = ?"
 _SQL_SUBTREE: Final = "(namespace = ? OR (namespace > ? AND namespace < ?))"
 _PENDING: Final = "integrity_pending"
+_PENDING_REMEDY: Final = (
+    "open it once with the master key where its directory can be written; 'llm-config doctor' says why that failed"
+)
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -219,6 +227,22 @@ def _encode_ints(numbers: Sequence[int]) -> str:
 
 
 # -- row mappers: database tuples in MAC order <-> domain records ------------------------------------
+
+# What mapping a row raises when a column holds a value llm-config never writes (orjson's decode
+# error is a ValueError): such a row was changed outside llm-config.
+_UNMAPPABLE: Final = (KeyError, ValueError, TypeError, IndexError)
+_T = TypeVar("_T")
+
+
+def _label(table: str, values: Sequence[Any]) -> str:
+    """How messages name a raw row of `table` (`values` in MAC order; versions with their entry's name
+    in front), whatever its columns hold."""
+    if table == "entries":
+        return f"entry {where(values[1], values[2], values[3])}"
+    if table == "versions":
+        return f"version {values[4]} of {where(values[0], values[1], values[2])}"
+    return f"API key {values[0]}"
+
 
 def _entry(v: Sequence[Any]) -> StoredEntry:
     tags, purged = v[13], v[17]
@@ -443,6 +467,9 @@ class SQLiteStorage:
     def _fail(self, locator: tuple[Any, ...], message: str) -> IntegrityError:
         """Record (and log, once per row) an integrity failure; the caller raises what it returns."""
         text = f"Integrity check failed: {message}"
+        with contextlib.suppress(StorageError):  # the hint is best effort; the failure stands
+            if self.integrity_pending():
+                text += f"; this older store's row MACs are not computed yet ({_PENDING_REMEDY})"
         if locator not in self._failures:
             log.error("%s", text)
         self._failures[locator] = text
@@ -463,13 +490,23 @@ class SQLiteStorage:
             return None
         if macs is not None:
             self._check_entry_values(macs, row[0], values, row[_N_ENTRY + 1])
-        return _entry(values)
+        return self._mapped(("entries", namespace, key, env.value), _entry, values, values)
+
+    def _mapped(self, locator: tuple[Any, ...], build: Callable[[Sequence[Any]], _T], values: Sequence[Any],
+                named: Sequence[Any]) -> _T:
+        """`build(values)`, or an integrity failure naming the row when a column holds a value
+        llm-config never writes (reached only by rows that were not, or could not be, MAC-checked).
+        `locator` as `_recheck` takes it; `named`: the row's values as `_label` takes them."""
+        try:
+            return build(values)
+        except _UNMAPPABLE:
+            label = _label(locator[0], named)
+            raise self._fail(locator, f"{label} holds values llm-config never writes "
+                                      "(changed outside llm-config)") from None
 
     def _check_entry_values(self, macs: RowMacs, head: int | None, values: Sequence[Any], mac: object) -> None:
         # the common case first and without building any text: this runs on every cold read
         if macs.ok("entries", values, mac):
-            if head is not None and values[16] == head:
-                return
             if is_fresh(values[16], head, self._migration_seq()):
                 return
             problem = "is an older copy of itself (replayed row)"
@@ -479,17 +516,16 @@ class SQLiteStorage:
                          f"entry {where(values[1], values[2], values[3])} {problem}")
 
     def _check_version(self, entry: StoredEntry, values: Sequence[Any], mac: object) -> StoredVersion:
-        version = _version(values)
         macs = self._macs
-        if macs is None:
-            return version
-        locator = ("versions", entry.namespace, entry.key, entry.environment.value, version.version)
-        label = f"version {version.version} of {where(entry.namespace, entry.key, entry.environment)}"
-        if not macs.ok("versions", _version_mac_input(entry, values), mac) \
-                or version.entry_id != entry.id:
-            raise self._fail(locator, f"{label} was changed outside llm-config (row MAC mismatch)")
-        if version.version > entry.version or version.purged != (version.version in entry.purged_versions):
-            raise self._fail(locator, f"{label} is an older copy of itself (replayed row)")
+        named = _version_mac_input(entry, values)
+        locator = ("versions", entry.namespace, entry.key, entry.environment.value, values[1])
+        if macs is not None and (not macs.ok("versions", named, mac) or values[0] != entry.id):
+            raise self._fail(locator, f"{_label('versions', named)} was changed outside llm-config (row MAC mismatch)")
+        version = self._mapped(locator, _version, values, named)
+        if macs is not None and (
+            version.version > entry.version or version.purged != (version.version in entry.purged_versions)
+        ):
+            raise self._fail(locator, f"{_label('versions', named)} is an older copy of itself (replayed row)")
         return version
 
     def _checked_key(self, row: Sequence[Any]) -> ApiKey:
@@ -501,7 +537,7 @@ class SQLiteStorage:
                 raise self._fail(locator, f"API key {values[0]} was changed outside llm-config (row MAC mismatch)")
             if not is_fresh(values[11], row[0], self._migration_seq()):
                 raise self._fail(locator, f"API key {values[0]} is an older copy of itself (replayed row)")
-        return _api_key(values)
+        return self._mapped(("api_keys", values[0]), _api_key, values, values)
 
     def integrity_failures(self) -> list[str]:
         """Rows that failed their check in this process and still fail when read again."""
@@ -509,10 +545,7 @@ class SQLiteStorage:
         for locator in list(self._failures):
             try:
                 self._recheck(locator)
-            except IntegrityError:
-                still.append(self._failures[locator])
-                continue
-            except StorageError:
+            except StorageError:  # IntegrityError among them: still failing, or unreachable to say otherwise
                 still.append(self._failures[locator])
                 continue
             self._failures.pop(locator, None)
@@ -523,7 +556,9 @@ class SQLiteStorage:
         if table == "api_keys":
             self.get_api_key(locator[1])
             return
-        env = _ENVS[locator[3]]
+        env = _ENVS.get(locator[3])
+        if env is None:  # not a name any lookup can reach: nothing can have repaired it
+            raise IntegrityError(f"unreadable locator {locator!r}")
         if table == "entries":
             self.get_current(locator[1], locator[2], env)
         else:
@@ -539,7 +574,7 @@ class SQLiteStorage:
             point = self._open_thread_conn().cursor()
         try:
             # always exactly one row (a LEFT JOIN on a constant), so the reused cursor is reset after it
-            row = point.execute(_SQL_GET_CURRENT, (f"c:{namespace}/{key}@{env_text}", namespace, env_text, key)
+            row = point.execute(_SQL_GET_CURRENT, (entry_subject(namespace, key, env_text), namespace, env_text, key)
                                 ).fetchone()
         except sqlite3.Error as exc:
             raise _storage_error("reading an entry", exc) from exc
@@ -635,7 +670,8 @@ class SQLiteStorage:
             raise _storage_error("listing entries", exc) from exc
         macs = self._macs
         if macs is None:
-            return [_entry(row[1:_N_ENTRY + 1]) for row in rows]
+            return [self._mapped(("entries", row[2], row[3], row[4]), _entry, row[1:_N_ENTRY + 1], row[1:_N_ENTRY + 1])
+                    for row in rows]
         out: list[StoredEntry] = []
         for row in rows:  # a listing that meets a failing row fails whole (SPEC §2)
             values = row[1:_N_ENTRY + 1]
@@ -660,30 +696,40 @@ class SQLiteStorage:
             raise _storage_error("listing namespaces", exc) from exc
         return [row[0] for row in rows]
 
-    def iter_entries(self) -> Iterator[tuple[StoredEntry, bool, bool]]:
+    def iter_entries(self) -> Iterator[tuple[StoredEntry, bool, bool] | UnreadableRow]:
         """Every entry row, unchecked: (entry, MAC ok?, fresh?) — for verify (MAC ok is False
-        without a row key)."""
+        without a row key) — or an UnreadableRow."""
         macs = self._macs
         try:
             cursor = self._conn().execute(_SQL_ALL_ENTRIES)
             for row in cursor:
                 values = row[1:_N_ENTRY + 1]
+                try:
+                    entry = _entry(values)
+                except _UNMAPPABLE:
+                    yield UnreadableRow(_label("entries", values))
+                    continue
                 ok = macs is not None and macs.ok("entries", values, row[_N_ENTRY + 1])
-                yield _entry(values), ok, is_fresh(values[16], row[0], self._migration_seq())
+                yield entry, ok, is_fresh(values[16], row[0], self._migration_seq())
         except sqlite3.Error as exc:
             raise _storage_error("reading entries", exc) from exc
 
-    def iter_versions(self) -> Iterator[tuple[str, str, str, StoredVersion, bool]]:
-        """Every version row, unchecked: (namespace, key, environment, version, MAC ok?) — for verify."""
+    def iter_versions(self) -> Iterator[tuple[str, str, str, StoredVersion, bool] | UnreadableRow]:
+        """Every version row, unchecked: (namespace, key, environment, version, MAC ok?) — for verify —
+        or an UnreadableRow."""
         macs = self._macs
         try:
             cursor = self._conn().execute(_SQL_ALL_VERSIONS)
             for row in cursor:
-                values = row[3:3 + _N_VERSION]
-                ok = macs is not None and macs.ok(
-                    "versions", (row[0], row[1], row[2], *values), row[3 + _N_VERSION]
-                )
-                yield row[0], row[1], row[2], _version(values), ok
+                named = row[:3 + _N_VERSION]
+                values = named[3:]
+                try:
+                    version = _version(values)
+                except _UNMAPPABLE:
+                    yield UnreadableRow(_label("versions", named))
+                    continue
+                ok = macs is not None and macs.ok("versions", named, row[3 + _N_VERSION])
+                yield row[0], row[1], row[2], version, ok
         except sqlite3.Error as exc:
             raise _storage_error("reading versions", exc) from exc
 
@@ -696,8 +742,14 @@ class SQLiteStorage:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def _transaction(self, operation: str, body: Callable[[sqlite3.Connection], Any], *, audit: bool = False) -> Any:
-        """Run `body` in one `BEGIN IMMEDIATE` transaction of this thread's connection, writers queued."""
+    def _transaction(
+        self, operation: str, body: Callable[[sqlite3.Connection], Any], *, audit: bool = False, rows: bool = False,
+    ) -> Any:
+        """Run `body` in one `BEGIN IMMEDIATE` transaction of this thread's connection, writers queued.
+
+        `rows`: the body writes MAC'd rows, which a store whose row MACs are still to be computed
+        (integrity_pending) must not take — the one-time migration would then refuse it for good.
+        """
         conn = self._conn()
         error = AuditError if audit else StorageError
         if self.read_only:
@@ -709,6 +761,11 @@ class SQLiteStorage:
             except sqlite3.Error as exc:
                 raise error(f"Storage failed while {operation}: {exc}") from exc
             try:
+                if rows and conn.execute(_SQL_GET_META, (_PENDING,)).fetchone() is not None:
+                    raise IntegrityError(
+                        "Integrity check failed: this older store's row MACs are not computed yet, so it takes no "
+                        f"writes ({_PENDING_REMEDY})"
+                    )
                 result = body(conn)
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -725,7 +782,7 @@ class SQLiteStorage:
         if not writes:
             return []
         results: list[WriteResult] = self._transaction(
-            "applying writes", lambda conn: self._apply_all(conn, writes, audit_key)
+            "applying writes", lambda conn: self._apply_all(conn, writes, audit_key), rows=True
         )
         if any(w.kind is WriteKind.PURGE for w in writes):
             self._checkpoint()
@@ -734,10 +791,22 @@ class SQLiteStorage:
     def _checkpoint(self) -> None:
         """Move the WAL into the database and truncate it, so a purged value leaves no copy there.
 
-        Best effort: a reader holding an older snapshot keeps the frames until it finishes.
+        Best effort, waiting at most CHECKPOINT_WAIT_MS for readers (not the 30 s busy timeout of a
+        write): a reader holding an older snapshot keeps those frames until it finishes and a later
+        checkpoint (SQLite's automatic one, or the next purge) overwrites them. That case is logged.
         """
-        with contextlib.suppress(sqlite3.Error):
-            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        conn = self._conn()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS}")
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            busy = 1
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        if busy:
+            log.warning("purge: the write-ahead log could not be emptied now (a reader holds an older snapshot); "
+                        "the purged value's old pages stay in it until a later checkpoint overwrites them")
 
     def _chain_head(self, conn: sqlite3.Connection) -> tuple[int, str]:
         head = conn.execute(_SQL_AUDIT_HEAD).fetchone()
@@ -1015,7 +1084,8 @@ class SQLiteStorage:
 
     def create_api_key(self, record: ApiKey, event: PendingEvent, audit_key: bytes, *, now: str) -> AuditEvent:
         """Insert a new key with its `key_created` event; refuses a name already used by a live key
-        (ConflictError) and a parent that was revoked or expired meanwhile (PermissionDeniedError)."""
+        (ConflictError) and a parent that was revoked or expired meanwhile (AuthenticationError: the
+        caller's own key is no longer valid)."""
         def body(conn: sqlite3.Connection) -> list[AuditEvent]:
             if conn.execute(_SQL_LIVE_NAME, (record.name, now)).fetchone() is not None:
                 raise ConflictError(f"An API key named {record.name!r} already exists: choose another name "
@@ -1026,10 +1096,10 @@ class SQLiteStorage:
                 if parent is None or parent.revoked_at is not None or (
                     parent.expires_at is not None and parent.expires_at <= now
                 ):
-                    raise StorageError("The creating API key was revoked or expired meanwhile")
+                    raise AuthenticationError("API key invalid, expired or revoked")
             return self._insert_key_events(conn, audit_key, [(record, event)])
 
-        created: list[AuditEvent] = self._transaction("creating an API key", body, audit=True)
+        created: list[AuditEvent] = self._transaction("creating an API key", body, audit=True, rows=True)
         return created[0]
 
     def revoke_api_keys(
@@ -1049,11 +1119,18 @@ class SQLiteStorage:
             while todo:
                 parent = todo.pop()
                 for child_row in conn.execute(_SQL_API_KEY_CHILDREN, (parent,)).fetchall():
-                    child = self._checked_key(child_row)
-                    if child.id not in seen:
-                        seen.add(child.id)
-                        tree.append(child)
-                        todo.append(child.id)
+                    child_id = child_row[1]
+                    if child_id in seen:
+                        continue
+                    seen.add(child_id)
+                    todo.append(child_id)  # a forged child's own children are still revoked
+                    try:
+                        tree.append(self._checked_key(child_row))
+                    except IntegrityError:
+                        # never authenticates anyway (its failure is recorded for health and verify);
+                        # signing its revocation would bless what was forged, and refusing the whole
+                        # revocation would let one inserted row keep a stolen parent alive
+                        continue
             changes = [
                 (replace(k, revoked_at=revoked_at), event_for(k, k.id != root.id))
                 for k in tree if k.revoked_at is None
@@ -1061,7 +1138,7 @@ class SQLiteStorage:
             self._insert_key_events(conn, audit_key, changes)
             return [record for record, _ in changes]
 
-        revoked: list[ApiKey] = self._transaction("revoking API keys", body, audit=True)
+        revoked: list[ApiKey] = self._transaction("revoking API keys", body, audit=True, rows=True)
         return revoked
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
@@ -1084,8 +1161,8 @@ class SQLiteStorage:
             raise _storage_error("listing API keys", exc) from exc
         return [self._checked_key(row) for row in rows]
 
-    def iter_api_keys(self) -> Iterator[tuple[ApiKey, bool, bool]]:
-        """Every key row, unchecked: (record, MAC ok?, fresh?) — for verify."""
+    def iter_api_keys(self) -> Iterator[tuple[ApiKey, bool, bool] | UnreadableRow]:
+        """Every key row, unchecked: (record, MAC ok?, fresh?) — for verify — or an UnreadableRow."""
         macs = self._macs
         try:
             rows = self._conn().execute(_SQL_API_KEYS_ORDERED).fetchall()
@@ -1093,9 +1170,13 @@ class SQLiteStorage:
             raise _storage_error("listing API keys", exc) from exc
         for row in rows:
             values = row[1:_N_API_KEY + 1]
+            try:
+                record = _api_key(values)
+            except _UNMAPPABLE:
+                yield UnreadableRow(_label("api_keys", values))
+                continue
             ok = macs is not None and macs.ok("api_keys", values, row[_N_API_KEY + 1])
-            fresh = is_fresh(values[11], row[0], self._migration_seq())
-            yield _api_key(values), ok, fresh
+            yield record, ok, is_fresh(values[11], row[0], self._migration_seq())
 
     # -- the one-time integrity migration ----------------------------------------------------------
 
@@ -1122,10 +1203,16 @@ class SQLiteStorage:
                     "Integrity check failed: the store asks for its row MACs to be computed again, but it was "
                     "already written with them (the 'integrity_pending' setting was added outside llm-config)"
                 )
-            entries = [_entry(row[:_N_ENTRY]) for row in conn.execute(f"SELECT {_ENTRY_COLS} FROM entries")]
+            try:
+                entries = [_entry(row[:_N_ENTRY]) for row in conn.execute(f"SELECT {_ENTRY_COLS} FROM entries")]
+                versions = [_version(row) for row in conn.execute(f"SELECT {_VERSION_COLS} FROM versions")]
+                keys = [_api_key(row) for row in conn.execute(f"SELECT {_API_KEY_COLS} FROM api_keys")]
+            except _UNMAPPABLE:
+                raise IntegrityError(
+                    "Integrity check failed: this store's row MACs cannot be computed because a row holds values "
+                    "llm-config never writes; run 'llm-config audit verify'"
+                ) from None
             by_id = {e.id: e for e in entries}
-            versions = [_version(row) for row in conn.execute(f"SELECT {_VERSION_COLS} FROM versions")]
-            keys = [_api_key(row) for row in conn.execute(f"SELECT {_API_KEY_COLS} FROM api_keys")]
             pending = replace(event, subject=MIGRATION_SUBJECT, details={
                 **event.details, "entries": len(entries), "versions": len(versions), "api_keys": len(keys),
             })
@@ -1182,6 +1269,22 @@ class SQLiteStorage:
         except sqlite3.Error as exc:
             raise _storage_error("writing a setting", exc) from exc
         return cursor.rowcount > 0
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        conn = self._conn()
+        if conn.in_transaction:  # inside one already: that one's snapshot holds
+            yield
+            return
+        try:
+            conn.execute("BEGIN")  # deferred: the first read fixes the snapshot (WAL)
+        except sqlite3.Error as exc:
+            raise _storage_error("starting a read snapshot", exc) from exc
+        try:
+            yield
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # a read transaction has nothing to lose
+                conn.execute("COMMIT")
 
     def change_token(self) -> int | None:
         """`PRAGMA data_version` of a dedicated connection: it changes whenever any other connection

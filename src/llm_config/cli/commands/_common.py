@@ -62,7 +62,7 @@ class ValueCommand(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         takes_value: dict[str, bool] = {}
-        for param in self.params:
+        for param in self.get_params(ctx):  # with click's own --help, which is not in self.params
             if isinstance(param, click.Option):
                 for name in (*param.opts, *param.secondary_opts):
                     takes_value[name] = not (param.is_flag or param.count)

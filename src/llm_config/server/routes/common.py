@@ -140,12 +140,15 @@ async def authorize_before_body(
     return environment  # not reached: the manager raised after auditing the refusal
 
 
-_QUERY_NAMES: dict[int, frozenset[str]] = {}
+_QUERY_NAMES: Final = "_llm_config_query_names"
 
 
 def _query_names(route: object) -> frozenset[str]:
-    """The query parameters a route declares (its own and its dependencies'), computed once per route."""
-    names = _QUERY_NAMES.get(id(route))
+    """The query parameters a route declares (its own and its dependencies'), computed once and kept
+    on the route object itself (each app has route objects of its own; routes are not hashable)."""
+    if route is None:
+        return frozenset()
+    names: frozenset[str] | None = getattr(route, _QUERY_NAMES, None)
     if names is None:
         found: set[str] = set()
         todo = [getattr(route, "dependant", None)]
@@ -155,7 +158,8 @@ def _query_names(route: object) -> frozenset[str]:
                 continue
             found.update(param.alias for param in dependant.query_params)
             todo.extend(dependant.dependencies)
-        names = _QUERY_NAMES[id(route)] = frozenset(found)
+        names = frozenset(found)
+        setattr(route, _QUERY_NAMES, names)
     return names
 
 
