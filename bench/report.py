@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import sqlite3
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,17 @@ class Machine:
     cpu_model: str
     python: str
     sqlite: str
+
+
+def command_line(module: str, argv: list[str]) -> str:
+    """How a section says it was produced: `<python> -m <module> <argv>`, the interpreter shown
+    relative to the working directory when it lies inside it (`.venv/bin/python`)."""
+    exe = Path(sys.executable)
+    try:
+        shown = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+    except ValueError:
+        shown = str(exe)
+    return shlex.join([shown, "-m", module, *argv])
 
 
 def _command_output(argv: list[str], fallback: str) -> str:

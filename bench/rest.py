@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.harness import fmt_ns, progress
-from bench.report import Machine, load_average, machine
+from bench.report import Machine, command_line, load_average, machine
 from llm_config.settings import ServeOptions
 
 __all__ = ["BEGIN", "END", "EdgeResults", "RestSizes", "bench_edge", "bench_rest", "main", "write_rest_section"]
@@ -920,15 +920,6 @@ def run_section(*, quick: bool, command: str, parent: str | None) -> str:
                        load=f"{load_start} → {load_average()}", sizes=sizes, edge=edge)
 
 
-def _command(argv: list[str]) -> str:
-    exe = Path(sys.executable)
-    try:
-        shown = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
-    except ValueError:
-        shown = str(exe)
-    return shlex.join([shown, "-m", "bench.rest", *argv])
-
-
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench.rest", description="The REST section of BENCHMARKS.md.")
@@ -939,7 +930,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print the section only")
     parser.add_argument("--dir", default=None, help="parent of the temporary store (default: $TMPDIR)")
     args = parser.parse_args(args_list)
-    section = run_section(quick=args.quick, command=_command(args_list), parent=args.dir)
+    section = run_section(quick=args.quick, command=command_line("bench.rest", args_list), parent=args.dir)
     print(section)
     output = args.output if args.output is not None else None if args.quick else ROOT / "BENCHMARKS.md"
     if output is not None and not args.no_write:

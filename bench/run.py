@@ -15,8 +15,6 @@ Prints Markdown tables and writes them into BENCHMARKS.md between the markers `<
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -33,7 +31,7 @@ from bench.cli import bench_cli
 from bench.common import Sizes
 from bench.core import bench_bulk, bench_get, bench_set
 from bench.harness import Row, progress
-from bench.report import load_average, machine, render, write_section
+from bench.report import command_line, load_average, machine, render, write_section
 from bench.rest import run_section as run_rest_section
 from bench.rest import write_rest_section
 from bench.scale import bench_scale
@@ -64,15 +62,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="skip the REST sections (our servers measured with wrk and the edge in-process, "
                         "about 3 min; then ours side by side with etcd, about 5 min; 2 min with --quick)")
     return parser.parse_args(argv)
-
-
-def _command(argv: list[str]) -> str:
-    exe = Path(sys.executable)
-    try:
-        shown = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
-    except ValueError:
-        shown = str(exe)
-    return shlex.join([shown, "-m", "bench.run", *argv])
 
 
 def _notes(sizes: Sizes) -> list[str]:
@@ -146,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += found
         notes += found_notes
     runtime = time.perf_counter() - started
-    section = render(rows, command=_command(args_list), host=host, runtime_s=runtime, notes=notes,
+    section = render(rows, command=command_line("bench.run", args_list), host=host, runtime_s=runtime, notes=notes,
                      profiles=profiles, load=f"{load_start} → {load_average()}")
     print(section)
     output = args.output if args.output is not None else None if args.quick else ROOT / "BENCHMARKS.md"
@@ -155,12 +144,12 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"wrote {output}")
     progress(f"core done in {runtime:.0f} s")
     if not args.skip_rest:
-        rest = run_rest_section(quick=args.quick, command=_command(args_list), parent=args.dir)
+        rest = run_rest_section(quick=args.quick, command=command_line("bench.run", args_list), parent=args.dir)
         print(rest)
         if output is not None and not args.no_write:
             write_rest_section(output, rest)
             progress(f"wrote the rest section of {output}")
-        etcd = run_etcd_section(quick=args.quick, command=_command(args_list), parent=args.dir)
+        etcd = run_etcd_section(quick=args.quick, command=command_line("bench.run", args_list), parent=args.dir)
         print(etcd)
         if output is not None and not args.no_write:
             write_section(output, etcd, begin=ETCD_BEGIN, end=ETCD_END)

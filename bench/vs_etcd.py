@@ -23,7 +23,6 @@ import http.client
 import json
 import os
 import re
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Final
 
 from bench.harness import fmt_ns, progress
+from bench.report import command_line, load_average, machine, write_section
 from bench.rest import RATE_LIMIT, Server, _free_port, _server_env, _start, _wait_ready, _wrk_version, ensure_wrk
 from llm_config.settings import ServeOptions
 
@@ -426,8 +426,6 @@ END: Final = "<!-- etcd:end -->"
 
 def run_section(*, quick: bool, command: str, parent: str | None) -> str:
     """Measure and render the etcd section of BENCHMARKS.md (used by `bench.run` and by `main`)."""
-    from bench.report import load_average, machine
-
     started = time.perf_counter()
     host = machine()
     load_start = load_average()
@@ -452,15 +450,6 @@ def run_section(*, quick: bool, command: str, parent: str | None) -> str:
     return "\n".join(lines)
 
 
-def _command(argv: list[str]) -> str:
-    exe = Path(sys.executable)
-    try:
-        shown = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
-    except ValueError:
-        shown = str(exe)
-    return shlex.join([shown, "-m", "bench.vs_etcd", *argv])
-
-
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m bench.vs_etcd",
@@ -469,11 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, default=None, metavar="FILE",
                         help="also rewrite the etcd section of FILE (e.g. BENCHMARKS.md)")
     args = parser.parse_args(args_list)
-    section = run_section(quick=args.quick, command=_command(args_list), parent=None)
+    section = run_section(quick=args.quick, command=command_line("bench.vs_etcd", args_list), parent=None)
     print(section)
     if args.write is not None:
-        from bench.report import write_section
-
         write_section(args.write, section, begin=BEGIN, end=END)
         progress(f"wrote the etcd section of {args.write}")
     return 0

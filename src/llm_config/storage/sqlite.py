@@ -504,6 +504,16 @@ class SQLiteStorage:
             raise self._fail(locator, f"{label} holds values llm-config never writes "
                                       "(changed outside llm-config)") from None
 
+    def _unchecked(self, table: str, build: Callable[[Sequence[Any]], _T], values: Sequence[Any],
+                   named: Sequence[Any], mac: object) -> tuple[_T, bool] | UnreadableRow:
+        """For verify: (the mapped row, MAC ok? — False without a row key), or UnreadableRow when a
+        column holds a value llm-config never writes. `named`: the MAC input (and `_label`'s)."""
+        try:
+            mapped = build(values)
+        except _UNMAPPABLE:
+            return UnreadableRow(_label(table, named))
+        return mapped, self._macs is not None and self._macs.ok(table, named, mac)
+
     def _check_entry_values(self, macs: RowMacs, head: int | None, values: Sequence[Any], mac: object) -> None:
         # the common case first and without building any text: this runs on every cold read
         if macs.ok("entries", values, mac):
@@ -699,37 +709,25 @@ class SQLiteStorage:
     def iter_entries(self) -> Iterator[tuple[StoredEntry, bool, bool] | UnreadableRow]:
         """Every entry row, unchecked: (entry, MAC ok?, fresh?) — for verify (MAC ok is False
         without a row key) — or an UnreadableRow."""
-        macs = self._macs
         try:
             cursor = self._conn().execute(_SQL_ALL_ENTRIES)
             for row in cursor:
                 values = row[1:_N_ENTRY + 1]
-                try:
-                    entry = _entry(values)
-                except _UNMAPPABLE:
-                    yield UnreadableRow(_label("entries", values))
-                    continue
-                ok = macs is not None and macs.ok("entries", values, row[_N_ENTRY + 1])
-                yield entry, ok, is_fresh(values[16], row[0], self._migration_seq())
+                item = self._unchecked("entries", _entry, values, values, row[_N_ENTRY + 1])
+                yield item if isinstance(item, UnreadableRow) else (
+                    *item, is_fresh(values[16], row[0], self._migration_seq()))
         except sqlite3.Error as exc:
             raise _storage_error("reading entries", exc) from exc
 
     def iter_versions(self) -> Iterator[tuple[str, str, str, StoredVersion, bool] | UnreadableRow]:
         """Every version row, unchecked: (namespace, key, environment, version, MAC ok?) — for verify —
         or an UnreadableRow."""
-        macs = self._macs
         try:
             cursor = self._conn().execute(_SQL_ALL_VERSIONS)
             for row in cursor:
                 named = row[:3 + _N_VERSION]
-                values = named[3:]
-                try:
-                    version = _version(values)
-                except _UNMAPPABLE:
-                    yield UnreadableRow(_label("versions", named))
-                    continue
-                ok = macs is not None and macs.ok("versions", named, row[3 + _N_VERSION])
-                yield row[0], row[1], row[2], version, ok
+                item = self._unchecked("versions", _version, named[3:], named, row[3 + _N_VERSION])
+                yield item if isinstance(item, UnreadableRow) else (row[0], row[1], row[2], *item)
         except sqlite3.Error as exc:
             raise _storage_error("reading versions", exc) from exc
 
@@ -1163,20 +1161,15 @@ class SQLiteStorage:
 
     def iter_api_keys(self) -> Iterator[tuple[ApiKey, bool, bool] | UnreadableRow]:
         """Every key row, unchecked: (record, MAC ok?, fresh?) — for verify — or an UnreadableRow."""
-        macs = self._macs
         try:
             rows = self._conn().execute(_SQL_API_KEYS_ORDERED).fetchall()
         except sqlite3.Error as exc:
             raise _storage_error("listing API keys", exc) from exc
         for row in rows:
             values = row[1:_N_API_KEY + 1]
-            try:
-                record = _api_key(values)
-            except _UNMAPPABLE:
-                yield UnreadableRow(_label("api_keys", values))
-                continue
-            ok = macs is not None and macs.ok("api_keys", values, row[_N_API_KEY + 1])
-            yield record, ok, is_fresh(values[11], row[0], self._migration_seq())
+            item = self._unchecked("api_keys", _api_key, values, values, row[_N_API_KEY + 1])
+            yield item if isinstance(item, UnreadableRow) else (
+                *item, is_fresh(values[11], row[0], self._migration_seq()))
 
     # -- the one-time integrity migration ----------------------------------------------------------
 
