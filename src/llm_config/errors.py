@@ -13,6 +13,7 @@
     │                                                                       (HTTP 500→503, exit 1)
     ├── StoreMissingError        reading command on a store that does not exist (exit 1)
     ├── StorageError             the database failed or is unreachable      (HTTP 503, exit 1)
+    │   ├── StorageUnavailableError    unreachable right now: retry            (503 + Retry-After)
     │   ├── AuditError           the audit event could not be written       (HTTP 503, exit 1)
     │   └── IntegrityError       a stored row fails its MAC: never served    (HTTP 503, exit 1)
     └── MissingDependencyError   an optional extra is not installed         (exit 1)
@@ -37,6 +38,7 @@ __all__ = [
     "SecretKeyError",
     "SecretOverwriteError",
     "StorageError",
+    "StorageUnavailableError",
     "StoreMissingError",
     "ValidationError",
     "exit_code_for",
@@ -140,6 +142,13 @@ class StorageError(LLMConfigError):
     """The storage backend failed or is unreachable."""
 
     http_status = 503
+
+
+class StorageUnavailableError(StorageError):
+    """The database cannot be reached right now (down, restarting, pool exhausted): worth retrying.
+    REST adds `Retry-After`; nothing was changed."""
+
+    retry_after = 1
 
 
 class AuditError(StorageError):

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from llm_config.errors import LLMConfigError, http_status_for
+from llm_config.errors import LLMConfigError, StorageUnavailableError, http_status_for
 from llm_config.names import parse_environment
 from llm_config.server.logs import get_logger
 
@@ -90,6 +90,8 @@ def status_and_message(exc: BaseException) -> tuple[int, str, dict[str, str]]:
     """Map any exception to (status, message, extra headers) without echoing input."""
     if isinstance(exc, HTTPError):
         return exc.status, exc.message, exc.headers
+    if isinstance(exc, StorageUnavailableError):
+        return http_status_for(exc), exc.message, {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, LLMConfigError):
         return http_status_for(exc), exc.message, {}
     if isinstance(exc, StarletteHTTPException):

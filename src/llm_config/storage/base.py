@@ -1,7 +1,7 @@
 """Opening a store from a `--storage` target (SPEC §1).
 
 Owns: parsing the target — a directory (layout: `DIR/config.db`) or a URL (`sqlite:///relative.db`,
-`sqlite:////absolute.db`; `postgresql://` and `mysql://` are recognised but not supported yet) —,
+`sqlite:////absolute.db`, `postgresql://…`, `mysql://…`: server backends through `storage.registry`) —,
 creating a missing store with a 0700 directory and 0600 database files, refusing to create one for
 readers (`StoreMissingError` naming the path), and masking passwords in URLs.
 
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Final
 
 from llm_config.errors import StorageError, StoreMissingError, ValidationError
-from llm_config.storage.sqlite import SQLiteStorage
+from llm_config.storage.registry import SCHEMES, open_server
+from llm_config.storage.sqlite import open_sqlite
 from llm_config.types import Storage
 
 log = logging.getLogger("llm_config")
@@ -43,14 +44,6 @@ INITIAL_KEY_FILE: Final = "initial-admin-key"
 """Where `serve` writes the first admin key of a store (in its directory, 0600)."""
 
 _SQLITE_PREFIX: Final = "sqlite:///"
-_SERVER_SCHEMES: Final = {
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "postgresql+psycopg": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-    "mysql+pymysql": "mysql",
-}
 _SECRET_QUERY = re.compile(r"([?&;](?:password|passwd|pwd|pass|sslpassword)=)[^&;#]*", re.IGNORECASE)
 _SIDE_FILES: Final = ("-wal", "-shm", "-journal")
 
@@ -60,10 +53,11 @@ class StoreLocation:
     """Where a target points: the backend, the database file and, for the directory layout, its
     directory (the thing to create 0700)."""
 
-    backend: str  # "sqlite" (the only one so far)
-    db_path: Path
+    backend: str  # "sqlite", "postgresql" or "mysql"
+    db_path: Path  # SQLite's database file (a server database: Path())
     directory: Path | None
     url: str  # masked, for messages
+    server_url: str | None = None  # a server database's URL, unmasked (never shown)
 
 
 def mask_url(url: str) -> str:
@@ -96,10 +90,10 @@ def parse_target(target: str | os.PathLike[str]) -> StoreLocation:
         raise ValidationError("Storage target is empty")
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
-        if scheme in _SERVER_SCHEMES:
-            raise ValidationError(
-                f"Storage backend {_SERVER_SCHEMES[scheme]} is not supported yet: {mask_url(text)}"
-            )
+        if scheme in SCHEMES:
+            if not text.split("://", 1)[1].strip("/"):
+                raise ValidationError(f"Invalid storage URL {mask_url(text)}: it names no host or database")
+            return StoreLocation(SCHEMES[scheme].name, Path(), None, mask_url(text), server_url=text)
         if scheme != "sqlite":
             raise ValidationError(
                 f"Unsupported storage URL {mask_url(text)}: use a directory, sqlite:///path.db, "
@@ -189,8 +183,10 @@ def initial_key_path(target: str | os.PathLike[str]) -> Path:
 
 
 def store_exists(target: str | os.PathLike[str]) -> bool:
-    """Whether `target` names a store that exists (without opening or creating anything)."""
-    return parse_target(target).db_path.is_file()
+    """Whether `target` names a store that exists (without opening or creating anything; a server
+    database is taken to exist: whether it holds a store is known only once connected)."""
+    location = parse_target(target)
+    return location.server_url is not None or location.db_path.is_file()
 
 
 def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
@@ -200,6 +196,9 @@ def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
     path and nothing is created. Pending schema migrations are applied either way.
     """
     location = parse_target(target)
+    if location.server_url is not None:
+        return open_server(SCHEMES[location.server_url.split("://", 1)[0].lower()], location.server_url,
+                           location.url)
     if create:
         _create_sqlite_files(location)
     elif location.directory is not None and location.directory.exists() and not location.directory.is_dir():
@@ -216,7 +215,7 @@ def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
         _private_directory(location.directory, fix=False)
     url = _sqlite_url(location)
     try:
-        storage = SQLiteStorage(location.db_path, url=url)
+        storage = open_sqlite(location.db_path, url=url)
     except StorageError:
         if _writable(location.db_path):
             raise
@@ -226,7 +225,7 @@ def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
                 "(reading commands still work)"
             ) from None
         # a reader of a store in a directory it cannot write (read-only or immutable): read-only access
-        storage = SQLiteStorage(location.db_path, url=url, read_only=True)
+        storage = open_sqlite(location.db_path, url=url, read_only=True)
         log.warning("store %s is read-only here (its directory cannot be written): reads only", url)
     if create:
         _tighten_modes(location.db_path)

@@ -1,0 +1,54 @@
+"""URL scheme → storage backend, imported only when used (ARCHITECTURE decision 2).
+
+Owns: which schemes name which backend, the module that opens it and the pip extra holding its driver,
+so `postgresql://…` without psycopg installed is one clear error naming the extra, and a CLI call on
+SQLite never imports a server driver.
+
+Never: shows an unmasked URL.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Final
+
+from llm_config.errors import MissingDependencyError
+from llm_config.types import Storage
+
+__all__ = ["SCHEMES", "Backend", "open_server"]
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str  # canonical backend name
+    module: str  # opens it: `open_url(url, masked) -> Storage`
+    drivers: tuple[str, ...]  # top-level packages it needs
+    extra: str  # the pip extra that installs them
+
+
+_POSTGRES: Final = Backend("postgresql", "llm_config.storage.postgres", ("psycopg", "psycopg_pool"), "postgres")
+_MYSQL: Final = Backend("mysql", "llm_config.storage.mysql", ("pymysql", "dbutils"), "mysql")
+
+SCHEMES: Final = {
+    "postgresql": _POSTGRES,
+    "postgres": _POSTGRES,
+    "postgresql+psycopg": _POSTGRES,
+    "mysql": _MYSQL,
+    "mariadb": _MYSQL,
+    "mysql+pymysql": _MYSQL,
+}
+"""Every URL scheme a server backend answers to (lower case)."""
+
+
+def open_server(backend: Backend, url: str, masked: str) -> Storage:
+    """Open (and migrate) the store at a server database URL."""
+    try:
+        module = importlib.import_module(backend.module)
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing in backend.drivers:
+            raise MissingDependencyError(missing, backend.extra) from None
+        raise
+    storage: Storage = module.open_url(url, masked)
+    return storage
