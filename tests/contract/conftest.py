@@ -1,8 +1,8 @@
 """Fixtures for the storage contract: every test runs against every backend in BACKENDS.
 
-To add a backend, append its name to BACKENDS and teach `Backend.target`, `Backend.raw_execute`
-(SQL run behind the storage's back, e.g. to tamper with the audit trail) and `Backend.cleanup`
-about it — e.g. a fresh PostgreSQL database or MySQL schema per test.
+SQLite gets a store directory in the test's tmp_path; PostgreSQL a schema and MariaDB a database of the
+test's own on the shared servers (tests/databases.py), dropped afterwards. `Backend.raw_execute` runs SQL
+behind the storage's back, as someone with database access would.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ import pytest
 
 from llm_config.storage import open_storage
 from llm_config.types import Storage
+from tests.databases import Database, private_database
 
 ROW_KEY = bytes(range(100, 132))
 """The row-MAC key every contract store checks with (a manager derives it from the instance secret)."""
 
-BACKENDS = ["sqlite"]  # later: "postgresql", "mysql"
+BACKENDS = ["sqlite", "postgresql", "mysql"]
 
 
 @dataclass
@@ -30,12 +31,13 @@ class Backend:
 
     name: str
     tmp_path: Path
+    database: Database | None = None
 
     @property
     def target(self) -> str:
-        if self.name == "sqlite":
-            return str(self.tmp_path / "store")
-        raise NotImplementedError(self.name)
+        if self.database is not None:
+            return self.database.url
+        return str(self.tmp_path / "store")
 
     def open(self, *, create: bool = True, row_key: bytes | None = ROW_KEY) -> Storage:
         store = open_storage(self.target, create=create)
@@ -51,12 +53,17 @@ class Backend:
             finally:
                 conn.close()
             return
-        raise NotImplementedError(self.name)
+        assert self.database is not None
+        self.database.execute(sql, params)
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return Backend(request.param, tmp_path)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        yield Backend("sqlite", tmp_path)
+        return
+    with private_database(request.param) as database:
+        yield Backend(request.param, tmp_path, database)
 
 
 @pytest.fixture

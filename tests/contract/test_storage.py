@@ -776,17 +776,30 @@ def test_sqlite_url_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_unsupported_targets(tmp_path: Path) -> None:
-    for url in ("postgresql://u:hunter2@db/x", "mysql://u:hunter2@db/x"):
-        with pytest.raises(ValidationError, match="not supported yet") as info:
-            open_storage(url, create=True)
-        assert "hunter2" not in str(info.value)
     with pytest.raises(ValidationError):
         open_storage("ftp://example.com/x", create=True)
+    with pytest.raises(ValidationError, match="names no host"):
+        open_storage("postgresql://", create=True)
     with pytest.raises(ValidationError):
         open_storage("sqlite:///:memory:", create=True)
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValidationError, match="not a store directory"):
         open_storage(tmp_path / "afile", create=True)
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u:hunter2@127.0.0.1:1/x",  # nothing listens there
+    "mysql://u:hunter2@127.0.0.1:1/x",
+    "postgresql://nobody_here:hunter2@127.0.0.1:5432/test",  # no such role
+    "mysql://root:hunter2@127.0.0.1:3306/test",  # wrong password
+])
+def test_an_unreachable_or_refused_server_is_one_line_without_the_password(url: str) -> None:
+    with pytest.raises(StorageError) as info:
+        open_storage(url, create=True)
+    text = str(info.value)
+    assert "hunter2" not in text and "***" in text
+    assert "\n" not in text
+    assert text.startswith("Storage failed while opening the store at ")
 
 
 def test_a_file_that_is_not_a_database_is_a_storage_error(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 Owns: finding `storage/migrations/<dialect>/NNN_name.sql`, the `schema_migrations` table that records
 applied versions, and applying the pending files each in its own transaction under the database's
-write lock (SQLite `BEGIN IMMEDIATE`; a server dialect opens its transaction with an advisory lock), so
-re-running it, or running it from two processes at once, applies every file exactly once.
+migration lock (SQLite `BEGIN IMMEDIATE`; PostgreSQL a session advisory lock, MySQL `GET_LOCK`, both
+named after the schema), so re-running it, or running it from two processes or replicas at once,
+applies every file exactly once.
 
 Never: touches entries, versions or audit rows outside a migration file, builds SQL from input, or
 needs more than a DB-API connection in autocommit mode (it issues BEGIN/COMMIT itself). Drivers'
@@ -25,11 +26,14 @@ from llm_config.errors import StorageError
 from llm_config.times import utc_now
 
 __all__ = [
+    "MYSQL",
+    "POSTGRES",
     "SQLITE",
     "Dialect",
     "Migration",
     "load_migrations",
     "migrate",
+    "migration_lock",
     "pending_versions",
     "split_statements",
 ]
@@ -59,6 +63,8 @@ class Dialect:
     create_table: str  # CREATE TABLE IF NOT EXISTS schema_migrations
     latest: int  # the newest migration file of this dialect (a test keeps it true)
     placeholder: str = "?"
+    lock: tuple[str, ...] = ()  # taken (outside a transaction) before looking at what is pending
+    unlock: tuple[str, ...] = ()
 
 
 SQLITE = Dialect(
@@ -70,6 +76,40 @@ SQLITE = Dialect(
         "version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     ),
     latest=3,
+)
+
+_PG_LOCK_KEY = "hashtext('llm-config:migrate:' || current_schema())"
+POSTGRES = Dialect(
+    name="postgres",
+    begin=("BEGIN",),
+    table_exists=(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() "
+        "AND table_name = 'schema_migrations'"
+    ),
+    create_table=(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        "version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    ),
+    latest=1,
+    placeholder="%s",
+    lock=(f"SELECT pg_advisory_lock({_PG_LOCK_KEY})",),
+    unlock=(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})",),
+)
+
+MYSQL = Dialect(
+    name="mysql",
+    begin=("START TRANSACTION",),
+    table_exists=(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'schema_migrations'"
+    ),
+    create_table=(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT NOT NULL PRIMARY KEY, "
+        "name VARCHAR(200) NOT NULL, applied_at VARCHAR(40) NOT NULL) ENGINE = InnoDB"
+    ),
+    latest=1,
+    placeholder="%s",
+    lock=("SELECT GET_LOCK(CONCAT('llm-config:migrate:', DATABASE()), 600)",),
+    unlock=("SELECT RELEASE_LOCK(CONCAT('llm-config:migrate:', DATABASE()))",),
 )
 
 
@@ -153,6 +193,32 @@ def migrate(conn: _Connection, dialect: Dialect = SQLITE) -> list[int]:
     done = _applied(cursor, dialect)
     if done == set(range(1, dialect.latest + 1)):
         return []  # the common case: up to date, without reading the migration files
+    with migration_lock(conn, dialect):
+        return _apply_pending(cursor, dialect)
+
+
+def migration_lock(conn: _Connection, dialect: Dialect) -> contextlib.AbstractContextManager[None]:
+    """Hold the migration lock for a block (e.g. creating the first admin key of a server database)."""
+
+    @contextlib.contextmanager
+    def held() -> Any:
+        cursor: _Cursor = conn.cursor()
+        for statement in dialect.lock:
+            cursor.execute(statement)
+            cursor.fetchall()
+        try:
+            yield
+        finally:
+            for statement in dialect.unlock:
+                with contextlib.suppress(Exception):  # a lost connection releases it anyway
+                    cursor.execute(statement)
+                    cursor.fetchall()
+
+    return held()
+
+
+def _apply_pending(cursor: _Cursor, dialect: Dialect) -> list[int]:
+    done = _applied(cursor, dialect)  # again, under the lock
     migrations = load_migrations(dialect.name)
     if done:
         newest_known = migrations[-1].version if migrations else 0

@@ -1,0 +1,187 @@
+"""MySQL/MariaDB dialect: PyMySQL with DBUtils' PooledDB (the `mysql` extra; ARCHITECTURE decision 2).
+
+Owns: the pool (sessions in `ANSI` SQL mode — double-quoted identifiers, `||` concatenation — plus strict
+tables, `READ COMMITTED`, utf8mb4); migrations at open under `GET_LOCK` named after the database (MySQL
+commits DDL implicitly, so the migration files are written to be re-run after a crash); the write lock —
+`SELECT … FOR UPDATE` on the `revision` meta row, first in every write transaction, which also guards
+the audit-chain head; consistent-snapshot reads; `OPTIMIZE TABLE` after a purge; logging the durability
+settings (`innodb_flush_log_at_trx_commit`, `sync_binlog`) at open; telling "unreachable" apart.
+
+DBUtils' automatic reconnect-and-retry is switched off: it would re-run a statement of a broken
+transaction on a fresh autocommit connection. A dead connection is found by the ping on checkout
+instead, before any transaction starts on it.
+
+Never: shows the URL's password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pymysql
+from dbutils.pooled_db import PooledDB
+
+from llm_config.errors import StorageError, StorageUnavailableError, ValidationError
+from llm_config.storage.migrate import MYSQL, migrate, pending_versions
+from llm_config.storage.sql import Dialect, SQLStorage
+
+__all__ = ["MySQLDialect", "open_url"]
+
+log = logging.getLogger("llm_config.storage")
+
+POOL_MAX = 20
+CONNECT_TIMEOUT = 5
+_SESSION = (
+    "SET SESSION sql_mode = 'ANSI,STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO'",
+    "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+)
+# Server gone, lost, refused, too many connections, shutting down, killed, lock wait, deadlock: retry later.
+_UNAVAILABLE = {1040, 1053, 1205, 1213, 1927, 2003, 2006, 2013, 2055}
+
+
+class _NoFailover(Exception):
+    """Never raised: hands DBUtils an exception list that disables its reconnect-and-retry."""
+
+
+def connect_args(url: str) -> dict[str, Any]:
+    """PyMySQL's connect() arguments from `mysql://user:password@host:port/database?option=value`."""
+    parts = urlsplit(url)
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise ValidationError("A MySQL storage URL must name a database: mysql://user@host/DATABASE")
+    args: dict[str, Any] = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "database": database,
+        "charset": "utf8mb4",
+        "autocommit": True,
+        "connect_timeout": CONNECT_TIMEOUT,
+    }
+    for name, value in parse_qsl(parts.query):
+        if name in {"unix_socket", "ssl_ca", "ssl_cert", "ssl_key"}:
+            args[name] = value
+        elif name == "ssl" and value.lower() in {"1", "true", "required"}:
+            args["ssl"] = {}
+        else:
+            raise ValidationError(f"Unknown option {name!r} in a MySQL storage URL "
+                                  "(known: unix_socket, ssl, ssl_ca, ssl_cert, ssl_key)")
+    return args
+
+
+class MySQLDialect(Dialect):
+    name: ClassVar[str] = "mysql"
+    paramstyle: ClassVar[str] = "format"
+    begin_write: ClassVar[tuple[str, ...]] = (
+        "START TRANSACTION", "SELECT value FROM meta WHERE name = 'revision' FOR UPDATE",
+    )
+    lock_returns_revision: ClassVar[bool] = True
+    begin_snapshot: ClassVar[tuple[str, ...]] = (
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+    )
+    errors = (pymysql.err.MySQLError,)
+
+    def __init__(self, url: str, masked: str) -> None:
+        super().__init__(masked)
+        self._args = connect_args(url)
+        self._pool: PooledDB | None = None
+
+    def upsert(self, table: str, columns: Sequence[str], key: str) -> str:
+        cols = ", ".join(columns)
+        marks = ", ".join("?" * len(columns))
+        sets = ", ".join(f"{c} = VALUES({c})" for c in columns if c != key)
+        return f"INSERT INTO {table} ({cols}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {sets}"
+
+    def insert_ignore(self, table: str, columns: Sequence[str], key: str) -> str:
+        return f"INSERT IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+    def open(self) -> None:
+        try:
+            conn = pymysql.connect(**self._args)
+        except pymysql.err.MySQLError as exc:
+            raise self.storage_error(f"opening the store at {self.url}", exc) from None
+        try:
+            with conn.cursor() as cur:
+                for statement in _SESSION:
+                    cur.execute(statement)
+            migrate(conn, MYSQL)
+            self._report_durability(conn)
+        except pymysql.err.MySQLError as exc:
+            raise self.storage_error(f"opening the store at {self.url}", exc) from None
+        finally:
+            conn.close()
+        self._pool = PooledDB(
+            creator=pymysql, mincached=1, maxcached=POOL_MAX, maxconnections=POOL_MAX, blocking=True,
+            setsession=list(_SESSION), reset=False, failures=_NoFailover, ping=1, **self._args,
+        )
+
+    def _report_durability(self, conn: Any) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@innodb_flush_log_at_trx_commit, @@sync_binlog, @@log_bin")
+            flush, sync_binlog, log_bin = cur.fetchone()
+        log.info("mysql durability: innodb_flush_log_at_trx_commit=%s, sync_binlog=%s, log_bin=%s",
+                 flush, sync_binlog, log_bin)
+        if int(flush) != 1:
+            log.warning("mysql at %s may lose acknowledged writes on a crash (innodb_flush_log_at_trx_commit=%s): "
+                        "set it to 1", self.url, flush)
+        if int(log_bin) and int(sync_binlog) != 1:
+            log.warning("mysql at %s may lose binlog entries of acknowledged writes on a crash (sync_binlog=%s): "
+                        "set it to 1", self.url, sync_binlog)
+
+    def _need_pool(self) -> PooledDB:
+        if self._pool is None:
+            raise StorageError("Storage is closed")
+        return self._pool
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[Any]:
+        conn = self._need_pool().connection()
+        try:
+            cur = conn.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+        finally:
+            conn.close()  # back to the pool
+
+    def after_purge(self) -> None:
+        """Rebuild the tables a purge rewrote (`OPTIMIZE TABLE`), so the old value's pages are not reused
+        in place; see the README for what stays in the redo log, the binlog and backups."""
+        try:
+            with self.hold() as cur:
+                cur.execute("OPTIMIZE TABLE versions, entries")
+                cur.fetchall()
+        except pymysql.err.MySQLError as exc:
+            log.warning("purge: OPTIMIZE TABLE after the purge failed (%s)", exc.args[-1] if exc.args else exc)
+
+    def pending_migrations(self) -> list[int]:
+        conn = self._need_pool().connection()
+        try:
+            return pending_versions(conn, MYSQL)
+        finally:
+            conn.close()
+
+    def storage_error(self, operation: str, exc: BaseException) -> StorageError:
+        args = getattr(exc, "args", ())
+        code = args[0] if args and isinstance(args[0], int) else None
+        text = str(args[1]) if len(args) > 1 else type(exc).__name__
+        if code in _UNAVAILABLE or isinstance(exc, pymysql.err.InterfaceError):
+            return StorageUnavailableError(f"Storage failed while {operation}: the database is unreachable ({text})")
+        return StorageError(f"Storage failed while {operation}: {text}")
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+def open_url(url: str, masked: str) -> SQLStorage:
+    dialect = MySQLDialect(url, masked)
+    dialect.open()
+    return SQLStorage(dialect)
