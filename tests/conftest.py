@@ -36,6 +36,19 @@ def store_dir(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def store_target(request: pytest.FixtureRequest, store_dir: Path) -> Iterator[str]:
+    """A store on each backend in turn: the SQLite directory of `store_dir`, or the URL of a private
+    PostgreSQL schema / MariaDB database (tests/databases.py), dropped afterwards."""
+    if request.param == "sqlite":
+        yield str(store_dir)
+        return
+    from tests.databases import private_database
+
+    with private_database(request.param) as database:
+        yield database.url
+
+
 @pytest.fixture
 def make_manager(store_dir: Path, key: str) -> Iterator[Callable[..., ConfigManager]]:
     """Factory for managers on the test's store (same key unless overridden); all closed at the end."""

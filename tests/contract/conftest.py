@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,38 @@ class Backend:
             return
         assert self.database is not None
         self.database.execute(sql, params)
+
+
+    @contextmanager
+    def write_lock_held(self) -> Iterator[None]:
+        """Hold the store's write lock from a connection of our own (writers queue behind it)."""
+        if self.database is None:
+            conn = sqlite3.connect(self.tmp_path / "store" / "config.db", isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            finally:
+                conn.execute("COMMIT")
+                conn.close()
+            return
+        if self.name == "postgresql":
+            import psycopg
+
+            with psycopg.connect(self.database.url) as pg:  # a transaction until the block ends
+                pg.execute("SELECT value FROM meta WHERE name = 'revision' FOR UPDATE")
+                yield
+            return
+        import pymysql
+
+        my = pymysql.connect(host="127.0.0.1", user="root", database=self.database.name)
+        try:
+            with my.cursor() as cur:
+                cur.execute("START TRANSACTION")
+                cur.execute("SELECT value FROM meta WHERE name = 'revision' FOR UPDATE")
+                yield
+                cur.execute("COMMIT")
+        finally:
+            my.close()
 
 
 @pytest.fixture(params=BACKENDS)

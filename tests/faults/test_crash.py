@@ -121,17 +121,17 @@ def _run_until_killed(
 
 
 def test_acknowledged_writes_survive_kill_9(
-    tmp_path: Path, store_dir: Path, key: str, make_manager: Callable[..., ConfigManager]
+    tmp_path: Path, store_target: str, key: str, make_manager: Callable[..., ConfigManager]
 ) -> None:
     rng = random.Random()
     script = tmp_path / "set_writer.py"
     script.write_text(_SET_WRITER)
-    make_manager().close()  # the store exists before the first crash
+    make_manager(storage=store_target).close()  # the store exists before the first crash
     acks: list[tuple[str, int, int]] = []
     for run in range(4):  # first run + 3 restarts, each killed
         by_count = run % 2 == 0
         lines = _run_until_killed(
-            script, [str(store_dir), key, str(run * 1_000_000)],
+            script, [store_target, key, str(run * 1_000_000)],
             max_lines=200 if by_count else None,
             delay=60.0 if by_count else rng.uniform(0.3, 1.5),
         )
@@ -143,7 +143,7 @@ def test_acknowledged_writes_survive_kill_9(
         assert run_acks, f"run {run}: the writer acknowledged nothing before it was killed"
         acks += run_acks
 
-    manager = make_manager()
+    manager = make_manager(storage=store_target)
     acked_by_key: dict[str, dict[int, int]] = defaultdict(dict)
     for k, version, value in acks:
         assert version not in acked_by_key[k], f"version {version} of {k} acknowledged twice"
@@ -169,23 +169,23 @@ def test_acknowledged_writes_survive_kill_9(
 
 
 def test_import_is_all_or_nothing_under_kill_9(
-    tmp_path: Path, store_dir: Path, key: str, make_manager: Callable[..., ConfigManager]
+    tmp_path: Path, store_target: str, key: str, make_manager: Callable[..., ConfigManager]
 ) -> None:
     rng = random.Random()
     script = tmp_path / "import_writer.py"
     script.write_text(_IMPORT_WRITER)
-    make_manager().close()
+    make_manager(storage=store_target).close()
     begun: list[str] = []
     finished: set[str] = set()
     for run in range(3):
         lines = _run_until_killed(
-            script, [str(store_dir), key, str(run * 1000)], max_lines=None, delay=rng.uniform(0.1, 1.0),
+            script, [store_target, key, str(run * 1000)], max_lines=None, delay=rng.uniform(0.1, 1.0),
         )
         for line in lines:
             word, ns = line.split(" ")
             (begun.append if word == "begin" else finished.add)(ns)
     assert begun, "no import ever started"
-    manager = make_manager()
+    manager = make_manager(storage=store_target)
     for name in begun:
         count = len(manager.list(f"crash/{name}"))
         if name in finished:

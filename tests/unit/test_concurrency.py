@@ -107,15 +107,15 @@ def test_threads_share_one_manager(manager: ConfigManager) -> None:
     assert manager.audit_verify().ok
 
 
-def test_processes_share_one_store(make_manager: Callable[..., ConfigManager], store_dir: Path,
+def test_processes_share_one_store(make_manager: Callable[..., ConfigManager], store_target: str,
                                    key: str) -> None:
     procs_n, per_proc = 4, 25
-    make_manager().close()  # create the store (and its instance secret) before the race
+    make_manager(storage=store_target).close()  # create the store (and its instance secret) before the race
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(procs_n)
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_process_worker, args=(str(store_dir), key, per_proc, start, results, f"proc-{i}"))
+        ctx.Process(target=_process_worker, args=(store_target, key, per_proc, start, results, f"proc-{i}"))
         for i in range(procs_n)
     ]
     for p in procs:
@@ -126,7 +126,7 @@ def test_processes_share_one_store(make_manager: Callable[..., ConfigManager], s
         assert p.exitcode == 0
     assert [r[3] for r in reports] == [None] * procs_n, reports
     assert sum(r[1] for r in reports) == procs_n * per_proc == 100
-    manager = make_manager()
+    manager = make_manager(storage=store_target)
     _assert_contiguous_counter(manager, 100)
     report = manager.audit_verify()
     assert report.ok, report.problems
@@ -169,9 +169,10 @@ def test_two_writers_same_expected_version_one_manager(manager: ConfigManager) -
     _race_same_expected_version(manager, manager, rounds=20)
 
 
-def test_two_writers_same_expected_version_two_managers(make_manager: Callable[..., ConfigManager]) -> None:
-    first = make_manager()
-    second = make_manager()
+def test_two_writers_same_expected_version_two_managers(make_manager: Callable[..., ConfigManager],
+                                                        store_target: str) -> None:
+    first = make_manager(storage=store_target)
+    second = make_manager(storage=store_target)
     _race_same_expected_version(first, second, rounds=20)
     assert first.audit_verify().ok
 
@@ -185,13 +186,13 @@ with ConfigManager.open(sys.argv[1], encryption_key=sys.argv[2], actor="other-pr
 
 
 def test_write_by_another_process_is_seen_within_a_second(
-    make_manager: Callable[..., ConfigManager], store_dir: Path, key: str
+    make_manager: Callable[..., ConfigManager], store_target: str, key: str
 ) -> None:
-    manager = make_manager()
+    manager = make_manager(storage=store_target)
     manager.set(NS, "stale", "old")
     assert manager.get(NS, "stale").value == "old"
     assert manager.get(NS, "stale").value == "old"  # now served from this process's L1
-    subprocess.run([sys.executable, "-c", _WRITER, str(store_dir), key, NS, "stale"],
+    subprocess.run([sys.executable, "-c", _WRITER, store_target, key, NS, "stale"],
                    check=True, timeout=60)
     deadline = time.monotonic() + 1.0
     seen = manager.get(NS, "stale")

@@ -43,7 +43,7 @@ _SESSION = (
 _UNAVAILABLE = {1040, 1053, 1205, 1213, 1927, 2003, 2006, 2013, 2055}
 
 
-class _NoFailover(Exception):
+class _NoFailoverError(Exception):
     """Never raised: hands DBUtils an exception list that disables its reconnect-and-retry."""
 
 
@@ -117,7 +117,7 @@ class MySQLDialect(Dialect):
             conn.close()
         self._pool = PooledDB(
             creator=pymysql, mincached=1, maxcached=POOL_MAX, maxconnections=POOL_MAX, blocking=True,
-            setsession=list(_SESSION), reset=False, failures=_NoFailover, ping=1, **self._args,
+            setsession=list(_SESSION), reset=False, failures=_NoFailoverError, ping=1, **self._args,
         )
 
     def _report_durability(self, conn: Any) -> None:
@@ -168,7 +168,7 @@ class MySQLDialect(Dialect):
             conn.close()
 
     def storage_error(self, operation: str, exc: BaseException) -> StorageError:
-        args = getattr(exc, "args", ())
+        args: tuple[Any, ...] = getattr(exc, "args", ())
         code = args[0] if args and isinstance(args[0], int) else None
         text = str(args[1]) if len(args) > 1 else type(exc).__name__
         if code in _UNAVAILABLE or isinstance(exc, pymysql.err.InterfaceError):
