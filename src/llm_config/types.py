@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -166,6 +166,18 @@ class Storage(Protocol):
 
     def sealed_values(self) -> list[str]:
         """The envelope of every sealed version (for counting ciphertexts per key id)."""
+
+    def export_rows(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """Every row of every table, raw (MACs as stored), parents first, from one read snapshot
+        (backup, migrate); consume it in the thread that started it."""
+
+    def import_rows(self, rows: Iterable[tuple[str, Sequence[Any]]], *, replace_all: bool,
+                    settings: dict[str, str] | None = None) -> dict[str, int]:
+        """Load raw rows in one write transaction (with `replace_all`, after deleting everything);
+        `settings` are written last. Returns the count per table."""
+
+    def is_empty(self) -> bool:
+        """Whether the store holds no entry, API key or audit event."""
 
     def pending_migrations(self) -> list[int]:
         """Schema migrations this code knows that the store has not applied."""

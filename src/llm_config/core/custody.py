@@ -22,7 +22,7 @@ from llm_config.errors import KeyMissingError, SecretKeyError
 from llm_config.models import Environment
 from llm_config.types import Storage
 
-__all__ = ["INSTANCE_SECRET", "StoreKeys", "place", "unlock"]
+__all__ = ["INSTANCE_SECRET", "StoreKeys", "open_instance_secret", "place", "unlock"]
 
 log = logging.getLogger("llm_config")
 
@@ -50,6 +50,11 @@ class StoreKeys:
         return self.source.keyring
 
 
+def open_instance_secret(keyring: Keyring, envelope: str) -> bytes:
+    """The instance secret sealed in `envelope`; SecretKeyError if no key of `keyring` opens it."""
+    return keyring.open(envelope, _INSTANCE_AAD)
+
+
 def unlock(storage: Storage, source: KeySource | None, *, create: bool) -> tuple[StoreKeys | None, str | None]:
     """Open the store's instance secret with `source`; returns (keys, warning).
 
@@ -69,7 +74,7 @@ def unlock(storage: Storage, source: KeySource | None, *, create: bool) -> tuple
         envelope = storage.get_meta(INSTANCE_SECRET)
         assert envelope is not None
     try:
-        secret = keyring.open(envelope, _INSTANCE_AAD)
+        secret = open_instance_secret(keyring, envelope)
     except SecretKeyError:
         sealed_by = envelope_key_id(envelope) or "unknown"
         return None, (

@@ -17,7 +17,7 @@ import os
 import pwd
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -57,7 +57,9 @@ if TYPE_CHECKING:  # imported where first used: `llm-config get` must start fast
     from llm_config.core.apikeys import ApiKeys
     from llm_config.core.auditing import AuditTrail
     from llm_config.core.read_audit import ReadAuditBuffer
+    from llm_config.core.backups import Backups, BackupSummary, MigrateSummary, RestoreSummary
     from llm_config.core.transfer import ImportPlan
+    from llm_config.storage.backup import BackupInfo
 
 __all__ = ["ConfigManager", "os_account"]
 
@@ -951,6 +953,51 @@ class ConfigManager:
     def ensure_initial_admin_key(self) -> str | None:
         """On a store that never had a key, create an unrestricted admin key and return it (once)."""
         return self._api_keys.ensure_initial_admin()
+
+    # ------------------------------------------------------------------ backup, restore, migrate
+
+    @functools.cached_property
+    def _backups(self) -> Backups:
+        from llm_config.core.backups import Backups
+
+        return Backups(self.storage, self._keys, self._key_source, self._access, self.actor)
+
+    def backup(self, out: IO[bytes], *, principal: Principal | None = None, source_ip: str | None = None,
+               request_id: str | None = None) -> BackupSummary:
+        """Write a consistent, checksummed backup of the whole store to `out` (SPEC §4; secrets stay sealed)."""
+        return self._backups.backup(_ctx(principal, source_ip, request_id), out, now=self._now())
+
+    def check_backup(self, stream: IO[bytes]) -> BackupInfo:
+        """Verify a backup file and that this master key opens it, touching nothing."""
+        return self._backups.check(stream)
+
+    def restore(self, stream: IO[bytes], *, force: bool = False, principal: Principal | None = None,
+                source_ip: str | None = None, request_id: str | None = None) -> RestoreSummary:
+        """Replace everything in this store with a backup (a non-empty store needs `force`); a new epoch."""
+        summary, keys = self._backups.restore(_ctx(principal, source_ip, request_id), stream, force=force,
+                                              now=self._now())
+        self._adopt_keys(keys)
+        return summary
+
+    def migrate_to(self, target: str, *, force: bool = False, principal: Principal | None = None,
+                   source_ip: str | None = None, request_id: str | None = None) -> MigrateSummary:
+        """Copy the whole store to the store at `target` (any backend) and verify the copy there."""
+        other = open_storage(target, create=True)
+        try:
+            return self._backups.migrate(_ctx(principal, source_ip, request_id), other, force=force,
+                                         now=self._now())
+        finally:
+            other.close()
+
+    def _adopt_keys(self, keys: StoreKeys) -> None:
+        """After a restore the store may hold another instance secret: every part starts over with its keys."""
+        self._keys = keys
+        self.key_warning = None
+        self._access = Access(self.storage, keys, self._clock)
+        for part in ("_api_keys", "_trail", "_backups"):
+            self.__dict__.pop(part, None)
+        self.cache.clear()
+        self._change_token = self.storage.change_token()
 
     # ------------------------------------------------------------------ audit and health
 

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final, TypeVar
 
@@ -67,7 +67,7 @@ from llm_config.times import utc_now
 from llm_config.types import AuditQuery, Fingerprinter
 from llm_config.writes import FOR_ROLLBACK, check_expected, check_plain_over_secret, check_purge, check_target, where
 
-__all__ = ["MAX_BATCH", "Dialect", "SQLStorage", "new_id"]
+__all__ = ["MAX_BATCH", "ROW_COLUMNS", "ROW_TABLES", "Dialect", "SQLStorage", "new_id"]
 
 log = logging.getLogger("llm_config.storage")
 
@@ -105,6 +105,19 @@ _AUDIT_COLS: Final = (
     'seq, id, timestamp, type, actor, namespace, "key", environment, old_version, new_version, '
     "outcome, source_ip, request_id, details, prev_mac, mac, subject"
 )
+
+ROW_COLUMNS: Final = {
+    "meta": "name, value",
+    "entries": _ENTRY_COLS + ", mac",
+    "versions": _VERSION_COLS + ", mac",
+    "api_keys": _API_KEY_COLS + ", mac",
+    "audit_events": _AUDIT_COLS,
+}
+"""The columns of every table, as backups carry them (a backup row is these values in this order)."""
+ROW_TABLES: Final = tuple(ROW_COLUMNS)
+"""Tables in the order a backup holds and a restore loads them (parents before children)."""
+_FIRST_KEYS: Final = {"meta": ("",), "entries": ("",), "versions": ("", -1), "api_keys": ("",),
+                      "audit_events": (-1,)}
 
 # The newest event about a row's subject, next to the row (integrity.is_fresh).
 _E_KEY: Final = 'e."key"'
@@ -375,6 +388,19 @@ class _Statements:
         self.add_meta = s(d.insert_ignore("meta", ["name", "value"], "name"))
         self.delete_meta = s("DELETE FROM meta WHERE name = ?")
         self.fix_version = s("UPDATE versions SET fingerprint = ?, mac = ? WHERE entry_id = ? AND version = ?")
+        # raw rows of every table, for backup / restore / migrate (ROW_TABLES order: parents first)
+        self.raw_pages = {
+            "meta": (s("SELECT name, value FROM meta WHERE name > ? ORDER BY name LIMIT ?"), 1),
+            "entries": (s(f"SELECT {_ENTRY_COLS}, mac FROM entries WHERE id > ? ORDER BY id LIMIT ?"), 1),
+            "versions": (s(f"SELECT {_VERSION_COLS}, mac FROM versions WHERE (entry_id, version) > (?, ?) "
+                           "ORDER BY entry_id, version LIMIT ?"), 2),
+            "api_keys": (s(f"SELECT {_API_KEY_COLS}, mac FROM api_keys WHERE id > ? ORDER BY id LIMIT ?"), 1),
+            "audit_events": (s(f"SELECT {_AUDIT_COLS} FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?"), 1),
+        }
+        self.raw_insert = {
+            table: s(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(cols.split(',')))})")
+            for table, cols in ROW_COLUMNS.items()
+        }
 
 
 @dataclass(slots=True)
@@ -1285,6 +1311,72 @@ class SQLStorage:
         seq: int = self._transaction("computing row MACs", body)
         self._migrated_known = False
         return seq
+
+    # -- whole-store copies (backup, restore, migrate) -------------------------------------------------
+
+    def export_rows(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
+        """Every row of every table, raw (MACs as stored), table by table in ROW_TABLES order, from one
+        read snapshot — consistent under concurrent writes; keyset pages, so memory stays flat. Consume it
+        in the thread that started it (the snapshot is that thread's)."""
+        with self.snapshot():
+            for table in ROW_TABLES:
+                sql, width = self._s.raw_pages[table]
+
+                def after(row: Any, width: int = width) -> tuple[Any, ...]:
+                    return tuple(row[:width])
+
+                for row in self._pages(sql, _FIRST_KEYS[table], after, f"reading {table}"):
+                    yield table, tuple(row)
+
+    def is_empty(self) -> bool:
+        """Whether the store holds no entry, API key or audit event (settings may exist)."""
+        try:
+            return all(self._read_one(f"SELECT 1 FROM {table} LIMIT 1", ()) is None
+                       for table in ("entries", "api_keys", "audit_events"))
+        except self._d.errors as exc:
+            raise self._error("checking whether the store is empty", exc) from exc
+
+    def import_rows(self, rows: Iterable[tuple[str, Sequence[Any]]], *, replace_all: bool,
+                    settings: dict[str, str] | None = None) -> dict[str, int]:
+        """Load raw rows (as `export_rows` yields them, tables in ROW_TABLES order) in one write
+        transaction; with `replace_all`, everything the store held is deleted first. `settings` are
+        written over the loaded meta rows (a restore's new epoch). Returns the count per table."""
+        counts = dict.fromkeys(ROW_TABLES, 0)
+
+        def body(cur: Any, head: _Head) -> dict[str, int]:
+            if replace_all:
+                for table in reversed(ROW_TABLES):
+                    # the revision row is the write lock other writers queue on: updated, never deleted
+                    cur.execute(f"DELETE FROM {table}" + (" WHERE name <> 'revision'" if table == "meta" else ""))
+            chunk: list[Sequence[Any]] = []
+            current = ""
+            for table, row in rows:
+                if table == "meta":
+                    cur.execute(self._s.set_meta, tuple(row))
+                    counts[table] += 1
+                    continue
+                if table != current or len(chunk) >= PAGE:
+                    if chunk:
+                        cur.executemany(self._s.raw_insert[current], chunk)
+                    chunk, current = [], table
+                chunk.append(tuple(row))
+                counts[table] += 1
+            if chunk:
+                cur.executemany(self._s.raw_insert[current], chunk)
+            for name, value in (settings or {}).items():
+                cur.execute(self._s.set_meta, (name, value))
+            revision = _one(cur, self._s.get_meta, ("revision",))
+            chain = _one(cur, self._s.audit_head)
+            # the batch's head is the loaded store's from here on (nothing after this in the batch may
+            # write the revision it read before the load)
+            head.revision = int(revision[0]) if revision else 0
+            head.seq, head.mac = (int(chain[0]), str(chain[1])) if chain else (0, GENESIS_MAC)
+            return counts
+
+        loaded: dict[str, int] = self._transaction("loading a store", body)
+        self._migrated_known = False
+        self._failures.clear()
+        return loaded
 
     # -- meta ------------------------------------------------------------------------------------
 
