@@ -167,8 +167,11 @@ class RawDriver:
         self._scratch_conn: Any
         if backend == "sqlite":
             self._conn = raw_connect(db_file(Path(target)))
-            self._scratch_conn = raw_connect(work / "raw-scratch.db")
-            self._scratch_conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
+            # made here, used by one writer thread of the 16 (each has its own): not shared
+            self._scratch_conn = sqlite3.connect(work / "raw-scratch.db", isolation_level=None,
+                                                 check_same_thread=False, timeout=SQLITE_BUSY_MS / 1000)
+            self._scratch_conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            self._scratch_conn.execute("PRAGMA synchronous = FULL")
         elif backend == "postgresql":
             import psycopg
 

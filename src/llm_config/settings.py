@@ -74,6 +74,8 @@ class ServeOptions:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_connections_per_ip: int = 100
+    no_upgrade: bool = False  # refuse to start while schema migrations are pending (`llm-config upgrade` runs them)
+    bootstrap_admin_key_file: str | None = None  # server databases: where the first admin key is written
 
 
 T = TypeVar("T", Settings, ServeOptions)

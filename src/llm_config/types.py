@@ -179,6 +179,13 @@ class Storage(Protocol):
     def is_empty(self) -> bool:
         """Whether the store holds no entry, API key or audit event."""
 
+    def setup_lock(self) -> AbstractContextManager[None]:
+        """The database's migration lock, held for one-time setup (the first admin key)."""
+
+    @property
+    def applied_migrations(self) -> list[int]:
+        """Schema migrations applied when this store was opened."""
+
     def pending_migrations(self) -> list[int]:
         """Schema migrations this code knows that the store has not applied."""
 

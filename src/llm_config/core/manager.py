@@ -56,8 +56,8 @@ from llm_config.values import check_text, check_version, validate_value
 if TYPE_CHECKING:  # imported where first used: `llm-config get` must start fast (ARCHITECTURE, the CLI)
     from llm_config.core.apikeys import ApiKeys
     from llm_config.core.auditing import AuditTrail
-    from llm_config.core.read_audit import ReadAuditBuffer
     from llm_config.core.backups import Backups, BackupSummary, MigrateSummary, RestoreSummary
+    from llm_config.core.read_audit import ReadAuditBuffer
     from llm_config.core.transfer import ImportPlan
     from llm_config.storage.backup import BackupInfo
 
@@ -166,11 +166,13 @@ class ConfigManager:
         actor: str | None = None,
         redis_url: str | None = None,
         create: bool = True,
+        upgrade: bool = True,
         **options: Any,
     ) -> ConfigManager:
         """Open (and with `create`, create) a store; the key is looked up per SPEC §2.
 
-        Creating a store needs the key, since the store's instance secret is sealed under it.
+        Creating a store needs the key, since the store's instance secret is sealed under it. Pending
+        schema migrations are applied, unless `upgrade` is False: then they are a StorageError.
         Without a key — or with one that does not open the store — an existing store opens
         read-only for plain values (`key_warning` says why).
         """
@@ -183,7 +185,7 @@ class ConfigManager:
                 "the store and a key file"
             )
         # a writer (`create`) also tightens the modes of an existing store; a reader never changes anything
-        backend = open_storage(storage, create=create)
+        backend = open_storage(storage, create=create, upgrade=upgrade)
         try:
             manager = cls(backend, key_source=key_source, actor=actor, **options)
         except BaseException:
@@ -953,6 +955,16 @@ class ConfigManager:
     def ensure_initial_admin_key(self) -> str | None:
         """On a store that never had a key, create an unrestricted admin key and return it (once)."""
         return self._api_keys.ensure_initial_admin()
+
+    def bootstrap_admin_key(self) -> str | None:
+        """`ensure_initial_admin_key` under the database's migration lock: replicas of a server database
+        starting together create one key between them."""
+        with self.storage.setup_lock():
+            return self._api_keys.ensure_initial_admin()
+
+    def has_api_keys(self) -> bool:
+        """Whether the store holds any API key (revoked ones included)."""
+        return bool(self.storage.list_api_keys())
 
     # ------------------------------------------------------------------ backup, restore, migrate
 

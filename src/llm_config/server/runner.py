@@ -169,14 +169,28 @@ def _write_private(path: Path, text: str) -> None:
         os.close(fd)
 
 
-def show_initial_key(manager: ConfigManager, storage: str, *, interactive: bool | None = None) -> Path | None:
+def show_initial_key(manager: ConfigManager, storage: str, *, interactive: bool | None = None,
+                     bootstrap_file: str | None = None) -> Path | None:
     """Create the first admin key of a store that never had one, write it to its 0600 file and, on a
     terminal, show it too (SPEC §9). Returns the file (None when the store already had keys).
+
+    On a server database (several replicas may start at once) a key is created only with `bootstrap_file`
+    (`--bootstrap-admin-key-file`), under the database's migration lock, and written there.
     """
-    key = manager.ensure_initial_admin_key()
+    if parse_target(storage).server_url is not None:
+        if bootstrap_file is None:
+            if not manager.has_api_keys():
+                log.warning("no_admin_key", note="this server database has no API key yet and none is created "
+                            "without --bootstrap-admin-key-file PATH; or run 'llm-config -s URL keys create "
+                            "--role admin --name NAME' once")
+            return None
+        key = manager.bootstrap_admin_key()
+        path = Path(bootstrap_file)
+    else:
+        key = manager.ensure_initial_admin_key()
+        path = initial_key_path(storage)
     if key is None:
         return None
-    path = initial_key_path(storage)
     _write_private(path, key + "\n")
     log.warning("initial_admin_key_written", path=str(path),
                 note="first start: an admin API key was created and written (mode 0600) to this file; "
@@ -203,7 +217,7 @@ def open_manager(settings: Settings, options: ServeOptions) -> ConfigManager:
     rate limits (server/limits.py); the manager's L2 cache on Redis is a later milestone."""
     manager = ConfigManager.open(
         settings.storage, encryption_key=settings.encryption_key, key_file=settings.key_file, create=True,
-        cache_ttl=options.cache_ttl, audit_reads=options.audit_reads,
+        cache_ttl=options.cache_ttl, audit_reads=options.audit_reads, upgrade=not options.no_upgrade,
     )
     if not manager.has_key:
         why = manager.key_warning or HOW_TO_SUPPLY
@@ -260,7 +274,7 @@ def _serve(settings: Settings, options: ServeOptions, *, in_process: bool) -> No
     _check_listen(options)
     manager = open_manager(settings, options)
     try:
-        show_initial_key(manager, settings.storage)
+        show_initial_key(manager, settings.storage, bootstrap_file=options.bootstrap_admin_key_file)
     except BaseException:
         manager.close()
         raise

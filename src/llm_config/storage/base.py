@@ -189,16 +189,17 @@ def store_exists(target: str | os.PathLike[str]) -> bool:
     return location.server_url is not None or location.db_path.is_file()
 
 
-def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
+def open_storage(target: str | os.PathLike[str], *, create: bool, upgrade: bool = True) -> Storage:
     """Open the store at `target`, creating it when `create` (writers, `init`, `serve`).
 
     With `create=False` (reading commands) a missing store raises `StoreMissingError` naming the
-    path and nothing is created. Pending schema migrations are applied either way.
+    path and nothing is created. Pending schema migrations are applied either way — unless `upgrade`
+    is False (`serve --no-upgrade`), which refuses a store with pending migrations instead.
     """
     location = parse_target(target)
     if location.server_url is not None:
         return open_server(SCHEMES[location.server_url.split("://", 1)[0].lower()], location.server_url,
-                           location.url)
+                           location.url, upgrade=upgrade)
     if create:
         _create_sqlite_files(location)
     elif location.directory is not None and location.directory.exists() and not location.directory.is_dir():
@@ -215,7 +216,7 @@ def open_storage(target: str | os.PathLike[str], *, create: bool) -> Storage:
         _private_directory(location.directory, fix=False)
     url = _sqlite_url(location)
     try:
-        storage = open_sqlite(location.db_path, url=url)
+        storage = open_sqlite(location.db_path, url=url, upgrade=upgrade)
     except StorageError:
         if _writable(location.db_path):
             raise

@@ -35,6 +35,7 @@ __all__ = [
     "migrate",
     "migration_lock",
     "pending_versions",
+    "refuse_pending",
     "split_statements",
 ]
 
@@ -174,6 +175,16 @@ def _rollback(cursor: _Cursor) -> None:
         cursor.execute("ROLLBACK")
 
 
+def refuse_pending(conn: _Connection, dialect: Dialect, url: str) -> None:
+    """For `serve --no-upgrade`: a StorageError naming the pending migrations, if any."""
+    pending = pending_versions(conn, dialect)
+    if pending:
+        raise StorageError(
+            f"The store at {url} needs schema migration(s) {', '.join(map(str, pending))} and --no-upgrade was "
+            "given: run 'llm-config upgrade' once (e.g. as a Kubernetes Job), then start the servers"
+        )
+
+
 def pending_versions(conn: _Connection, dialect: Dialect = SQLITE) -> list[int]:
     """Versions of the migrations this code knows that the database has not applied (cheap: one read)."""
     done = _applied(conn.cursor(), dialect)
@@ -193,16 +204,16 @@ def migrate(conn: _Connection, dialect: Dialect = SQLITE) -> list[int]:
     done = _applied(cursor, dialect)
     if done == set(range(1, dialect.latest + 1)):
         return []  # the common case: up to date, without reading the migration files
-    with migration_lock(conn, dialect):
+    with migration_lock(cursor, dialect):
         return _apply_pending(cursor, dialect)
 
 
-def migration_lock(conn: _Connection, dialect: Dialect) -> contextlib.AbstractContextManager[None]:
-    """Hold the migration lock for a block (e.g. creating the first admin key of a server database)."""
+def migration_lock(cursor: _Cursor, dialect: Dialect) -> contextlib.AbstractContextManager[None]:
+    """Hold the migration lock on `cursor`'s connection for a block (also: creating the first admin key
+    of a server database, so replicas starting together create one)."""
 
     @contextlib.contextmanager
     def held() -> Any:
-        cursor: _Cursor = conn.cursor()
         for statement in dialect.lock:
             cursor.execute(statement)
             cursor.fetchall()

@@ -26,7 +26,8 @@ import pymysql
 from dbutils.pooled_db import PooledDB
 
 from llm_config.errors import StorageError, StorageUnavailableError, ValidationError
-from llm_config.storage.migrate import MYSQL, migrate, pending_versions
+from llm_config.storage.migrate import MYSQL, migrate, pending_versions, refuse_pending
+from llm_config.storage.migrate import Dialect as MigrationDialect
 from llm_config.storage.sql import Dialect, SQLStorage
 
 __all__ = ["MySQLDialect", "open_url"]
@@ -84,6 +85,7 @@ class MySQLDialect(Dialect):
     begin_snapshot: ClassVar[tuple[str, ...]] = (
         "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
     )
+    migrations: ClassVar[MigrationDialect] = MYSQL
     errors = (pymysql.err.MySQLError,)
 
     def __init__(self, url: str, masked: str) -> None:
@@ -100,7 +102,7 @@ class MySQLDialect(Dialect):
     def insert_ignore(self, table: str, columns: Sequence[str], key: str) -> str:
         return f"INSERT IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
-    def open(self) -> None:
+    def open(self, *, upgrade: bool = True) -> None:
         try:
             conn = pymysql.connect(**self._args)
         except pymysql.err.MySQLError as exc:
@@ -109,7 +111,10 @@ class MySQLDialect(Dialect):
             with conn.cursor() as cur:
                 for statement in _SESSION:
                     cur.execute(statement)
-            migrate(conn, MYSQL)
+            if upgrade:
+                self.applied = migrate(conn, MYSQL)
+            else:
+                refuse_pending(conn, MYSQL, self.url)
             self._report_durability(conn)
         except pymysql.err.MySQLError as exc:
             raise self.storage_error(f"opening the store at {self.url}", exc) from None
@@ -181,7 +186,7 @@ class MySQLDialect(Dialect):
             pool.close()
 
 
-def open_url(url: str, masked: str) -> SQLStorage:
+def open_url(url: str, masked: str, *, upgrade: bool = True) -> SQLStorage:
     dialect = MySQLDialect(url, masked)
-    dialect.open()
+    dialect.open(upgrade=upgrade)
     return SQLStorage(dialect)

@@ -22,7 +22,8 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from llm_config.errors import StorageError, StorageUnavailableError
-from llm_config.storage.migrate import POSTGRES, migrate, pending_versions
+from llm_config.storage.migrate import POSTGRES, migrate, pending_versions, refuse_pending
+from llm_config.storage.migrate import Dialect as MigrationDialect
 from llm_config.storage.sql import Dialect, SQLStorage
 
 __all__ = ["PostgresDialect", "open_url"]
@@ -43,6 +44,7 @@ class PostgresDialect(Dialect):
     begin_write: ClassVar[tuple[str, ...]] = ("BEGIN", "SELECT value FROM meta WHERE name = 'revision' FOR UPDATE")
     lock_returns_revision: ClassVar[bool] = True
     begin_snapshot: ClassVar[tuple[str, ...]] = ("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",)
+    migrations: ClassVar[MigrationDialect] = POSTGRES
     errors = (psycopg.Error,)
 
     def __init__(self, url: str, masked: str) -> None:
@@ -50,12 +52,14 @@ class PostgresDialect(Dialect):
         self._conninfo = url
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
 
-    def open(self) -> None:
+    def open(self, *, upgrade: bool = True) -> None:
         """Connect once directly (a clear error for a wrong password or host), migrate, report durability,
         then start the pool."""
         try:
             with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
-                migrate(conn, POSTGRES)
+                self.applied = migrate(conn, POSTGRES) if upgrade else []
+                if not upgrade:
+                    refuse_pending(conn, POSTGRES, self.url)
                 self._report_durability(conn)
         except psycopg.Error as exc:
             raise self.storage_error(f"opening the store at {self.url}", exc) from None
@@ -133,7 +137,7 @@ class PostgresDialect(Dialect):
             pool.close()
 
 
-def open_url(url: str, masked: str) -> SQLStorage:
+def open_url(url: str, masked: str, *, upgrade: bool = True) -> SQLStorage:
     dialect = PostgresDialect(url, masked)
-    dialect.open()
+    dialect.open(upgrade=upgrade)
     return SQLStorage(dialect)

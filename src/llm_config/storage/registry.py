@@ -41,8 +41,9 @@ SCHEMES: Final = {
 """Every URL scheme a server backend answers to (lower case)."""
 
 
-def open_server(backend: Backend, url: str, masked: str) -> Storage:
-    """Open (and migrate) the store at a server database URL."""
+def open_server(backend: Backend, url: str, masked: str, *, upgrade: bool = True) -> Storage:
+    """Open the store at a server database URL, applying pending migrations unless `upgrade` is False
+    (then pending migrations are a StorageError)."""
     try:
         module = importlib.import_module(backend.module)
     except ModuleNotFoundError as exc:
@@ -50,5 +51,5 @@ def open_server(backend: Backend, url: str, masked: str) -> Storage:
         if missing in backend.drivers:
             raise MissingDependencyError(missing, backend.extra) from None
         raise
-    storage: Storage = module.open_url(url, masked)
+    storage: Storage = module.open_url(url, masked, upgrade=upgrade)
     return storage

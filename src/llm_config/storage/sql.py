@@ -63,6 +63,8 @@ from llm_config.models import (
     WriteResult,
 )
 from llm_config.names import validate_key, validate_namespace
+from llm_config.storage.migrate import Dialect as MigrationDialect
+from llm_config.storage.migrate import migration_lock
 from llm_config.times import utc_now
 from llm_config.types import AuditQuery, Fingerprinter
 from llm_config.writes import FOR_ROLLBACK, check_expected, check_plain_over_secret, check_purge, check_target, where
@@ -146,10 +148,13 @@ class Dialect:
     audit-chain head); the last one, if it selects, returns the revision counter."""
     begin_snapshot: ClassVar[tuple[str, ...]]
     """Statements opening a read-only transaction that sees one committed state."""
+    migrations: ClassVar[MigrationDialect]
+    """How the migration runner speaks to this database (its lock is also `SQLStorage.setup_lock`'s)."""
     lock_returns_revision: ClassVar[bool] = False
 
     def __init__(self, url: str) -> None:
         self.url = url  # masked
+        self.applied: list[int] = []  # migrations this open applied
 
     # -- statements that differ --------------------------------------------------------------------
 
@@ -449,8 +454,9 @@ class SQLStorage:
         self.batched = 0  # write transactions they held
 
     @property
-    def driver(self) -> Dialect:
-        return self._d
+    def applied_migrations(self) -> list[int]:
+        """The schema migrations applied when this store was opened (`llm-config upgrade` reports them)."""
+        return list(self._d.applied)
 
     def close(self) -> None:
         """Release every connection; later calls raise StorageError. Idempotent."""
@@ -1311,6 +1317,13 @@ class SQLStorage:
         seq: int = self._transaction("computing row MACs", body)
         self._migrated_known = False
         return seq
+
+    @contextlib.contextmanager
+    def setup_lock(self) -> Iterator[None]:
+        """Hold the database's migration lock for a block: one-time setup that replicas starting together
+        must do once (the first admin key of a server database). SQLite: no lock (one host)."""
+        with self._d.hold() as cur, migration_lock(cur, self._d.migrations):
+            yield
 
     # -- whole-store copies (backup, restore, migrate) -------------------------------------------------
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Final
 
 from llm_config.errors import StorageError
-from llm_config.storage.migrate import SQLITE, migrate, pending_versions
+from llm_config.storage.migrate import SQLITE, migrate, pending_versions, refuse_pending
+from llm_config.storage.migrate import Dialect as MigrationDialect
 from llm_config.storage.sql import Dialect, SQLStorage
 
 __all__ = ["BUSY_TIMEOUT_SECONDS", "CHECKPOINT_WAIT_MS", "SQLiteDialect", "open_sqlite"]
@@ -65,6 +66,7 @@ class SQLiteDialect(Dialect):
     name: ClassVar[str] = "sqlite"
     begin_write: ClassVar[tuple[str, ...]] = ("BEGIN IMMEDIATE",)
     begin_snapshot: ClassVar[tuple[str, ...]] = ("BEGIN",)  # deferred: the first read fixes the snapshot (WAL)
+    migrations: ClassVar[MigrationDialect] = SQLITE
     errors = (sqlite3.Error,)
 
     def __init__(self, path: Path, url: str, *, read_only: bool) -> None:
@@ -82,13 +84,16 @@ class SQLiteDialect(Dialect):
 
     # -- opening ---------------------------------------------------------------------------------
 
-    def open(self) -> None:
+    def open(self, *, upgrade: bool = True) -> None:
         if self.read_only:
             self._open_read_only()
         else:
             conn = self._conn()
             _enable_wal(conn)
-            migrate(conn, SQLITE)
+            if upgrade:
+                self.applied = migrate(conn, SQLITE)
+            else:
+                refuse_pending(conn, SQLITE, self.url)
 
     def _open_read_only(self) -> None:
         """Read a store whose directory cannot be written (SQLite cannot make its -wal/-shm files there):
@@ -256,12 +261,13 @@ class SQLiteDialect(Dialect):
         return pending_versions(self._conn(), SQLITE)
 
 
-def open_sqlite(path: str | os.PathLike[str], *, url: str | None = None, read_only: bool = False) -> SQLStorage:
-    """Open (creating and migrating unless `read_only`) the database file at `path`."""
+def open_sqlite(path: str | os.PathLike[str], *, url: str | None = None, read_only: bool = False,
+                upgrade: bool = True) -> SQLStorage:
+    """Open (creating, and migrating unless `read_only` or not `upgrade`) the database file at `path`."""
     path = Path(path)
     dialect = SQLiteDialect(path, url if url is not None else f"sqlite:///{path}", read_only=read_only)
     try:
-        dialect.open()
+        dialect.open(upgrade=upgrade)
     except sqlite3.Error as exc:
         dialect.close()
         raise StorageError(f"Could not open the store at {dialect.url}: {exc}") from exc

@@ -48,6 +48,10 @@ _SERVER_IMPLS = ("granian", "uvicorn")
               help="Close a connection whose request headers take longer (0 = off).  [default: 10]")
 @click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Answer 408 to a request whose body takes longer.  [default: 30]")
+@click.option("--no-upgrade", is_flag=True, default=None,
+              help="Refuse to start while schema migrations are pending (run 'llm-config upgrade' first).")
+@click.option("--bootstrap-admin-key-file", metavar="PATH",
+              help="Server databases: create the first admin key (only if none exists) and write it to PATH.")
 @click.option("--max-connections-per-ip", type=click.IntRange(min=0), metavar="N",
               help="Connections one client address may hold (uvicorn; trusted proxies exempt; 0 = off).  "
                    "[default: 100]")
