@@ -23,10 +23,13 @@ renders it for `bench.run`, between `BEGIN` and `END` in BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import http.client
+import io
 import json
 import os
+import pstats
 import re
 import shutil
 import signal
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -44,7 +48,7 @@ from types import FrameType
 from typing import Any, Final
 
 from bench.backends_sql import AUDIT_KEY, BACKENDS, ROW_KEY, RawDriver, fresh_database, server_facts, set_request
-from bench.harness import fmt_ns, fmt_rate, profile, progress
+from bench.harness import fmt_ns, fmt_rate, progress
 from bench.report import Machine, command_line, load_average, machine, write_section
 from bench.rest import RATE_LIMIT, Server, _free_port, _server_env, _start, _wait_ready, _wrk_version, ensure_wrk
 from bench.vs_etcd import (
@@ -268,25 +272,25 @@ def _cell(text: str) -> str:
 _FDATASYNC_RE: Final = re.compile(r"^\s*fdatasync\s+(?P<ops>[\d.]+) ops/sec\s+(?P<us>\d+) usecs/op", re.MULTILINE)
 
 
-def fsync_floor(work: Path) -> tuple[BRow | None, str, list[str]]:
+def fsync_floor(work: Path, number: str, moment: str) -> tuple[BRow | None, str, list[str]]:
     """`pg_test_fsync -s 1` in `work` (the disk of the stores): its fdatasync row of one 8 kB write, the
-    argv it ran, and the lines of that block of its output."""
+    argv it ran (or why it did not), and the lines of that block of its output."""
     exe = PG_TEST_FSYNC if Path(PG_TEST_FSYNC).exists() else shutil.which("pg_test_fsync")
     if exe is None:
         return None, "pg_test_fsync not found (PostgreSQL's server package)", []
     argv = [exe, "-s", "1", "-f", str(work / "pg_test_fsync.out")]
-    progress(f"0: {' '.join(argv)}")
+    progress(f"{number}: {' '.join(argv)}")
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=180)
-    text = proc.stdout
-    block = text.split("Compare file sync methods using one 8kB write:", 1)[-1].split("\n\n", 1)[0]
+    block = proc.stdout.split("Compare file sync methods using one 8kB write:", 1)[-1].split("\n\n", 1)[0]
     match = _FDATASYNC_RE.search(block)
     if proc.returncode != 0 or match is None:
         return None, f"`{' '.join(argv)}` failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}", []
-    lines = [ln.rstrip() for ln in block.strip("\n").splitlines() if ln.strip()]
+    lines = [ln.rstrip() for ln in block.strip("\n").splitlines() if ln.strip() and not ln.startswith("(")]
     ops, us = float(match["ops"]), int(match["us"])
     shown = " ".join(["pg_test_fsync", *argv[1:3], "-f", "<temp dir>/pg_test_fsync.out"])
-    row = BRow("0", "(the machine)", f"fsync floor: `{shown}`, fdatasync of one 8 kB write "
-               f"(`{match.group(0).strip()}`)", f"{fmt_rate(ops)} ({fmt_ns(us * 1e3)} per fdatasync)",
+    progress(f"  fdatasync: {ops:,.0f}/s ({us} µs)")
+    row = BRow(number, "(the machine)", f"fsync floor, {moment}: `{shown}`, fdatasync of one 8 kB write "
+               f"(`{' '.join(match.group(0).split())}`)", f"{fmt_rate(ops)} ({fmt_ns(us * 1e3)} per fdatasync)",
                "—", "—", "—")
     return row, " ".join(argv), lines
 
@@ -339,16 +343,45 @@ def bench_read(backend: str, storage: SQLStorage, raw: RawDriver, sizes: Sizes, 
         def run(k: int) -> None:
             for _ in range(k):
                 get_current(READ_NS, READ_KEY, PROD)
-        profiles.append(profile(run, n, f"{backend}: get_current, row key set"))
+        profiles.append(_profile_statements(run, n, f"{backend}: get_current, row key set"))
     return out
+
+
+_EXECUTES: Final = (("psycopg", "execute"), ("pymysql", "execute"), ("sqlite3.Cursor", "execute"))
+
+
+def _profile_statements(run: Callable[[int], object], n: int, title: str, top: int = 16) -> str:
+    """As `bench.harness.profile` (cProfile of `run(n)`, top functions by own time), plus how many
+    statements the driver ran per call (its outermost `execute` calls)."""
+    profiler = cProfile.Profile()
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        profiler.enable()
+        run(n)
+        profiler.disable()
+    finally:
+        if was_enabled:
+            gc.enable()
+    buffer = io.StringIO()
+    stats = pstats.Stats(profiler, stream=buffer)
+    executes = 0
+    for (filename, _line, func), (_cc, ncalls, *_rest) in stats.stats.items():  # type: ignore[attr-defined]
+        where = filename if filename != "~" else func
+        if any(mod in where for mod, _ in _EXECUTES) and (func == "execute" or "'execute'" in func):
+            executes = max(executes, ncalls)  # the outermost driver execute (wrappers call inner ones)
+    stats.sort_stats("tottime").print_stats(top)
+    body = "\n".join(line for line in buffer.getvalue().splitlines() if line.strip())
+    return (f"### cProfile: {title} ({n} calls, sorted by own time)\n{body}\n"
+            f"driver `execute` calls per call: {executes / n:.1f}\n")
 
 
 def _requests(count: int, start: int) -> Iterator[Any]:
     return iter([set_request(SET_NS, SET_KEY, f"gpt-4o-{start + i}") for i in range(count)])
 
 
-def bench_set(backend: str, storage: SQLStorage, raw: RawDriver, sizes: Sizes,
-              profiles: list[str]) -> tuple[BRow, Samples, Samples]:
+def bench_set(backend: str, storage: SQLStorage, raw: RawDriver, sizes: Sizes, profiles: list[str]) -> BRow:
     progress(f"2a {backend}: durable apply([SET]) vs raw BEGIN + INSERT + COMMIT, one thread")
     apply = storage.apply
     counter = iter(range(1, 1 << 62))
@@ -384,12 +417,26 @@ def bench_set(backend: str, storage: SQLStorage, raw: RawDriver, sizes: Sizes,
         def run(k: int) -> None:
             for _ in range(k):
                 apply([next(more)], AUDIT_KEY)
-        profiles.append(profile(run, n, f"{backend}: durable apply([SET]), 1 thread", top=18))
-    return out, t_ours, t_raw
+        profiles.append(_profile_statements(run, n, f"{backend}: durable apply([SET]), 1 thread"))
+    return out
 
 
-def bench_concurrent(backend: str, storage: SQLStorage, target: str, work: Path, sizes: Sizes,
-                     single_raw: Samples) -> BRow:
+def _count_batches(storage: SQLStorage, into: Counter[int]) -> bool:
+    """Count the size of every group commit (a shim over the private `_run_batch`, one dict update per batch;
+    False, and nothing counted, if that method is gone)."""
+    run_batch = getattr(storage, "_run_batch", None)
+    if not callable(run_batch):
+        return False
+
+    def counted(batch: list[Any]) -> Any:
+        into[len(batch)] += 1
+        return run_batch(batch)
+
+    setattr(storage, "_run_batch", counted)  # noqa: B010  (an instance attribute over the method)
+    return True
+
+
+def bench_concurrent(backend: str, storage: SQLStorage, target: str, work: Path, sizes: Sizes) -> BRow:
     progress(f"2b {backend}: {WRITERS} threads: apply([SET]) (group commit) vs raw INSERT + COMMIT on "
              f"{WRITERS} connections")
     apply = storage.apply
@@ -416,31 +463,42 @@ def bench_concurrent(backend: str, storage: SQLStorage, target: str, work: Path,
             raw_factory(t)()
         ours_runs: list[Burst] = []
         raw_runs: list[Burst] = []
+        one_runs: list[Burst] = []
+        seen: Counter[int] = Counter()
+        counting = _count_batches(storage, seen)
         batches0, batched0 = storage.batches, storage.batched
         for r in range(sizes.conc_rounds):
             b0, n0 = storage.batches, storage.batched
             ours_runs.append(burst(ours_factory, WRITERS, sizes.conc_s))
             per = (storage.batched - n0) / max(1, storage.batches - b0)
             raw_runs.append(burst(raw_factory, WRITERS, sizes.conc_s))
+            one_runs.append(burst(raw_factory, 1, sizes.conc_s))
             progress(f"  round {r + 1}: ours {ours_runs[-1].rate:,.0f} writes/s ({per:.1f} per commit) | "
-                     f"raw {raw_runs[-1].rate:,.0f}/s")
+                     f"raw {raw_runs[-1].rate:,.0f}/s on {WRITERS} connections, {one_runs[-1].rate:,.0f}/s on 1")
         batches, batched = storage.batches - batches0, storage.batched - batched0
     finally:
+        if counting:
+            delattr(storage, "_run_batch")
         for d in drivers:
             d.close()
     ours_rate = statistics.median(b.rate for b in ours_runs)
     raw_rate = statistics.median(b.rate for b in raw_runs)
     ratio = per_round_ratio([b.rate for b in ours_runs], [b.rate for b in raw_runs])
+    ratio_one = per_round_ratio([b.rate for b in ours_runs], [b.rate for b in one_runs])
+    one_rate = statistics.median(b.rate for b in one_runs)
     lat = sorted(x for b in ours_runs for x in b.latencies)
     raw_lat = sorted(x for b in raw_runs for x in b.latencies)
     per_commit = batched / max(1, batches)
+    common = ", ".join(f"{size}×{count:,}" for size, count in seen.most_common(4))
+    shape = f"; commonest batch sizes (writes × commits): {common}" if seen else ""
     return BRow("2b", backend, f"durable `apply([SET])`, {WRITERS} threads at once (a key each): group commit",
                 f"{fmt_rate(ours_rate)}; {per_commit:.1f} writes per commit ({batched:,} writes in {batches:,} "
-                f"commits); median {fmt_ns(_p(lat, 0.5))}, p99 {fmt_ns(_p(lat, 0.99))}",
-                f"raw {DRIVER[backend]} BEGIN + INSERT + COMMIT, {WRITERS} threads, a connection each",
-                f"{fmt_rate(raw_rate)}; median {fmt_ns(_p(raw_lat, 0.5))}, p99 {fmt_ns(_p(raw_lat, 0.99))}",
-                f"{ratio:.2f}× raw {WRITERS}-connection rate; {ours_rate / single_raw.rate:.2f}× raw 1-connection "
-                "rate")
+                f"commits{shape}); median {fmt_ns(_p(lat, 0.5))}, p99 {fmt_ns(_p(lat, 0.99))}",
+                f"raw {DRIVER[backend]} BEGIN + INSERT + COMMIT, {WRITERS} threads, a connection each (and the "
+                "same on 1 connection, same rounds)",
+                f"{fmt_rate(raw_rate)}; median {fmt_ns(_p(raw_lat, 0.5))}, p99 {fmt_ns(_p(raw_lat, 0.99))} "
+                f"(1 connection: {fmt_rate(one_rate)})",
+                f"{ratio:.2f}× raw {WRITERS}-connection rate; {ratio_one:.2f}× raw 1-connection rate")
 
 
 def bench_storage(backend: str, work: Path, sizes: Sizes, profiles: list[str], facts: dict[str, str]) -> list[BRow]:
@@ -455,9 +513,8 @@ def bench_storage(backend: str, work: Path, sizes: Sizes, profiles: list[str], f
             raw = RawDriver(backend, target, work)
             raw.create_scratch()
             rows.append(bench_read(backend, storage, raw, sizes, profiles))
-            row, _, t_raw = bench_set(backend, storage, raw, sizes, profiles)
-            rows.append(row)
-            rows.append(bench_concurrent(backend, storage, target, work, sizes, t_raw))
+            rows.append(bench_set(backend, storage, raw, sizes, profiles))
+            rows.append(bench_concurrent(backend, storage, target, work, sizes))
         finally:
             if raw is not None:
                 raw.close()
@@ -492,13 +549,66 @@ def _put_check(port: int, token: str) -> None:
         conn.close()
 
 
-def bench_http(backend: str, work: Path, sizes: Sizes, wrk: str, notes: list[str]) -> list[tuple[Cell, str]]:
+_TICK: Final = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and of its descendants still running (from /proc)."""
+    total, todo, seen = 0.0, [pid], set()
+    while todo:
+        proc = todo.pop()
+        if proc in seen:
+            continue
+        seen.add(proc)
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+            for task in Path(f"/proc/{proc}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text(encoding="utf-8").split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def _pid_with(arg_pair: tuple[str, str]) -> int | None:
+    """The process whose command line holds these two arguments in a row (how we find our etcd)."""
+    needle = b"\0" + "\0".join(arg_pair).encode() + b"\0"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in b"\0" + (entry / "cmdline").read_bytes():
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+@dataclass(slots=True)
+class HttpCell:
+    """One PUT row: wrk's rounds (vs_etcd's Cell) and each side's CPU time per request in every round."""
+
+    cell: Cell
+    ours_cpu_us: list[float] = field(default_factory=list)
+    etcd_cpu_us: list[float] = field(default_factory=list)
+    when: str = ""
+
+
+def _timed_wrk(wrk: str, script: Path, url: str, conns: int, seconds: int, pid: int | None,
+               into: list[float]) -> Run:
+    before = cpu_seconds(pid) if pid else 0.0
+    run = wrk_run(wrk, script, url, conns, seconds)
+    if pid:
+        into.append((cpu_seconds(pid) - before) / max(1.0, run.rps * seconds) * 1e6)
+    return run
+
+
+def bench_http(backend: str, work: Path, sizes: Sizes, wrk: str, notes: list[str]) -> list[HttpCell]:
     from llm_config import generate_key
 
     progress(f"3 {backend}: PUT over HTTP vs etcd")
     home = work / f"http-{backend}"
     home.mkdir()
-    cells: list[tuple[Cell, str]] = []
+    cells: list[HttpCell] = []
     with fresh_database(backend, "h", home) as target, ExitStack() as stack:
         key_file = home / "master.key"
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -522,15 +632,23 @@ def bench_http(backend: str, work: Path, sizes: Sizes, wrk: str, notes: list[str
         progress(f"  ours seeded: {sizes.http_keys:,} PUTs and GETs in {time.monotonic() - started:.1f} s")
         _seed_etcd(int(etcd_url.rsplit(":", 1)[1]), sizes.http_keys)
         ours_url = f"http://127.0.0.1:{port}"
+        etcd_pid = _pid_with(("--data-dir", str(home / "etcd")))
         for conns in CONNS:
-            cell = Cell("put", conns)
+            hc = HttpCell(Cell("put", conns))
+            cell = hc.cell
             for rep in range(1, sizes.http_reps + 1):
-                a = wrk_run(wrk, scripts[("ours", "put")], ours_url, conns, sizes.http_duration_s)
+                a = _timed_wrk(wrk, scripts[("ours", "put")], ours_url, conns, sizes.http_duration_s,
+                               ours.proc.pid, hc.ours_cpu_us)
                 cell.ours.append(a)
-                b = wrk_run(wrk, scripts[("etcd", "put")], etcd_url, conns, sizes.http_duration_s)
+                b = _timed_wrk(wrk, scripts[("etcd", "put")], etcd_url, conns, sizes.http_duration_s, etcd_pid,
+                               hc.etcd_cpu_us)
                 cell.etcd.append(b)
-                progress(f"  put c{conns} rep{rep} ours: {a.line()} | etcd: {b.line()} | ratio {cell.ratios()[-1]:.2f}")
-            cells.append((cell, time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())))
+                cpu = (f" | CPU per PUT ours {hc.ours_cpu_us[-1]:.0f} µs, etcd {hc.etcd_cpu_us[-1]:.0f} µs"
+                       if hc.ours_cpu_us and hc.etcd_cpu_us else "")
+                progress(f"  put c{conns} rep{rep} ours: {a.line()} | etcd: {b.line()} | ratio "
+                         f"{cell.ratios()[-1]:.2f}{cpu}")
+            hc.when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            cells.append(hc)
     return cells
 
 
@@ -539,17 +657,22 @@ def _errors(runs: list[Run]) -> str:
     return f"; **{non_2xx:,} non-2xx, {sock:,} socket errors**" if non_2xx or sock else ""
 
 
-def http_rows(backend: str, cells: list[tuple[Cell, str]], etcd_version: str) -> list[BRow]:
+def _cpu(values: list[float]) -> str:
+    return f"; CPU {fmt_ns(statistics.median(values) * 1e3)} per PUT" if values else ""
+
+
+def http_rows(backend: str, cells: list[HttpCell], etcd_version: str) -> list[BRow]:
     rows = []
-    for (cell, when), number in zip(cells, ("3a", "3b"), strict=False):
+    for hc, number in zip(cells, ("3a", "3b"), strict=False):
+        cell, when = hc.cell, hc.when
         ratios = cell.ratios()
         ratio = statistics.median(ratios)
         spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
         rows.append(BRow(
             number, backend, f"authenticated PUT over HTTP, {cell.conns} connections (`llm-config serve -s <target>`)",
-            f"{_side(cell.ours)} req/s (p50 / p99){_errors(cell.ours)}",
+            f"{_side(cell.ours)} req/s (p50 / p99){_cpu(hc.ours_cpu_us)}{_errors(cell.ours)}",
             f"{etcd_version} `POST /v3/kv/put`, the same wrk settings, alternating rounds",
-            f"{_side(cell.etcd)} req/s (p50 / p99){_errors(cell.etcd)}",
+            f"{_side(cell.etcd)} req/s (p50 / p99){_cpu(hc.etcd_cpu_us)}{_errors(cell.etcd)}",
             f"{ratio:.2f}× etcd{spread}", "≥ 0.5× etcd", ratio >= HTTP_GOAL, when))
     return rows
 
@@ -572,11 +695,17 @@ def bench_backends(work: Path, *, quick: bool, backends: tuple[str, ...] = BACKE
     profiles: list[str] = []
     facts: dict[str, str] = {}
 
-    fsync_row, fsync_argv, fsync_lines = fsync_floor(work)
-    if fsync_row is not None:
-        rows.append(fsync_row)
-    else:
-        notes.append(f"fsync floor not measured: {fsync_argv}")
+    fsync_lines: list[str] = []
+
+    def fsync(number: str, moment: str) -> None:
+        row, argv, lines = fsync_floor(work, number, moment)
+        if row is None:
+            notes.append(f"row {number} (fsync floor) not measured: {argv}")
+            return
+        rows.append(row)
+        fsync_lines.extend([f"{moment}:", *lines])
+
+    fsync("0a", "at the start of the section")
 
     for backend in backends:
         rows += bench_storage(backend, work, sizes, profiles, facts)
@@ -594,6 +723,7 @@ def bench_backends(work: Path, *, quick: bool, backends: tuple[str, ...] = BACKE
         rows += http_rows(backend, bench_http(backend, work, sizes, wrk, extra), etcd_version)
     if etcd is None:
         extra.append(f"rows 3 not measured: {why}")
+    fsync("0b", "at the end of the section")
     rows.sort(key=lambda r: (BACKENDS.index(r.backend) if r.backend in BACKENDS else -1, r.number))
     notes += _notes(sizes, facts, wrk_version, etcd_version, extra)
     return Result(rows, notes, profiles, fsync_lines)
@@ -623,9 +753,13 @@ def _notes(sizes: Sizes, facts: dict[str, str], wrk_version: str, etcd_version: 
         "the raw side is `BEGIN` / `INSERT` / `COMMIT` (3 statements); both durable per commit",
         f"row 2b: {WRITERS} threads of this process, each writing new versions of its own key through the one "
         f"shared `SQLStorage` for {sizes.conc_s:g} s per round ({sizes.conc_rounds} round(s), alternating with the "
-        f"raw side: {WRITERS} threads, a raw connection each, inserting into the scratch table); writes per commit "
+        f"raw side: {WRITERS} threads, a raw connection each, inserting into the scratch table, then 1 such "
+        "thread); writes per commit "
         "= the storage's `batched` ÷ `batches` over the measured rounds; the WriteRequest (JSON encode + HMAC "
-        "fingerprint, a few µs) is built inside the timed call here; the GIL is shared by all writer threads",
+        "fingerprint, a few µs) is built inside the timed call here; the GIL is shared by all writer threads; "
+        "batch sizes counted by a shim over the storage's `_run_batch`; SQLite's raw side is 16 connections "
+        "to one file, whose writers wait in SQLite's busy handler (it sleeps): not a floor there, its "
+        "1-connection rate is",
         f"rows 3: {wrk_version}, `wrk -t{THREADS} -c{{16,64}} -d{sizes.http_duration_s}s --latency -s <script>` with "
         f"`bench.vs_etcd`'s Lua scripts: each request a PUT of `{{\"value\":\"v×{PUT_VALUE_CHARS}\"}}` to a random "
         f"one of {sizes.http_keys:,} keys seeded first (ours by PUT, etcd's by `/v3/kv/put`); {sizes.http_reps} "
@@ -634,7 +768,10 @@ def _notes(sizes: Sizes, facts: dict[str, str], wrk_version: str, etcd_version: 
         f"--rate-limit-key {RATE_LIMIT} --cache-ttl {CACHE_TTL}` (default server and workers), an admin API key "
         "made with `llm-config -s <target> keys create --role admin`; a PUT is authenticated, RBAC-checked, "
         f"audited and durable; etcd: {etcd_version}, a fresh one-member etcd per backend (data dir on the same "
-        "disk), JSON gateway without authentication, a PUT is a raft commit with WAL fsync",
+        "disk), JSON gateway without authentication, a PUT is a raft commit with WAL fsync; CPU per PUT = "
+        "user + system CPU time of the server (ours: the `llm-config serve` process and its children; etcd: its "
+        "process) during a wrk run ÷ the requests it served, median over the rounds; wrk, the server, etcd and "
+        "the database share the machine's cores",
         f"source: {git}",
         *extra,
     ]
@@ -650,13 +787,14 @@ def _git_state() -> str:
             return ""
 
     head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = [line[3:] for line in git("status", "--porcelain", "--", "src").splitlines() if line.strip()]
+    dirty = [line.split(maxsplit=1)[-1] for line in git("status", "--porcelain", "--", "src").splitlines()
+             if line.strip()]
     return f"commit {head}" + (f", with uncommitted changes in {', '.join(f'`{d}`' for d in dirty)}"
                                if dirty else ", no uncommitted changes in `src`")
 
 
 def render(result: Result, *, command: str, host: Machine, runtime_s: float, load: str) -> str:
-    where = f"`{command}` · {host.cpus}× {host.cpu_model}"
+    where = f"`{command}` · {host.cpus} CPUs, {host.cpu_model}"
     lines = [
         "## Storage backends side by side: SQLite, PostgreSQL, MariaDB",
         "",
@@ -677,7 +815,8 @@ def render(result: Result, *, command: str, host: Machine, runtime_s: float, loa
     lines += ["", "How it is measured:", ""]
     lines += [f"- {note}" for note in result.notes]
     if result.fsync_lines:
-        lines += ["", "<details><summary>pg_test_fsync: one 8 kB write per sync method</summary>", "", "```text",
+        lines += ["", "<details><summary>pg_test_fsync -s 1: one 8 kB write per sync method</summary>", "",
+                  "```text",
                   *result.fsync_lines, "```", "", "</details>"]
     if result.profiles:
         lines += ["", "<details><summary>Profiles of the missed storage-level goals</summary>", "", "```text"]

@@ -215,19 +215,22 @@ class RawDriver:
 def server_facts(backend: str, target: str) -> str:
     """The server's version and the durability settings in force (what a durable commit costs)."""
     if backend == "sqlite":
-        conn = sqlite3.connect(db_file(Path(target)), isolation_level=None)
+        lite = sqlite3.connect(db_file(Path(target)), isolation_level=None)
         try:
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            mode = lite.execute("PRAGMA journal_mode").fetchone()[0]
         finally:
-            conn.close()
+            lite.close()
         return (f"SQLite {sqlite3.sqlite_version} (stdlib `sqlite3`), journal_mode={mode}, synchronous=FULL "
                 "(fsync per commit)")
     if backend == "postgresql":
         import psycopg
 
-        with psycopg.connect(target, autocommit=True) as conn:
-            version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-            shown = {name: str(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+        def show(pg: Any, name: str) -> str:
+            return str(pg.execute(f"SHOW {name}").fetchone()[0])
+
+        with psycopg.connect(target, autocommit=True) as pg:
+            version = show(pg, "server_version")
+            shown = {name: show(pg, name)
                      for name in ("synchronous_commit", "fsync", "wal_sync_method", "commit_delay")}
         return (f"PostgreSQL {version.split(maxsplit=1)[0]} (psycopg {psycopg.__version__}, psycopg-pool), "
                 + ", ".join(f"{k}={v}" for k, v in shown.items()))

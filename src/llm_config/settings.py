@@ -61,6 +61,7 @@ class ServeOptions:
     cache_ttl: float = 5.0
     audit_reads: bool = False
     max_body: int = 2 << 20
+    max_restore_body: int = 1 << 30  # a backup POSTed to /api/v1/admin/restore (checked after authorization)
     cors_origin: list[str] = field(default_factory=list)
     rate_limit_key: str = "100:50"
     rate_limit_ip: str = "10:10"
@@ -98,7 +99,7 @@ def _convert(value: Any, default: Any, name: str) -> Any:
             if text in ("0", "false", "no", "off", ""):
                 return False
             raise ValueError(text)
-        if isinstance(default, int) and name == "max_body":
+        if isinstance(default, int) and name in ("max_body", "max_restore_body"):
             return parse_size(value)
         if isinstance(default, int):
             return int(value)

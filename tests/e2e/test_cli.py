@@ -622,7 +622,7 @@ COMMANDS = [
     ("init",), ("keygen",), ("set",), ("get",), ("list",), ("namespaces",), ("delete",), ("history",),
     ("rollback",), ("purge",), ("export",), ("import",), ("audit",), ("audit", "list"), ("audit", "verify"),
     ("audit", "head"), ("audit", "export"), ("doctor",), ("serve",), ("keys",), ("keys", "create"),
-    ("keys", "list"), ("keys", "revoke"),
+    ("keys", "list"), ("keys", "revoke"), ("backup",), ("restore",), ("migrate",), ("upgrade",),
 ]
 
 

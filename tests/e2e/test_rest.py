@@ -619,6 +619,7 @@ EXPECTED_ROUTES = {
     ("get", "/health"), ("get", "/health/live"), ("get", "/health/ready"), ("get", "/metrics"),
     ("get", "/api/v1/keys"), ("post", "/api/v1/keys"), ("delete", "/api/v1/keys/{key_id}"),
     ("get", "/api/v1/admin/bans"), ("delete", "/api/v1/admin/bans/{ip}"),
+    ("get", "/api/v1/admin/backup"), ("post", "/api/v1/admin/restore"), ("get", "/api/v1/admin/jobs/{job_id}"),
     ("get", "/api/v1/configs/{ns}/{key}"), ("put", "/api/v1/configs/{ns}/{key}"),
     ("post", "/api/v1/configs/{ns}/{key}"), ("delete", "/api/v1/configs/{ns}/{key}"),
     ("get", "/api/v1/configs/{ns}/-/{key}"), ("put", "/api/v1/configs/{ns}/-/{key}"),
@@ -641,9 +642,10 @@ def test_every_route_is_in_openapi(api: httpx.Client) -> None:
     for path, item in spec["paths"].items():
         for method, op in item.items():
             assert "422" not in op["responses"], (method, path)
-            ok = op["responses"].get("200") or op["responses"].get("201") or op["responses"].get("204")
+            ok = op["responses"].get("200") or op["responses"].get("201") or op["responses"].get("202") \
+                or op["responses"].get("204")
             assert ok is not None, (method, path)
-            if "200" in op["responses"] or "201" in op["responses"]:
+            if {"200", "201", "202"} & set(op["responses"]):
                 assert ok.get("content"), (method, path)
             if path.startswith("/api/"):
                 assert "400" in op["responses"] or "503" in op["responses"], (method, path)

@@ -7,20 +7,24 @@ fails. The shared servers on 5432/3306 are never touched.
 
 The promises checked, as a user sees them:
 
-* PostgreSQL restarted with `-m immediate` under concurrent PUTs to a live API server: while it is down
-  every request is a quick 503 with `Retry-After` (never a 500, never a hang); once it is back the same
-  server answers 200 again by itself; every acknowledged write is in the history with the version and
-  value it was acknowledged with, versions are contiguous, and the audit chain verifies.
+* The database dies under a live API server taking concurrent PUTs and GETs — PostgreSQL stopped with
+  `-m immediate`, MariaDB killed with SIGKILL — and comes back on the same port. While it is down every
+  request is a quick 503 with `Retry-After` (never a 500, never a hang) and `/health/live` answers at
+  once; once it is back the same server (not restarted) acknowledges writes again by itself; every
+  acknowledged write is in the history with the version and value it was acknowledged with, versions
+  are contiguous, nothing is applied twice, and the audit chain verifies. (PostgreSQL fails the first
+  two today: see the strict xfail marks.)
 * MariaDB killed with SIGKILL in the middle of a store's first migration: the next open completes it
-  (no migration pending, a store that takes writes and verifies) — from partial states built by hand,
-  and from `ConfigManager.open` in a subprocess killed at random moments.
+  (no migration pending, every table there, a store that takes writes and verifies) — from partial
+  states built by hand, and from `ConfigManager.open` in a subprocess killed at random moments.
 * A wrong password, or a port where nothing listens: `llm-config get` exits 1 with one line on stderr
-  that never shows the password.
+  that never shows the password (the right password, same user and database, works).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import secrets
@@ -32,7 +36,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,7 @@ from llm_config.crypto.keys import generate_key
 from llm_config.storage.base import open_storage
 from llm_config.storage.migrate import MYSQL, load_migrations
 from tests.conftest import REQUIRE_SERVICES
-from tests.e2e.conftest import LiveServer, serve_in_thread, server_options
+from tests.e2e.conftest import serve_in_thread, server_options
 
 pytestmark = pytest.mark.faults
 
@@ -63,10 +67,14 @@ PASSWORD = "hunter2-secret"  # a wrong password that must never be shown
 RIGHT_PASSWORD = "right-Pass-42"
 PW_USER = "lcm_pw"
 
-MAX_REQUEST_SECONDS = 50.0  # a request while the database is down: a quick 503, never a wait for a pool
-RECOVERY_SECONDS = 15.0  # from "PostgreSQL accepts connections again" to the first acknowledged PUT
-DOWN_SECONDS = 14.0
+MAX_REQUEST_SECONDS = 6.0  # with the database down: one connect timeout (5 s) at most, never a queue of waits
+RECOVERY_SECONDS = 15.0  # from "the database accepts connections again" to the first acknowledged PUT
+PG_DOWN_SECONDS = 12.0  # longer than the PostgreSQL pool's 10 s wait for a connection (postgres.py)
+MARIA_DOWN_SECONDS = 3.0
 WRITERS = 8
+READERS = 2
+PROBE_GAP = 0.1
+LIVE_SECONDS = 2.0  # /health/live does no I/O: anything slower means the event loop is blocked
 NS = "faults"
 KEYS = ("k0", "k1", "k2")
 
@@ -78,8 +86,8 @@ def _free_port() -> int:
         return port
 
 
-def _missing(what: str) -> None:
-    message = f"{what} is not installed"
+def _unavailable(message: str) -> None:
+    """Skip — or with LLM_CONFIG_REQUIRE_SERVICES=1 (CI) fail: a private server cannot be made here."""
     if REQUIRE_SERVICES:
         pytest.fail(message + " (LLM_CONFIG_REQUIRE_SERVICES=1)")
     pytest.skip(message)
@@ -140,9 +148,9 @@ class PrivatePostgres:
         _run("pg_ctlcluster", PG_VERSION, self.name, "stop", "-m", "immediate")
 
     def drop(self) -> None:
-        if self.created:
+        if self.created and Path(f"/etc/postgresql/{PG_VERSION}/{self.name}").exists():
             _run("pg_dropcluster", "--stop", PG_VERSION, self.name)
-            self.created = False
+        self.created = False
 
     def execute(self, sql: str) -> list[Any]:
         with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
@@ -174,7 +182,10 @@ def _drop_stale_clusters() -> None:
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PrivatePostgres]:
     if not PG_POSTGRES.exists() or not all(shutil.which(tool) for tool in PG_TOOLS):
-        _missing(f"PostgreSQL {PG_VERSION} with postgresql-common ({PG_POSTGRES}, {', '.join(PG_TOOLS)})")
+        _unavailable(f"PostgreSQL {PG_VERSION} with postgresql-common is not installed ({PG_POSTGRES}, "
+                     f"{', '.join(PG_TOOLS)})")
+    if os.geteuid() != 0:
+        _unavailable("pg_createcluster needs root (it writes /etc/postgresql)")
     _drop_stale_clusters()
     cluster = PrivatePostgres()
     try:
@@ -239,12 +250,8 @@ class PrivateMariaDB:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+        proc.kill()  # its data directory goes next
+        proc.wait(30)
 
     def connect(self, database: str | None = None, **kw: Any) -> Any:
         return pymysql.connect(host="127.0.0.1", port=self.port, user="root", database=database,
@@ -272,7 +279,7 @@ class PrivateMariaDB:
 @pytest.fixture(scope="module")
 def maria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDB]:
     if not MARIADBD.exists() or INSTALL_DB is None:
-        _missing(f"MariaDB ({MARIADBD}, mariadb-install-db)")
+        _unavailable(f"MariaDB is not installed ({MARIADBD}, mariadb-install-db)")
     base = tmp_path_factory.mktemp("mariadb")
     server = PrivateMariaDB(base)
     try:
@@ -286,14 +293,14 @@ def maria(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDB]:
         shutil.rmtree(server.datadir, ignore_errors=True)
 
 
-# ----------------------------------------------------------------------------- PostgreSQL restarted under load
+# ----------------------------------------------------------------------------- a database restarted under load
 
 
 @dataclass
 class Attempt:
-    """One PUT and what came back (status None: no HTTP answer at all)."""
+    """One request and what came back (status None: no HTTP answer at all)."""
 
-    writer: int
+    worker: int
     n: int
     key: str
     started: float
@@ -305,105 +312,171 @@ class Attempt:
 
     @property
     def value(self) -> dict[str, int]:
-        return {"writer": self.writer, "n": self.n}
+        return {"writer": self.worker, "n": self.n}
 
     @property
     def ended(self) -> float:
         return self.started + self.elapsed
 
 
-def _writer(server: LiveServer, w: int, stop: threading.Event, attempts: list[Attempt]) -> None:
-    headers = {"Authorization": f"Bearer {server.admin_key}"}
-    with httpx.Client(base_url=server.url, headers=headers, timeout=httpx.Timeout(60, connect=5)) as client:
+@dataclass
+class LoadRun:
+    """Concurrent PUTs (and GETs) to one live API server while its database went down and came back."""
+
+    url: str
+    key: str
+    writes: list[Attempt]
+    reads: list[Attempt]
+    down_from: float  # the database is gone (the stop or kill has returned)
+    down_until: float  # its restart begins
+    up_at: float  # it accepts connections again
+    recovered: float | None  # the first acknowledged PUT sent after `up_at` (None: none in RECOVERY_SECONDS)
+    stuck: int  # client threads still inside a request at the end
+    probes: list[Attempt]  # GET /health/live every PROBE_GAP seconds, from before the fault to the end
+
+
+def _worker(url: str, token: str, i: int, write: bool, stop: threading.Event, out: list[Attempt]) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=httpx.Timeout(60, connect=5)) as client:
         n = 0
         while not stop.is_set():
-            key = KEYS[(w + n) % len(KEYS)]
+            key = KEYS[(i + n) % len(KEYS)]
+            path = f"/api/v1/configs/{NS}/{key}"
             started = time.monotonic()
             status = version = retry_after = None
             try:
-                r = client.put(f"/api/v1/configs/{NS}/{key}", json={"value": {"writer": w, "n": n}})
+                r = client.put(path, json={"value": {"writer": i, "n": n}}) if write else client.get(path)
                 status, body, retry_after = r.status_code, r.text[:300], r.headers.get("retry-after")
                 if status == 200:
                     version = int(r.json()["version"])
             except httpx.HTTPError as exc:
                 body = repr(exc)
-            attempts.append(Attempt(w, n, key, started, time.monotonic() - started, status, version, retry_after,
-                                    body))
+            out.append(Attempt(i, n, key, started, time.monotonic() - started, status, version, retry_after, body))
             n += 1
-            if status != 200:
-                time.sleep(0.05)  # a client that backs off a little, as Retry-After asks
+            if status != 200 or not write:
+                time.sleep(0.05)  # a client that backs off a little, as Retry-After asks; readers poll
 
 
-def _wait_for(what: str, predicate: Any, timeout: float) -> float:
+def _prober(url: str, stop: threading.Event, out: list[Attempt]) -> None:
+    with httpx.Client(base_url=url, timeout=httpx.Timeout(60, connect=5)) as client:
+        n = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            status, body = None, ""
+            try:
+                r = client.get("/health/live")
+                status, body = r.status_code, r.text[:200]
+            except httpx.HTTPError as exc:
+                body = repr(exc)
+            out.append(Attempt(-1, n, "", started, time.monotonic() - started, status, None, None, body))
+            n += 1
+            time.sleep(PROBE_GAP)
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float) -> float | None:
+    """When `predicate()` first held (polled), or None if not within `timeout` seconds."""
     started = time.monotonic()
     while not predicate():
         if time.monotonic() - started > timeout:
-            pytest.fail(f"{what}: not within {timeout:.0f} s")
+            return None
         time.sleep(0.02)
     return time.monotonic()
 
 
-def _describe(attempts: list[Attempt], limit: int = 8) -> str:
-    return "; ".join(f"w{a.writer}#{a.n} {a.status} in {a.elapsed:.2f}s: {a.body[:160]}" for a in attempts[:limit])
-
-
-def test_postgres_immediate_restart_under_concurrent_puts(pg: PrivatePostgres, key: str) -> None:
-    url = pg.url(pg.new_database())
+def _restart_under_load(url: str, stop_db: Callable[[], None], start_db: Callable[[], None],
+                        down_seconds: float) -> LoadRun:
+    """WRITERS threads PUT (and READERS threads GET) through one API server, which stays up throughout,
+    while `stop_db()`, `down_seconds` of nothing, `start_db()`; then load goes on until 20 more PUTs were
+    acknowledged after the recovery."""
+    key = generate_key()
     manager = ConfigManager.open(url, encryption_key=key, actor="tester")
-    attempts: list[Attempt] = []
+    writes: list[Attempt] = []
+    reads: list[Attempt] = []
+    probes: list[Attempt] = []
     stop = threading.Event()
-    writers: list[threading.Thread] = []
+    workers: list[threading.Thread] = []
     thread = None
+
+    def acked_since(moment: float) -> int:
+        return sum(1 for a in list(writes) if a.status == 200 and a.started >= moment)
+
     try:
         thread, server = serve_in_thread(manager, server_options())
-        writers = [threading.Thread(target=_writer, args=(server, w, stop, attempts), daemon=True)
-                   for w in range(WRITERS)]
-        for writer in writers:
-            writer.start()
-
-        def acked_since(moment: float) -> int:
-            return sum(1 for a in list(attempts) if a.status == 200 and a.started >= moment)
-
-        _wait_for("30 acknowledged PUTs before the restart", lambda: acked_since(0) >= 30, 20)
-        stop_begin = time.monotonic()
-        pg.stop_immediate()
-        stopped = time.monotonic()
-        time.sleep(DOWN_SECONDS)
-        start_begin = time.monotonic()
-        pg.start()
-        started = time.monotonic()
-        recovered = _wait_for("an acknowledged PUT after PostgreSQL came back, on the same API server",
-                              lambda: acked_since(started) >= 1, RECOVERY_SECONDS)
-        _wait_for("20 more acknowledged PUTs after recovery", lambda: acked_since(recovered) >= 20, 20)
+        workers = [threading.Thread(target=_worker, args=(server.url, server.admin_key, i, True, stop, writes),
+                                    daemon=True) for i in range(WRITERS)]
+        for worker in workers:
+            worker.start()
+        if _wait_for(lambda: acked_since(0) >= 30, 20) is None:
+            pytest.fail(f"fewer than 30 PUTs acknowledged in 20 s before the fault: {_describe(writes)}")
+        readers = [threading.Thread(target=_worker, args=(server.url, server.admin_key, i, False, stop, reads),
+                                    daemon=True) for i in range(READERS)]
+        for reader in readers:
+            reader.start()
+        workers += readers
+        workers.append(threading.Thread(target=_prober, args=(server.url, stop, probes), daemon=True))
+        workers[-1].start()
+        time.sleep(0.3)
+        stop_db()
+        down_from = time.monotonic()
+        time.sleep(down_seconds)
+        down_until = time.monotonic()
+        start_db()
+        up_at = time.monotonic()
+        recovered = _wait_for(lambda: acked_since(up_at) >= 1, RECOVERY_SECONDS)
+        if recovered is not None:
+            _wait_for(lambda: acked_since(recovered) >= 20, 20)
     finally:
         stop.set()
-        for writer in writers:
-            writer.join(90)
+        for worker in workers:
+            worker.join(90)
         if thread is not None:
             thread.stop()
         manager.close()
-    assert not any(writer.is_alive() for writer in writers), "a writer is stuck in a request"
+    stuck = sum(worker.is_alive() for worker in workers)
+    return LoadRun(url, key, writes, reads, down_from, down_until, up_at, recovered, stuck, probes)
 
+
+def _describe(attempts: list[Attempt], limit: int = 6) -> str:
+    return "; ".join(f"#{a.worker}.{a.n} {a.status} after {a.elapsed:.2f} s: {a.body[:150]}" for a in attempts[:limit])
+
+
+def _assert_quick_503s(run: LoadRun) -> None:
+    """While the database is down: 503 with Retry-After (never a 500), answered quickly; reads may also be
+    served from the cache (200)."""
+    attempts = run.writes + run.reads
+    assert not run.stuck, f"{run.stuck} client threads still inside a request after 90 s"
     unanswered = [a for a in attempts if a.status is None]
     assert not unanswered, f"requests without an HTTP answer: {_describe(unanswered)}"
     wrong = [a for a in attempts if a.status not in (200, 503)]
-    assert not wrong, f"answers other than 200/503 around the restart: {_describe(wrong)}"
-    unavailable = [a for a in attempts if a.status == 503]
-    no_retry = [a for a in unavailable if not (a.retry_after or "").isdigit() or int(a.retry_after or 0) < 1]
-    assert not no_retry, f"503 without a Retry-After of at least 1 s: {_describe(no_retry)}"
+    assert not wrong, f"{len(wrong)} answers other than 200/503 around the outage: {_describe(wrong)}"
+    no_retry = [a for a in attempts if a.status == 503 and not (a.retry_after or "").isdigit()]
+    assert not no_retry, f"503 without Retry-After: {_describe(no_retry)}"
+    assert all(int(a.retry_after or 0) >= 1 for a in attempts if a.status == 503)
     slow = sorted((a for a in attempts if a.elapsed > MAX_REQUEST_SECONDS), key=lambda a: -a.elapsed)
-    assert not slow, f"{len(slow)} requests took more than {MAX_REQUEST_SECONDS} s: {_describe(slow)}"
-    while_down = [a for a in attempts if a.started >= stopped and a.ended <= start_begin]
-    assert while_down, "no request was answered while PostgreSQL was down"
-    served_while_down = [a for a in while_down if a.status != 503]
-    assert not served_while_down, f"answers other than 503 while down: {_describe(served_while_down)}"
-    assert recovered - started < RECOVERY_SECONDS
-    assert stop_begin < stopped  # (the timeline the assertions above rely on)
+    assert not slow, (f"{len(slow)} requests took more than {MAX_REQUEST_SECONDS} s with the database down, "
+                      f"slowest first: {_describe(slow)}")
+    writes_down = [a for a in run.writes if a.started >= run.down_from and a.ended <= run.down_until]
+    assert len(writes_down) >= WRITERS, f"only {len(writes_down)} PUTs were answered while the database was down"
+    served = [a for a in writes_down if a.status != 503]
+    assert not served, f"PUTs answered other than 503 while the database was down: {_describe(served)}"
 
-    # every acknowledged write is there, with the version and value it was acknowledged with
-    acked = [a for a in attempts if a.status == 200]
-    tried = {(a.writer, a.n) for a in attempts}
-    with ConfigManager.open(url, encryption_key=key, actor="checker") as checker:
+
+def _assert_recovered_and_durable(run: LoadRun) -> None:
+    """The same API server serves again by itself; every acknowledged PUT is in the history with its
+    version and value; versions are contiguous; nothing is applied twice or out of nowhere; the audit
+    chain verifies."""
+    assert run.recovered is not None, (
+        f"no PUT acknowledged within {RECOVERY_SECONDS} s after the database came back, without restarting "
+        f"the API server; the last answers: {_describe(run.writes[-6:])}")
+    acked = [a for a in run.writes if a.status == 200]
+    assert sum(a.started >= run.recovered for a in acked) >= 20, "the server did not keep serving after recovery"
+    tried = {(a.worker, a.n) for a in run.writes}
+    acked_versions: dict[str, list[int]] = defaultdict(list)
+    for a in acked:
+        acked_versions[a.key].append(a.version or 0)
+    for k, found in acked_versions.items():
+        assert len(found) == len(set(found)), f"{k}: one version acknowledged to two writers"
+    with ConfigManager.open(run.url, encryption_key=run.key, actor="checker") as checker:
         for k in KEYS:
             history = checker.history(NS, k)
             versions = sorted(item.version for item in history)
@@ -411,17 +484,65 @@ def test_postgres_immediate_restart_under_concurrent_puts(pg: PrivatePostgres, k
             by_version = {item.version: item.value for item in history}
             for a in (a for a in acked if a.key == k):
                 assert by_version.get(a.version) == a.value, (
-                    f"{k} v{a.version} was acknowledged as {a.value}, history has {by_version.get(a.version)}")
+                    f"{k} v{a.version} was acknowledged as {a.value}; the history has {by_version.get(a.version)}")
             applied = [(item.value["writer"], item.value["n"]) for item in history]
             assert len(applied) == len(set(applied)), f"{k}: a write was applied twice"
-            assert set(applied) <= tried, f"{k}: history holds values nobody wrote"
-        acked_versions: dict[str, list[int]] = defaultdict(list)
-        for a in acked:
-            acked_versions[a.key].append(a.version or 0)
-        for k, found in acked_versions.items():
-            assert len(found) == len(set(found)), f"{k}: one version acknowledged to two writers"
+            assert set(applied) <= tried, f"{k}: the history holds values nobody wrote"
         report = checker.audit_verify()
         assert report.ok, report
+
+
+def _assert_stays_live(run: LoadRun) -> None:
+    """`/health/live` (what an orchestrator probes) answers at once all along: no request blocks the server."""
+    assert len(run.probes) >= 20, f"only {len(run.probes)} liveness probes were answered"
+    bad = [a for a in run.probes if a.status != 200 or a.elapsed > LIVE_SECONDS]
+    outage = [a for a in bad if a.ended >= run.down_from and a.started <= run.up_at]
+    assert not bad, (f"{len(bad)} liveness probes failed or took more than {LIVE_SECONDS} s ({len(outage)} during "
+                     f"the outage); slowest first: {_describe(sorted(bad, key=lambda a: -a.elapsed))}")
+
+
+@pytest.fixture(scope="module")
+def pg_restart(pg: PrivatePostgres) -> LoadRun:
+    """PostgreSQL stopped with `-m immediate` (a crash: backends killed, no checkpoint), down for
+    PG_DOWN_SECONDS, started again."""
+    return _restart_under_load(pg.url(pg.new_database()), pg.stop_immediate, pg.start, PG_DOWN_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def maria_restart(maria: PrivateMariaDB) -> LoadRun:
+    """mariadbd killed with SIGKILL, down for MARIA_DOWN_SECONDS, started again."""
+    return _restart_under_load(maria.url(maria.new_database()), maria.kill9, maria.start, MARIA_DOWN_SECONDS)
+
+
+# Known bugs (see the report of the change that added this file); strict: a fix makes these XPASS, which fails
+# the run until the mark is removed.
+_PG_WAITS_FOR_THE_POOL = pytest.mark.xfail(strict=True, reason=(
+    "PostgreSQL down: a request waits up to the pool's 10 s `timeout` (postgres.py ConnectionPool) for a "
+    "connection, queued group-commit batches one after another; a write whose batch times out is a 500 "
+    "(psycopg_pool.PoolTimeout escapes SQLStorage._run_batch: `d.hold()` is outside the error mapping)"))
+_PG_BLOCKS_THE_EVENT_LOOP = pytest.mark.xfail(strict=True, reason=(
+    "PostgreSQL down: the edge answers a GET with `manager.peek` on the event loop, and peek's "
+    "`_check_foreign_changes` queries storage (change_token, get_meta), waiting up to 10 s for the pool: "
+    "every request of the server, /health/live included, stalls"))
+RUNS = [pytest.param("pg_restart", id="postgresql"), pytest.param("maria_restart", id="mariadb")]
+
+
+@pytest.mark.parametrize("run", [pytest.param("pg_restart", id="postgresql", marks=_PG_WAITS_FOR_THE_POOL),
+                                 pytest.param("maria_restart", id="mariadb")])
+def test_database_down_answers_quick_503s_with_retry_after(request: pytest.FixtureRequest, run: str) -> None:
+    _assert_quick_503s(request.getfixturevalue(run))
+
+
+@pytest.mark.parametrize("run", [pytest.param("pg_restart", id="postgresql", marks=_PG_BLOCKS_THE_EVENT_LOOP),
+                                 pytest.param("maria_restart", id="mariadb")])
+def test_database_down_leaves_the_server_live(request: pytest.FixtureRequest, run: str) -> None:
+    _assert_stays_live(request.getfixturevalue(run))
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_restart_keeps_every_acknowledged_write_and_recovers_by_itself(request: pytest.FixtureRequest,
+                                                                      run: str) -> None:
+    _assert_recovered_and_durable(request.getfixturevalue(run))
 
 
 # ----------------------------------------------------------------------------- MariaDB killed mid-migration
@@ -514,18 +635,22 @@ def test_mariadb_killed_during_config_manager_open(maria: PrivateMariaDB, key: s
     rng = random.Random()
     script = tmp_path / "opener.py"
     script.write_text(_OPENER)
-    # how long a first open takes here (from its first statement to the end), to kill within it
-    proc = _start_opener(script, maria.url(maria.new_database()), key)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0, script.with_suffix(".stderr").read_text()[-2000:]
-    duration = float(out.decode().split()[1])
-    trials = 4
-    outcomes = []
+    # how long a first open takes here (the faster of two), to kill within it
+    durations = []
+    for _ in range(2):
+        proc = _start_opener(script, maria.url(maria.new_database()), key)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, script.with_suffix(".stderr").read_text()[-2000:]
+        durations.append(float(out.decode().split()[1]))
+    duration = min(durations)
+    trials = 5
+    outcomes = []  # (the opener's exit code, tables found after the restart, rows in schema_migrations)
     for trial in range(trials):
         database = maria.new_database()
         proc = _start_opener(script, maria.url(database), key)
         try:
-            time.sleep(duration * (trial + rng.random()) / trials)  # spread over the open, from its start
+            # spread over the open; its first ~30 % imports the driver and connects, the migration follows
+            time.sleep(duration * (0.3 + 0.7 * (trial + rng.random()) / trials))
             maria.kill9()
             out, _ = proc.communicate(timeout=30)
         finally:
@@ -557,6 +682,8 @@ def _cli_get(url: str, key: str, *args: str) -> subprocess.CompletedProcess[str]
 def test_cli_reports_an_unreachable_database_in_one_line_without_the_password(
     request: pytest.FixtureRequest, backend: str, fault: str,
 ) -> None:
+    if not CLI.exists():
+        _unavailable(f"the console script is not installed ({CLI})")
     server: PrivatePostgres | PrivateMariaDB = request.getfixturevalue("pg" if backend == "postgresql" else "maria")
     key = generate_key()
     database = server.new_database()
@@ -564,8 +691,9 @@ def test_cli_reports_an_unreachable_database_in_one_line_without_the_password(
     good = f"{scheme}://{PW_USER}:{RIGHT_PASSWORD}@127.0.0.1:{server.port}/{database}"
     # the control: with the right password the same user reaches the same database
     assert _cli_get(good, key, "set", "ns", "k", "v").returncode == 0
-    control = _cli_get(good, key, "get", "ns", "k")
-    assert (control.returncode, control.stdout.strip()) == (0, "v"), control
+    control = _cli_get(good, key, "get", "ns", "k", "--format", "json")
+    assert control.returncode == 0, control
+    assert json.loads(control.stdout)["value"] == "v", control
 
     port = server.port if fault == "wrong password" else _free_port()
     url = f"{scheme}://{PW_USER}:{PASSWORD}@127.0.0.1:{port}/{database}"

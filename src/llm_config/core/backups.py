@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from llm_config.core.access import Access
 from llm_config.core.context import CallContext
-from llm_config.core.custody import INSTANCE_SECRET, StoreKeys, open_instance_secret, unlock
+from llm_config.core.custody import EPOCH, INSTANCE_SECRET, StoreKeys, open_instance_secret, unlock
 from llm_config.core.verify import verify_store
 from llm_config.crypto.aead import envelope_key_id
 from llm_config.crypto.keys import KeySource
@@ -131,7 +131,7 @@ class Backups:
                                 "--force (force=true) to do so")
         stream.seek(0)
         epoch = new_id()
-        self._storage.import_rows(read_rows(stream, info), replace_all=True, settings={"epoch": epoch})
+        self._storage.import_rows(read_rows(stream, info), replace_all=True, settings={EPOCH: epoch})
         assert self._source is not None
         keys, warning = unlock(self._storage, self._source, create=False)
         if keys is None:  # check() opened this very envelope a moment ago

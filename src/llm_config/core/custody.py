@@ -22,11 +22,14 @@ from llm_config.errors import KeyMissingError, SecretKeyError
 from llm_config.models import Environment
 from llm_config.types import Storage
 
-__all__ = ["INSTANCE_SECRET", "StoreKeys", "open_instance_secret", "place", "unlock"]
+__all__ = ["EPOCH", "INSTANCE_SECRET", "StoreKeys", "open_instance_secret", "place", "unlock"]
 
 log = logging.getLogger("llm_config")
 
 INSTANCE_SECRET: Final = "instance_secret"  # noqa: S105 - a meta row name
+EPOCH: Final = "epoch"
+"""The meta row of the store epoch: a new value after every restore, so caches, key custody and watchers
+of other processes start over (SPEC §4)."""
 _INSTANCE_AAD: Final = b"llm-config instance secret v1"
 
 

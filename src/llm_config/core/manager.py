@@ -25,7 +25,7 @@ from llm_config import audit, rbac, writes
 from llm_config.cache.l1 import L1Cache
 from llm_config.core.access import Access
 from llm_config.core.context import CallContext
-from llm_config.core.custody import StoreKeys, need, place, unlock
+from llm_config.core.custody import EPOCH, StoreKeys, need, place, unlock
 from llm_config.core.resolve import merge_with_base, nest
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
 from llm_config.errors import KeyMissingError, NotFoundError, StorageError, ValidationError
@@ -136,6 +136,7 @@ class ConfigManager:
         self._check_interval = change_check_interval
         self._next_check = 0.0
         self._change_token = storage.change_token()
+        self._epoch = storage.get_meta(EPOCH)
         self._read_audit: ReadAuditBuffer | None = None
         if audit_reads:
             from llm_config.core.read_audit import ReadAuditBuffer
@@ -226,6 +227,12 @@ class ConfigManager:
         token = self.storage.change_token()
         if token != self._change_token:
             self._change_token = token
+            epoch = self.storage.get_meta(EPOCH)
+            if epoch != self._epoch:  # another process restored a backup: its instance secret may differ
+                self._epoch = epoch
+                keys, _ = unlock(self.storage, self._key_source, create=False)
+                if keys is not None:
+                    self._adopt_keys(keys)
             self.cache.clear()
             api_keys = self.__dict__.get("_api_keys")  # only if this process ever authenticated
             if api_keys is not None:
@@ -1010,6 +1017,7 @@ class ConfigManager:
             self.__dict__.pop(part, None)
         self.cache.clear()
         self._change_token = self.storage.change_token()
+        self._epoch = self.storage.get_meta(EPOCH)
 
     # ------------------------------------------------------------------ audit and health
 

@@ -26,7 +26,7 @@ from llm_config.core.manager import ConfigManager
 from llm_config.server.errors import install_error_handlers
 from llm_config.server.limits import RateLimiter, parse_rate
 from llm_config.server.middleware import Edge, EdgeMiddleware
-from llm_config.server.routes import admin, audit, configs, health, keys, namespaces
+from llm_config.server.routes import admin, audit, backup, configs, health, keys, namespaces
 from llm_config.server.routes import metrics as metrics_routes
 from llm_config.server.routes.common import strict_query
 from llm_config.server.routes.schemas import JSON_VALUE_SCHEMA, ApiKeyCreate, ConfigWrite, ErrorBody
@@ -37,7 +37,7 @@ from llm_config.settings import ServeOptions
 __all__ = ["SECURITY_SCHEMES", "THREAD_POOL_SIZE", "create_app"]
 
 THREAD_POOL_SIZE: Final = 32
-_ROUTERS: Final = (health, metrics_routes, configs, namespaces, audit, keys, admin)
+_ROUTERS: Final = (health, metrics_routes, configs, namespaces, audit, keys, admin, backup)
 CACHE_SYNC_SECONDS: Final = 1.0
 
 SECURITY_SCHEMES: Final = {

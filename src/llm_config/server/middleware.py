@@ -52,6 +52,7 @@ from llm_config.server.errors import (
 )
 from llm_config.server.limits import BucketScope, LimitResult, RateLimiter
 from llm_config.server.logs import access_line, get_logger
+from llm_config.server.routes.backup import RESTORE_PATH
 from llm_config.server.routes.common import (
     CLIENT_IP_KEY,
     PRINCIPAL_KEY,
@@ -318,6 +319,9 @@ class EdgeMiddleware:
         return await limiter.hit(scope, name)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, req: _Request) -> None:
+        if req.path == RESTORE_PATH:  # its own limit and timeout, applied after authorization (routes/backup.py)
+            await self.app(scope, receive, send)
+            return
         declared = req.content_length
         if req.method not in _BODYLESS or declared is not None or req.transfer_encoding is not None:
             if declared is not None:

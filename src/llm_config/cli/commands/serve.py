@@ -48,6 +48,8 @@ _SERVER_IMPLS = ("granian", "uvicorn")
               help="Close a connection whose request headers take longer (0 = off).  [default: 10]")
 @click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
               help="Answer 408 to a request whose body takes longer.  [default: 30]")
+@click.option("--max-restore-body", metavar="SIZE",
+              help="Largest backup accepted by POST /api/v1/admin/restore (admins only).  [default: 1GiB]")
 @click.option("--no-upgrade", is_flag=True, default=None,
               help="Refuse to start while schema migrations are pending (run 'llm-config upgrade' first).")
 @click.option("--bootstrap-admin-key-file", metavar="PATH",

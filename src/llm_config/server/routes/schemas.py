@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llm_config import names, times
 
 __all__ = [
+    "JobModel",
     "KEY_PATTERN",
     "NAMESPACE_PATH_PATTERN",
     "NAMESPACE_SEGMENT_PATTERN",
@@ -241,6 +242,20 @@ class ApiKeyCreated(BaseModel):
     environments: list[EnvironmentName]
     expires_at: str | None
     key: str = Field(description="The API key (llmc_…): store it now, it is not shown again")
+
+
+class JobModel(BaseModel):
+    """A long admin job (restore) of this server process."""
+
+    id: str
+    kind: str
+    status: Literal["running", "succeeded", "failed"]
+    started_by: str
+    started_at: str
+    finished_at: str | None
+    result: dict[str, Any] | None = Field(description="The job's summary once it succeeded (restore: rows, "
+                                          "sha256, epochs, verified)")
+    error: dict[str, Any] | None = Field(description="`{error, message, status}` once it failed")
 
 
 class BanModel(BaseModel):
