@@ -8,6 +8,7 @@ tombstone version, and a rollback to N writes max+1 holding N's value.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 from collections.abc import Callable
@@ -82,7 +83,7 @@ def _shown(value: Any, secret: bool) -> Any:
 
 
 class ManagerModel(RuleBasedStateMachine):
-    def __init__(self, new_store: Callable[[], Path], key: str) -> None:
+    def __init__(self, new_store: Callable[[], Path | str], key: str) -> None:
         super().__init__()
         self.store = new_store()
         self.manager = ConfigManager.open(str(self.store), encryption_key=key, actor="tester")
@@ -293,7 +294,8 @@ class ManagerModel(RuleBasedStateMachine):
             assert report.ok, report.problems
         finally:
             self.manager.close()
-            shutil.rmtree(self.store, ignore_errors=True)
+            if isinstance(self.store, Path):
+                shutil.rmtree(self.store, ignore_errors=True)
 
     @initialize()
     def start_empty(self) -> None:
@@ -302,16 +304,23 @@ class ManagerModel(RuleBasedStateMachine):
                 self.manager.get(NS, key, env=env)
 
 
-def test_manager_matches_model(tmp_path: Path, key: str) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+def test_manager_matches_model(tmp_path: Path, key: str, backend: str) -> None:
     counter = itertools.count()
+    with contextlib.ExitStack() as databases:
 
-    def new_store() -> Path:
-        return tmp_path / f"store-{next(counter)}"
+        def new_store() -> Path | str:
+            if backend == "sqlite":
+                return tmp_path / f"store-{next(counter)}"
+            from tests.databases import private_database
 
-    run_state_machine_as_test(
-        lambda: ManagerModel(new_store, key),
-        settings=settings(max_examples=50, stateful_step_count=30, deadline=None, database=None),
-    )
+            return databases.enter_context(private_database(backend)).url
+
+        run_state_machine_as_test(
+            lambda: ManagerModel(new_store, key),
+            settings=settings(max_examples=50 if backend == "sqlite" else 20, stateful_step_count=30, deadline=None,
+                              database=None),
+        )
 
 
 def test_secret_round_trip(manager: ConfigManager) -> None:
