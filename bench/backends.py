@@ -14,7 +14,8 @@ Per backend, on fresh databases (`bench.backends_sql`; dropped at the end, on er
    connections against etcd's JSON gateway `POST /v3/kv/put`, with `bench.vs_etcd`'s wrk settings, Lua
    scripts and alternating rounds (ours, etcd, ours, …; a fresh one-member etcd per backend); goal ≥ 0.5×.
 
-First, for context, what one fsync costs on this machine (`pg_test_fsync -s 1`, its fdatasync line).
+For context, what one fsync costs on this machine (`pg_test_fsync -s 1`, its fdatasync line), at the start and
+at the end of the section (the disk is shared: it changes).
 
 `python -m bench.backends [--quick]` prints the Markdown section (progress on stderr); `run_section`
 renders it for `bench.run`, between `BEGIN` and `END` in BENCHMARKS.md.
@@ -93,7 +94,7 @@ CONC_NS: Final = "bench/concurrent"
 
 @dataclass(frozen=True, slots=True)
 class Sizes:
-    """How much each part does; `quick()` is the smoke-test variant (about 2 min instead of about 8)."""
+    """How much each part does; `quick()` is the smoke-test variant (about 1.5 min instead of about 7)."""
 
     rounds: int = 7  # read rounds
     read_s: float = 0.25  # seconds per side per read round (calls per round calibrated from it)
