@@ -12,8 +12,7 @@ The promises checked, as a user sees them:
   request is a quick 503 with `Retry-After` (never a 500, never a hang) and `/health/live` answers at
   once; once it is back the same server (not restarted) acknowledges writes again by itself; every
   acknowledged write is in the history with the version and value it was acknowledged with, versions
-  are contiguous, nothing is applied twice, and the audit chain verifies. (PostgreSQL fails the first
-  two today: see the strict xfail marks.)
+  are contiguous, nothing is applied twice, and the audit chain verifies.
 * MariaDB killed with SIGKILL in the middle of a store's first migration: the next open completes it
   (no migration pending, every table there, a store that takes writes and verifies) — from partial
   states built by hand, and from `ConfigManager.open` in a subprocess killed at random moments.
@@ -46,6 +45,7 @@ import psycopg
 import pymysql
 import pytest
 
+from llm_config.core.apikeys import AUTH_CACHE_SECONDS
 from llm_config.core.manager import ConfigManager
 from llm_config.crypto.keys import generate_key
 from llm_config.storage.base import open_storage
@@ -75,6 +75,7 @@ WRITERS = 8
 READERS = 2
 PROBE_GAP = 0.1
 LIVE_SECONDS = 2.0  # /health/live does no I/O: anything slower means the event loop is blocked
+LIVE_DOWN_SECONDS = 3.0
 NS = "faults"
 KEYS = ("k0", "k1", "k2")
 
@@ -98,6 +99,15 @@ def _run(*argv: str, timeout: float = 60) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stdout[-1500:]}{done.stderr[-1500:]}")
     return done.stdout
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (a daemon's parent may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _new_name(prefix: str) -> str:
@@ -145,7 +155,16 @@ class PrivatePostgres:
                 time.sleep(0.05)
 
     def stop_immediate(self) -> None:
-        _run("pg_ctlcluster", PG_VERSION, self.name, "stop", "-m", "immediate")
+        """What `pg_ctlcluster stop -m immediate` does — SIGQUIT to the postmaster, which kills every
+        backend at once without a checkpoint, then wait for it to be gone — minus the wrapper's start-up
+        time, so a request sent just before is still within the principal cache when the server dies."""
+        pid = int(Path(f"/var/lib/postgresql/{PG_VERSION}/{self.name}/postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + 20
+        while _running(pid):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"postmaster {pid} still running 20 s after SIGQUIT")
+            time.sleep(0.005)
 
     def drop(self) -> None:
         if self.created and Path(f"/etc/postgresql/{PG_VERSION}/{self.name}").exists():
@@ -332,7 +351,6 @@ class LoadRun:
     up_at: float  # it accepts connections again
     recovered: float | None  # the first acknowledged PUT sent after `up_at` (None: none in RECOVERY_SECONDS)
     stuck: int  # client threads still inside a request at the end
-    probes: list[Attempt]  # GET /health/live every PROBE_GAP seconds, from before the fault to the end
 
 
 def _worker(url: str, token: str, i: int, write: bool, stop: threading.Event, out: list[Attempt]) -> None:
@@ -355,6 +373,26 @@ def _worker(url: str, token: str, i: int, write: bool, stop: threading.Event, ou
             n += 1
             if status != 200 or not write:
                 time.sleep(0.05)  # a client that backs off a little, as Retry-After asks; readers poll
+
+
+def _kick(client: httpx.Client, path: str, warmed: float, out: list[Attempt]) -> None:
+    """GETs with a key authenticated at `warmed`, while the principal cache still holds it (the edge then
+    answers on the event loop), until one is slow; several, as the manager looks at storage for foreign
+    changes at most every few milliseconds, whichever thread comes first."""
+    n = 0
+    while time.monotonic() - warmed < AUTH_CACHE_SECONDS - 0.1:
+        started = time.monotonic()
+        status, body, retry_after = None, "", None
+        try:
+            r = client.get(path)
+            status, body, retry_after = r.status_code, r.text[:300], r.headers.get("retry-after")
+        except httpx.HTTPError as exc:
+            body = repr(exc)
+        out.append(Attempt(-2, n, path, started, time.monotonic() - started, status, None, retry_after, body))
+        if time.monotonic() - started > LIVE_SECONDS:
+            return
+        n += 1
+        time.sleep(0.02)
 
 
 def _prober(url: str, stop: threading.Event, out: list[Attempt]) -> None:
@@ -392,7 +430,6 @@ def _restart_under_load(url: str, stop_db: Callable[[], None], start_db: Callabl
     manager = ConfigManager.open(url, encryption_key=key, actor="tester")
     writes: list[Attempt] = []
     reads: list[Attempt] = []
-    probes: list[Attempt] = []
     stop = threading.Event()
     workers: list[threading.Thread] = []
     thread = None
@@ -413,8 +450,6 @@ def _restart_under_load(url: str, stop_db: Callable[[], None], start_db: Callabl
         for reader in readers:
             reader.start()
         workers += readers
-        workers.append(threading.Thread(target=_prober, args=(server.url, stop, probes), daemon=True))
-        workers[-1].start()
         time.sleep(0.3)
         stop_db()
         down_from = time.monotonic()
@@ -433,7 +468,7 @@ def _restart_under_load(url: str, stop_db: Callable[[], None], start_db: Callabl
             thread.stop()
         manager.close()
     stuck = sum(worker.is_alive() for worker in workers)
-    return LoadRun(url, key, writes, reads, down_from, down_until, up_at, recovered, stuck, probes)
+    return LoadRun(url, key, writes, reads, down_from, down_until, up_at, recovered, stuck)
 
 
 def _describe(attempts: list[Attempt], limit: int = 6) -> str:
@@ -492,13 +527,50 @@ def _assert_recovered_and_durable(run: LoadRun) -> None:
         assert report.ok, report
 
 
-def _assert_stays_live(run: LoadRun) -> None:
-    """`/health/live` (what an orchestrator probes) answers at once all along: no request blocks the server."""
-    assert len(run.probes) >= 20, f"only {len(run.probes)} liveness probes were answered"
-    bad = [a for a in run.probes if a.status != 200 or a.elapsed > LIVE_SECONDS]
-    outage = [a for a in bad if a.ended >= run.down_from and a.started <= run.up_at]
-    assert not bad, (f"{len(bad)} liveness probes failed or took more than {LIVE_SECONDS} s ({len(outage)} during "
-                     f"the outage); slowest first: {_describe(sorted(bad, key=lambda a: -a.elapsed))}")
+def _liveness_while_down(url: str, stop_db: Callable[[], None], start_db: Callable[[], None]) -> None:
+    """A client just served (its key in the principal cache, its entry in L1) reads again the moment the
+    database dies — the edge answers such a GET on the event loop — while `/health/live`, what an
+    orchestrator probes, is polled: it must keep answering at once, as nothing may block the event loop."""
+    key = generate_key()
+    probes: list[Attempt] = []
+    kicks: list[Attempt] = []
+    stop = threading.Event()
+    path = f"/api/v1/configs/{NS}/live"
+    with ConfigManager.open(url, encryption_key=key, actor="tester") as manager:
+        manager.set(NS, "live", 1)
+        thread, server = serve_in_thread(manager, server_options())
+        prober = threading.Thread(target=_prober, args=(server.url, stop, probes), daemon=True)
+        headers = {"Authorization": f"Bearer {server.new_key()}"}
+        client = httpx.Client(base_url=server.url, headers=headers, timeout=httpx.Timeout(60, connect=5))
+        kicker = None
+        try:
+            prober.start()
+            time.sleep(0.5)
+            for _ in range(3):  # the first look at storage after this test's own writes forgets cached principals
+                assert client.get(path).status_code == 200
+                warmed = time.monotonic()  # the key authenticated: in the principal cache from here
+                time.sleep(0.01)
+            stop_db()
+            down_from = time.monotonic()
+            kicker = threading.Thread(target=_kick, args=(client, path, warmed, kicks), daemon=True)
+            kicker.start()
+            time.sleep(LIVE_DOWN_SECONDS)
+        finally:
+            stop.set()
+            start_db()
+            prober.join(60)  # a probe stuck behind a blocked event loop ends once the database is back
+            if kicker is not None:
+                kicker.join(60)
+            client.close()
+            thread.stop()
+    assert not prober.is_alive(), "a liveness probe never got an answer"
+    bad = [a for a in probes if a.status != 200 or a.elapsed > LIVE_SECONDS]
+    assert not bad, (f"/health/live failed or took more than {LIVE_SECONDS} s with the database down: "
+                     f"{_describe(sorted(bad, key=lambda a: -a.elapsed))}; the GETs sent as it died: "
+                     f"{_describe(kicks)}")
+    after = [a for a in probes if a.started >= down_from]
+    assert len(after) >= LIVE_DOWN_SECONDS / PROBE_GAP / 2, f"only {len(after)} probes were answered while down"
+    assert kicks and all(a.status in (200, 503) for a in kicks), _describe(kicks)
 
 
 @pytest.fixture(scope="module")
@@ -514,29 +586,23 @@ def maria_restart(maria: PrivateMariaDB) -> LoadRun:
     return _restart_under_load(maria.url(maria.new_database()), maria.kill9, maria.start, MARIA_DOWN_SECONDS)
 
 
-# Known bugs (see the report of the change that added this file); strict: a fix makes these XPASS, which fails
-# the run until the mark is removed.
-_PG_WAITS_FOR_THE_POOL = pytest.mark.xfail(strict=True, reason=(
-    "PostgreSQL down: a request waits up to the pool's 10 s `timeout` (postgres.py ConnectionPool) for a "
-    "connection, queued group-commit batches one after another; a write whose batch times out is a 500 "
-    "(psycopg_pool.PoolTimeout escapes SQLStorage._run_batch: `d.hold()` is outside the error mapping)"))
-_PG_BLOCKS_THE_EVENT_LOOP = pytest.mark.xfail(strict=True, reason=(
-    "PostgreSQL down: the edge answers a GET with `manager.peek` on the event loop, and peek's "
-    "`_check_foreign_changes` queries storage (change_token, get_meta), waiting up to 10 s for the pool: "
-    "every request of the server, /health/live included, stalls"))
 RUNS = [pytest.param("pg_restart", id="postgresql"), pytest.param("maria_restart", id="mariadb")]
 
 
-@pytest.mark.parametrize("run", [pytest.param("pg_restart", id="postgresql", marks=_PG_WAITS_FOR_THE_POOL),
+@pytest.mark.parametrize("run", [pytest.param("pg_restart", id="postgresql"),
                                  pytest.param("maria_restart", id="mariadb")])
 def test_database_down_answers_quick_503s_with_retry_after(request: pytest.FixtureRequest, run: str) -> None:
     _assert_quick_503s(request.getfixturevalue(run))
 
 
-@pytest.mark.parametrize("run", [pytest.param("pg_restart", id="postgresql", marks=_PG_BLOCKS_THE_EVENT_LOOP),
-                                 pytest.param("maria_restart", id="mariadb")])
-def test_database_down_leaves_the_server_live(request: pytest.FixtureRequest, run: str) -> None:
-    _assert_stays_live(request.getfixturevalue(run))
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
+def test_database_down_leaves_the_server_live(request: pytest.FixtureRequest, backend: str) -> None:
+    if backend == "postgresql":
+        pg: PrivatePostgres = request.getfixturevalue("pg")
+        _liveness_while_down(pg.url(pg.new_database()), pg.stop_immediate, pg.start)
+    else:
+        maria: PrivateMariaDB = request.getfixturevalue("maria")
+        _liveness_while_down(maria.url(maria.new_database()), maria.kill9, maria.start)
 
 
 @pytest.mark.parametrize("run", RUNS)
@@ -606,6 +672,7 @@ def test_mariadb_killed_mid_migration_by_hand(maria: PrivateMariaDB, key: str) -
 _OPENER = """
 import sys
 import time
+from llm_config.core.apikeys import AUTH_CACHE_SECONDS
 from llm_config.core.manager import ConfigManager
 
 url, key = sys.argv[1], sys.argv[2]

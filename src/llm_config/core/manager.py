@@ -57,6 +57,7 @@ if TYPE_CHECKING:  # imported where first used: `llm-config get` must start fast
     from llm_config.core.apikeys import ApiKeys
     from llm_config.core.auditing import AuditTrail
     from llm_config.core.backups import Backups, BackupSummary, MigrateSummary, RestoreSummary
+    from llm_config.core.polling import ChangePoller
     from llm_config.core.read_audit import ReadAuditBuffer
     from llm_config.core.transfer import ImportPlan
     from llm_config.storage.backup import BackupInfo
@@ -137,6 +138,14 @@ class ConfigManager:
         self._next_check = 0.0
         self._change_token = storage.change_token()
         self._epoch = storage.get_meta(EPOCH)
+        # a server database's change token is a network round trip: a background thread looks for other
+        # processes' commits, so the request path (and the event loop, through `peek`) never waits on it
+        self._poller: ChangePoller | None = None
+        poll_seconds = getattr(storage, "change_poll_seconds", None)
+        if poll_seconds is not None:
+            from llm_config.core.polling import ChangePoller
+
+            self._poller = ChangePoller(self._look_for_changes, poll_seconds)
         self._read_audit: ReadAuditBuffer | None = None
         if audit_reads:
             from llm_config.core.read_audit import ReadAuditBuffer
@@ -205,6 +214,8 @@ class ConfigManager:
 
     def close(self) -> None:
         """Flush queued read events and release the storage connections."""
+        if self._poller is not None:
+            self._poller.stop()
         if self._read_audit is not None:
             self._read_audit.close()
         self.cache.clear()
@@ -219,11 +230,17 @@ class ConfigManager:
     # ------------------------------------------------------------------ cache plumbing
 
     def _check_foreign_changes(self) -> None:
-        """Flush L1 if another connection committed since the last look (rate-limited)."""
+        """Flush L1 if another connection committed since the last look (rate-limited; a server database
+        is watched by the background poller instead)."""
+        if self._poller is not None:
+            return
         now = time.monotonic()
         if now < self._next_check:
             return
         self._next_check = now + self._check_interval
+        self._look_for_changes()
+
+    def _look_for_changes(self) -> None:
         token = self.storage.change_token()
         if token != self._change_token:
             self._change_token = token

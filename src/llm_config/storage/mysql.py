@@ -175,7 +175,7 @@ class MySQLDialect(Dialect):
     def storage_error(self, operation: str, exc: BaseException) -> StorageError:
         args: tuple[Any, ...] = getattr(exc, "args", ())
         code = args[0] if args and isinstance(args[0], int) else None
-        text = str(args[1]) if len(args) > 1 else type(exc).__name__
+        text = str(args[1]) if len(args) > 1 and str(args[1]) else str(exc) or type(exc).__name__
         if code in _UNAVAILABLE or isinstance(exc, pymysql.err.InterfaceError):
             return StorageUnavailableError(f"Storage failed while {operation}: the database is unreachable ({text})")
         return StorageError(f"Storage failed while {operation}: {text}")

@@ -151,6 +151,9 @@ class Dialect:
     migrations: ClassVar[MigrationDialect]
     """How the migration runner speaks to this database (its lock is also `SQLStorage.setup_lock`'s)."""
     lock_returns_revision: ClassVar[bool] = False
+    change_poll_seconds: ClassVar[float | None] = 0.1
+    """How often a background thread should look for other processes' commits (None: `change_token`
+    is a local call cheap enough for the request path — SQLite's)."""
 
     def __init__(self, url: str) -> None:
         self.url = url  # masked
@@ -185,6 +188,12 @@ class Dialect:
     def hold(self) -> contextlib.AbstractContextManager[Any]:
         """A cursor on one connection, kept for the block (transactions and snapshots run in one)."""
         raise NotImplementedError
+
+    def pipeline(self, cur: Any) -> contextlib.AbstractContextManager[Callable[[], None]]:
+        """Held around a write transaction on `cur`: statements whose results are not read may be sent
+        together with the next one that is (PostgreSQL's pipeline mode). Yields `flush`: send everything
+        queued and raise the first error among it (called after COMMIT, before anything is acknowledged)."""
+        return contextlib.nullcontext(lambda: None)
 
     def write_guard(self) -> contextlib.AbstractContextManager[object]:
         """Held around a write transaction (SQLite: a file lock that writers of other processes wait on)."""
@@ -385,6 +394,12 @@ class _Statements:
             "SELECT stored_value FROM versions WHERE value_type = 'secret' AND stored_value IS NOT NULL"
         )
         self.audit_head = "SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1"
+        # what a write batch needs after taking the lock, in one round trip: the chain head, and whether
+        # the store still waits for its one-time row-MAC migration
+        self.batch_head = s(
+            "SELECT a.seq, a.mac, (SELECT COUNT(*) FROM meta WHERE name = ?) FROM (SELECT 1 AS one) one "
+            "LEFT JOIN (SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1) a ON 1 = 1"
+        )
         self.insert_audit = s(f"INSERT INTO audit_events ({_AUDIT_COLS}) VALUES ({', '.join('?' * 17)})")
         self.subject_head = s("SELECT MAX(seq) FROM audit_events WHERE subject = ?")
         self.any_subject = "SELECT 1 FROM audit_events WHERE subject IS NOT NULL LIMIT 1"
@@ -450,6 +465,7 @@ class SQLStorage:
         self._gc_lock = threading.Lock()
         self._gc_queue: list[_Ticket] = []
         self._gc_busy = False
+        self.change_poll_seconds = dialect.change_poll_seconds
         self.batches = 0  # group commits run (tests and benchmarks read it)
         self.batched = 0  # write transactions they held
 
@@ -836,8 +852,14 @@ class SQLStorage:
                 ticket.done.set()
 
     def _run_batch(self, batch: list[_Ticket]) -> None:
+        try:
+            self._run_batch_held(batch)
+        except self._d.errors as exc:  # no connection (pool timeout, database down) or a lost one
+            raise self._batch_error(batch, exc) from exc
+
+    def _run_batch_held(self, batch: list[_Ticket]) -> None:
         d = self._d
-        with d.write_guard(), d.hold() as cur:
+        with d.write_guard(), d.hold() as cur, d.pipeline(cur) as flush:
             self._tl.cur = cur
             try:
                 try:
@@ -850,6 +872,7 @@ class SQLStorage:
                     if head.revision != start_revision:
                         cur.execute(self._s.set_meta, ("revision", str(head.revision)))
                     cur.execute("COMMIT")
+                    flush()  # nothing is acknowledged before the commit is known to have happened
                 except d.errors as exc:
                     raise self._batch_error(batch, exc) from exc
                 self.batches += 1
@@ -872,10 +895,9 @@ class SQLStorage:
             cur.execute(statement)
         row = cur.fetchone() if d.lock_returns_revision else _one(cur, s.get_meta, ("revision",))
         revision = int(row[0]) if row else 0
-        chain = _one(cur, s.audit_head)
-        head = _Head(int(chain[0]), str(chain[1]), revision) if chain else _Head(0, GENESIS_MAC, revision)
-        pending = any(t.rows for t in batch) and _one(cur, s.get_meta, (_PENDING,)) is not None
-        return head, pending
+        seq, mac, pending = _one(cur, s.batch_head, (_PENDING,))
+        head = _Head(int(seq), str(mac), revision) if seq is not None else _Head(0, GENESIS_MAC, revision)
+        return head, bool(pending) and any(t.rows for t in batch)
 
     def _run_tickets(self, cur: Any, batch: list[_Ticket], head: _Head, pending: bool) -> _Head:
         """Each ticket under its own savepoint (none for a batch of one, which fails whole): one ticket's
