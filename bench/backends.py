@@ -603,11 +603,11 @@ def _timed_wrk(wrk: str, script: Path, url: str, conns: int, seconds: int, pid: 
     return run
 
 
-def bench_http(backend: str, work: Path, sizes: Sizes, wrk: str, notes: list[str]) -> list[HttpCell]:
+def bench_http(backend: str, work: Path, sizes: Sizes, wrk: str, notes: list[str], workers: int = 1) -> list[HttpCell]:
     from llm_config import generate_key
 
-    progress(f"3 {backend}: PUT over HTTP vs etcd")
-    home = work / f"http-{backend}"
+    progress(f"3 {backend}: PUT over HTTP vs etcd ({workers} worker(s))")
+    home = work / f"http-{backend}-{workers}"
     home.mkdir()
     cells: list[HttpCell] = []
     with fresh_database(backend, "h", home) as target, ExitStack() as stack:
@@ -621,7 +621,8 @@ def bench_http(backend: str, work: Path, sizes: Sizes, wrk: str, notes: list[str
         scripts = _write_scripts(home, sizes.http_keys, token)
         port = _free_port()
         ours: Server = _start(stack, [cli, "-s", target, "--key-file", str(key_file), "serve", "--port", str(port),
-                                      "--rate-limit-key", RATE_LIMIT, "--cache-ttl", str(CACHE_TTL)],
+                                      "--rate-limit-key", RATE_LIMIT, "--cache-ttl", str(CACHE_TTL),
+                                      *(["--workers", str(workers)] if workers > 1 else [])],
                               port, env, home / "serve.log", f"llm-config serve ({backend})")
         etcd_url, why = start_etcd(stack, home, notes)
         if etcd_url is None:
@@ -662,15 +663,16 @@ def _cpu(values: list[float]) -> str:
     return f"; CPU {fmt_ns(statistics.median(values) * 1e3)} per PUT" if values else ""
 
 
-def http_rows(backend: str, cells: list[HttpCell], etcd_version: str) -> list[BRow]:
+def http_rows(backend: str, cells: list[HttpCell], etcd_version: str, workers: int = 1) -> list[BRow]:
     rows = []
-    for hc, number in zip(cells, ("3a", "3b"), strict=False):
+    serve = "`llm-config serve -s <target>`" if workers == 1 else f"`llm-config serve -s <target> --workers {workers}`"
+    for hc, number in zip(cells, ("3a", "3b") if workers == 1 else ("3c", "3d"), strict=False):
         cell, when = hc.cell, hc.when
         ratios = cell.ratios()
         ratio = statistics.median(ratios)
         spread = f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
         rows.append(BRow(
-            number, backend, f"authenticated PUT over HTTP, {cell.conns} connections (`llm-config serve -s <target>`)",
+            number, backend, f"authenticated PUT over HTTP, {cell.conns} connections ({serve})",
             f"{_side(cell.ours)} req/s (p50 / p99){_cpu(hc.ours_cpu_us)}{_errors(cell.ours)}",
             f"{etcd_version} `POST /v3/kv/put`, the same wrk settings, alternating rounds",
             f"{_side(cell.etcd)} req/s (p50 / p99){_cpu(hc.etcd_cpu_us)}{_errors(cell.etcd)}",
@@ -722,6 +724,8 @@ def bench_backends(work: Path, *, quick: bool, backends: tuple[str, ...] = BACKE
                              "≥ 0.5× etcd"))
             continue
         rows += http_rows(backend, bench_http(backend, work, sizes, wrk, extra), etcd_version)
+        if backend == "sqlite":  # several processes on one file: they queue on its write lock
+            rows += http_rows(backend, bench_http(backend, work, sizes, wrk, extra, workers=2), etcd_version, 2)
     if etcd is None:
         extra.append(f"rows 3 not measured: {why}")
     fsync("0b", "at the end of the section")

@@ -6,10 +6,12 @@ Measures, in one run and each next to its physical floor: cached and cold `get`,
 (`bench.before`), and how fast a viewer's oversized import is refused. Then the REST API on uvicorn
 and granian next to a bare Starlette app, and the cost of each step of its edge in-process
 (`bench.rest`, `bench.edge`); then the REST API side by side with etcd's JSON gateway under the same
-wrk load (`bench.vs_etcd`).
+wrk load (`bench.vs_etcd`); then the three storage backends side by side, each next to its raw driver and
+to etcd (`bench.backends`); then backup, restore and migrate of a 100,000-entry store (`bench.backup`).
 Prints Markdown tables and writes them into BENCHMARKS.md between the markers `<!-- core:begin -->` /
-`<!-- core:end -->`, `<!-- rest:begin -->` / `<!-- rest:end -->` and `<!-- etcd:begin -->` /
-`<!-- etcd:end -->`. Every run uses fresh temporary stores and a fresh master key.
+`<!-- core:end -->`, `<!-- rest:begin -->` / `<!-- rest:end -->`, `<!-- etcd:begin -->` /
+`<!-- etcd:end -->`, `<!-- backends:begin -->` / `<!-- backends:end -->` and `<!-- backup:begin -->` /
+`<!-- backup:end -->`. Every run uses fresh temporary stores and a fresh master key.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.backends import BEGIN as BACKENDS_BEGIN
+from bench.backends import END as BACKENDS_END
+from bench.backends import run_section as run_backends_section
+from bench.backup import BEGIN as BACKUP_BEGIN
+from bench.backup import END as BACKUP_END
+from bench.backup import run_section as run_backup_section
 from bench.before import bench_before, bench_refusal
 from bench.cli import KEY as CLI_KEY
 from bench.cli import NS as CLI_NS
@@ -154,6 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         if output is not None and not args.no_write:
             write_section(output, etcd, begin=ETCD_BEGIN, end=ETCD_END)
             progress(f"wrote the etcd section of {output}")
+        backends = run_backends_section(args.quick, command=command_line("bench.run", args_list), parent=args.dir)
+        print(backends)
+        if output is not None and not args.no_write:
+            write_section(output, backends, begin=BACKENDS_BEGIN, end=BACKENDS_END)
+            progress(f"wrote the backends section of {output}")
+    backup = run_backup_section(quick=args.quick, command=command_line("bench.run", args_list), parent=args.dir)
+    print(backup)
+    if output is not None and not args.no_write:
+        write_section(output, backup, begin=BACKUP_BEGIN, end=BACKUP_END)
+        progress(f"wrote the backup section of {output}")
     progress(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 
