@@ -115,6 +115,23 @@ def _etcdctl_get(stack: ExitStack, work: Path, notes: list[str]) -> list[str] | 
     return [etcdctl, "--endpoints", url, "get", name, "--print-value-only"]
 
 
+def _server_sections(args: argparse.Namespace, args_list: list[str], output: Path | None) -> None:
+    """The sections that start servers: REST, side by side with etcd, and the three backends."""
+    command = command_line("bench.run", args_list)
+    rest = run_rest_section(quick=args.quick, command=command, parent=args.dir)
+    print(rest)
+    if output is not None and not args.no_write:
+        write_rest_section(output, rest)
+        progress(f"wrote the rest section of {output}")
+    for name, run, begin, end in (("etcd", run_etcd_section, ETCD_BEGIN, ETCD_END),
+                                  ("backends", run_backends_section, BACKENDS_BEGIN, BACKENDS_END)):
+        section = run(quick=args.quick, command=command, parent=args.dir)
+        print(section)
+        if output is not None and not args.no_write:
+            write_section(output, section, begin=begin, end=end)
+            progress(f"wrote the {name} section of {output}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     args = _parse(args_list)
@@ -152,21 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"wrote {output}")
     progress(f"core done in {runtime:.0f} s")
     if not args.skip_rest:
-        rest = run_rest_section(quick=args.quick, command=command_line("bench.run", args_list), parent=args.dir)
-        print(rest)
-        if output is not None and not args.no_write:
-            write_rest_section(output, rest)
-            progress(f"wrote the rest section of {output}")
-        etcd = run_etcd_section(quick=args.quick, command=command_line("bench.run", args_list), parent=args.dir)
-        print(etcd)
-        if output is not None and not args.no_write:
-            write_section(output, etcd, begin=ETCD_BEGIN, end=ETCD_END)
-            progress(f"wrote the etcd section of {output}")
-        backends = run_backends_section(args.quick, command=command_line("bench.run", args_list), parent=args.dir)
-        print(backends)
-        if output is not None and not args.no_write:
-            write_section(output, backends, begin=BACKENDS_BEGIN, end=BACKENDS_END)
-            progress(f"wrote the backends section of {output}")
+        _server_sections(args, args_list, output)
     backup = run_backup_section(quick=args.quick, command=command_line("bench.run", args_list), parent=args.dir)
     print(backup)
     if output is not None and not args.no_write:
