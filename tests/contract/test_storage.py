@@ -834,3 +834,30 @@ def test_empty_change_description_lets_storage_say_created_or_updated(storage: S
     write(storage, set_req("ns", "k", 1, message=""))
     write(storage, set_req("ns", "k", 2, message=""))
     assert [v.change_description for v in storage.history("ns", "k", DEV)] == ["Updated", "Created"]
+
+
+def test_a_missing_driver_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from llm_config.errors import MissingDependencyError
+
+    for backend_module, driver, url, extra in (
+        ("llm_config.storage.postgres", "psycopg", "postgresql://u:hunter2@db/x", "postgres"),
+        ("llm_config.storage.mysql", "pymysql", "mysql://u:hunter2@db/x", "mysql"),
+    ):
+        monkeypatch.delitem(sys.modules, backend_module, raising=False)
+        monkeypatch.setitem(sys.modules, driver, None)  # as if it were not installed
+        with pytest.raises(MissingDependencyError) as info:
+            open_storage(url, create=True)
+        assert f"pip install 'llm-config-manager[{extra}]'" in str(info.value)
+        assert "hunter2" not in str(info.value)
+
+
+def test_server_databases_log_their_durability_settings(backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    if backend.name == "sqlite":
+        pytest.skip("SQLite's durability is ours to set (synchronous=FULL)")
+    with caplog.at_level("INFO", logger="llm_config.storage"):
+        backend.open(create=True).close()
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    expected = "synchronous_commit=" if backend.name == "postgresql" else "innodb_flush_log_at_trx_commit="
+    assert expected in logged

@@ -215,3 +215,25 @@ def test_serve_binds_any_address_and_warns_without_tls(tmp_path: Path, key_file:
         assert httpx.get(f"{url}/health", timeout=10).status_code == 200
         text = log.read_text()
     assert "plain_http_on_network" in text and "Refusing" not in text
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_a_server_database_gets_its_first_key_only_from_the_bootstrap_flag(
+    tmp_path: Path, key_file: Path, backend: str
+) -> None:
+    from tests.databases import private_database
+
+    with private_database(backend) as database:
+        with _serve(tmp_path, key_file, store=database.url) as (url, _, log):
+            assert "no_admin_key" in log.read_text()  # replicas starting together must not each make one
+            assert not (tmp_path / "xdg").exists()
+        assert database.execute("SELECT COUNT(*) FROM api_keys")[0][0] == 0
+        path = tmp_path / "bootstrap" / "admin.key"
+        with _serve(tmp_path, key_file, "--bootstrap-admin-key-file", str(path), store=database.url) as (url, _, log):
+            key = _initial_key(path)
+            assert httpx.get(f"{url}/api/v1/keys", headers={"X-API-Key": key}, timeout=10).status_code == 200
+            assert key not in log.read_text()
+        path.unlink()
+        with _serve(tmp_path, key_file, "--bootstrap-admin-key-file", str(path), store=database.url):
+            assert not path.exists()  # the store has a key now: none is made again
+        assert database.execute("SELECT COUNT(*) FROM api_keys")[0][0] == 1
