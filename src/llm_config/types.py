@@ -172,9 +172,10 @@ class Storage(Protocol):
         (backup, migrate); consume it in the thread that started it."""
 
     def import_rows(self, rows: Iterable[tuple[str, Sequence[Any]]], *, replace_all: bool,
-                    settings: dict[str, str] | None = None) -> dict[str, int]:
+                    settings: dict[str, str] | None = None, check: Callable[[], None] | None = None) -> dict[str, int]:
         """Load raw rows in one write transaction (with `replace_all`, after deleting everything);
-        `settings` are written last. Returns the count per table."""
+        `settings` are written last, then `check()` runs inside the transaction (raising keeps nothing).
+        Returns the count per table."""
 
     def is_empty(self) -> bool:
         """Whether the store holds no entry, API key or audit event."""

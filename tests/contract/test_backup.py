@@ -15,7 +15,7 @@ import pytest
 
 from llm_config.core.manager import ConfigManager
 from llm_config.crypto.keys import generate_key
-from llm_config.errors import ConflictError, NotFoundError, ValidationError
+from llm_config.errors import ConflictError, IntegrityError, NotFoundError, ValidationError
 from llm_config.models import Role
 
 from .conftest import Backend
@@ -194,3 +194,34 @@ def test_migrate_to_and_from_this_backend(backend: Backend, key: str, tmp_path: 
             origin.migrate_to(backend.target)
         with ConfigManager.open(backend.target, encryption_key=key) as there:
             _migrate_and_check(there, str(tmp_path / "back-home"), key, opener=ConfigManager.open)
+
+
+def test_a_backup_whose_rows_were_edited_is_refused_even_with_a_recomputed_manifest(
+    source: ConfigManager, key: str, tmp_path: Path
+) -> None:
+    """The manifest's SHA-256 is not keyed: anyone can recompute it. The rows' MACs and the audit chain are,
+    so a restore verifies the loaded rows with the backup's own keys before it commits."""
+    import hashlib
+    import json
+
+    _fill(source)
+    buffer = io.BytesIO()
+    source.backup(buffer)
+    lines = gzip.decompress(buffer.getvalue()).splitlines(keepends=True)
+    edited = []
+    for line in lines[1:-1]:
+        table, values = json.loads(line)
+        if table == "entries" and values[2] == "temperature":
+            values[7] = "0.9"  # the stored value of `temperature`, changed outside llm-config
+        edited.append((json.dumps([table, values], separators=(",", ":")) + "\n").encode())
+    body = [lines[0], *edited]
+    manifest = json.loads(lines[-1])
+    manifest["manifest"]["sha256"] = hashlib.sha256(b"".join(body)).hexdigest()
+    forged = gzip.compress(b"".join(body) + (json.dumps(manifest) + "\n").encode())
+    with ConfigManager.open(str(tmp_path / "target"), encryption_key=key) as target:
+        target.set("keep/me", "k", "original")
+        with pytest.raises(IntegrityError, match="Backup file refused: its rows do not verify"):
+            target.restore(io.BytesIO(forged), force=True)
+        assert target.get("keep/me", "k").value == "original"  # nothing was replaced
+        assert target.audit_verify().ok
+        assert target.restore(io.BytesIO(buffer.getvalue()), force=True).verified  # the real one restores

@@ -19,11 +19,11 @@ from typing import IO, Any
 
 from llm_config.core.access import Access
 from llm_config.core.context import CallContext
-from llm_config.core.custody import EPOCH, INSTANCE_SECRET, StoreKeys, open_instance_secret, unlock
+from llm_config.core.custody import EPOCH, INSTANCE_SECRET, StoreKeys, derive_keys, open_instance_secret, unlock
 from llm_config.core.verify import verify_store
 from llm_config.crypto.aead import envelope_key_id
 from llm_config.crypto.keys import KeySource
-from llm_config.errors import ConflictError, KeyMissingError, SecretKeyError, StorageError, ValidationError
+from llm_config.errors import ConflictError, IntegrityError, KeyMissingError, SecretKeyError, ValidationError
 from llm_config.models import PendingEvent
 from llm_config.storage.backup import BackupInfo, Digest, read_rows, scan, write_backup
 from llm_config.storage.sql import new_id
@@ -105,6 +105,11 @@ class Backups:
 
     def check(self, stream: IO[bytes]) -> BackupInfo:
         """Verify a backup file completely and that this master key opens it; touches nothing."""
+        info, _ = self._checked(stream)
+        return info
+
+    def _checked(self, stream: IO[bytes]) -> tuple[BackupInfo, StoreKeys]:
+        """The backup's info and the keys of the store it holds (from its sealed instance secret)."""
         info = scan(stream)
         envelope = info.meta.get(INSTANCE_SECRET)
         if envelope is None:
@@ -112,37 +117,50 @@ class Backups:
         if self._source is None:
             raise KeyMissingError("Restoring needs the master key the backup was made with")
         try:
-            open_instance_secret(self._source.keyring, envelope)
+            secret = open_instance_secret(self._source.keyring, envelope)
         except SecretKeyError:
             raise ValidationError(
                 "Backup file refused: it was made under another master key (its instance secret is sealed by "
                 f"key id {envelope_key_id(envelope) or 'unknown'}); restore it with that key; nothing was restored"
             ) from None
-        return info
+        return info, derive_keys(self._source, secret)
 
     def restore(self, ctx: CallContext, stream: IO[bytes], *, force: bool, now: str) -> tuple[RestoreSummary,
                                                                                            StoreKeys]:
         """Replace the store's contents with a backup's; returns the summary and the store's keys after it
-        (the backup's instance secret may differ from the one this store had)."""
+        (the backup's instance secret may differ from the one this store had).
+
+        The loaded rows are verified (row MACs, the audit chain, versions against events) with the
+        backup's own keys inside the loading transaction: a backup whose rows were edited — even with its
+        manifest recomputed — is refused and the store keeps what it had.
+        """
         self._access.require_unscoped(ctx, "system:import")
-        info = self.check(stream)
+        info, keys = self._checked(stream)
         if not force and not self._storage.is_empty():
             raise ConflictError("The target store is not empty: restoring would replace everything in it; pass "
                                 "--force (force=true) to do so")
         stream.seek(0)
         epoch = new_id()
-        self._storage.import_rows(read_rows(stream, info), replace_all=True, settings={EPOCH: epoch})
-        assert self._source is not None
-        keys, warning = unlock(self._storage, self._source, create=False)
-        if keys is None:  # check() opened this very envelope a moment ago
-            raise StorageError(f"The restored store cannot be opened: {warning}")
+
+        def verify_loaded() -> None:
+            report = verify_store(self._storage, keys)
+            if not report.ok:
+                raise IntegrityError("Backup file refused: its rows do not verify under its own keys ("
+                                     + "; ".join(report.problems[:3]) + "); nothing was restored")
+
+        previous = self._keys.row if self._keys is not None else None
+        self._storage.set_row_key(keys.row)  # rows read from here on are the backup's
+        try:
+            self._storage.import_rows(read_rows(stream, info), replace_all=True, settings={EPOCH: epoch},
+                                      check=verify_loaded)
+        except BaseException:
+            self._storage.set_row_key(previous)
+            raise
         self._storage.append_audit(self._event(ctx, "store_restored", now, {
             "backup_sha256": info.sha256, "rows": info.rows, "revision": info.revision,
             "previous_epoch": info.epoch, "epoch": epoch, "forced": force,
         }), keys.audit)
-        report = verify_store(self._storage, keys)
-        return RestoreSummary(info.sha256, info.rows, info.revision, info.epoch, epoch, report.ok,
-                              tuple(report.problems)), keys
+        return RestoreSummary(info.sha256, info.rows, info.revision, info.epoch, epoch, True, ()), keys
 
     def migrate(self, ctx: CallContext, target: Storage, *, force: bool, now: str) -> MigrateSummary:
         """Copy the whole store into `target` (any backend) and prove the copy: the same digest and counts

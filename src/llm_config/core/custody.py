@@ -22,7 +22,7 @@ from llm_config.errors import KeyMissingError, SecretKeyError
 from llm_config.models import Environment
 from llm_config.types import Storage
 
-__all__ = ["EPOCH", "INSTANCE_SECRET", "StoreKeys", "open_instance_secret", "place", "unlock"]
+__all__ = ["EPOCH", "INSTANCE_SECRET", "StoreKeys", "derive_keys", "open_instance_secret", "place", "unlock"]
 
 log = logging.getLogger("llm_config")
 
@@ -84,15 +84,20 @@ def unlock(storage: Storage, source: KeySource | None, *, create: bool) -> tuple
             f"the encryption key does not open this store (it was sealed by key id {sealed_by}; the keyring "
             f"from {source.origin} has {', '.join(keyring.key_ids)}): plain values only"
         )
-    keys = StoreKeys(
+    keys = derive_keys(source, secret)
+    storage.set_row_key(keys.row)
+    return keys, None
+
+
+def derive_keys(source: KeySource, secret: bytes) -> StoreKeys:
+    """Everything keyed of a store, from its instance secret (HKDF, one purpose each)."""
+    return StoreKeys(
         source=source,
         audit=derive_key(secret, "audit-chain"),
         fingerprint=derive_key(secret, "fingerprint"),
         pepper=derive_key(secret, "api-key-pepper"),
         row=derive_key(secret, integrity.PURPOSE),
     )
-    storage.set_row_key(keys.row)
-    return keys, None
 
 
 def need(keys: StoreKeys | None, what: str, warning: str | None = None) -> StoreKeys:

@@ -1372,10 +1372,12 @@ class SQLStorage:
             raise self._error("checking whether the store is empty", exc) from exc
 
     def import_rows(self, rows: Iterable[tuple[str, Sequence[Any]]], *, replace_all: bool,
-                    settings: dict[str, str] | None = None) -> dict[str, int]:
+                    settings: dict[str, str] | None = None, check: Callable[[], None] | None = None) -> dict[str, int]:
         """Load raw rows (as `export_rows` yields them, tables in ROW_TABLES order) in one write
         transaction; with `replace_all`, everything the store held is deleted first. `settings` are
-        written over the loaded meta rows (a restore's new epoch). Returns the count per table."""
+        written over the loaded meta rows (a restore's new epoch). `check()` runs last, inside the
+        transaction (this thread's reads see the loaded rows): if it raises, nothing is kept. Returns the
+        count per table."""
         counts = dict.fromkeys(ROW_TABLES, 0)
 
         def body(cur: Any, head: _Head) -> dict[str, int]:
@@ -1406,6 +1408,8 @@ class SQLStorage:
             # write the revision it read before the load)
             head.revision = int(revision[0]) if revision else 0
             head.seq, head.mac = (int(chain[0]), str(chain[1])) if chain else (0, GENESIS_MAC)
+            if check is not None:
+                check()
             return counts
 
         loaded: dict[str, int] = self._transaction("loading a store", body)
