@@ -1,16 +1,15 @@
 """Backup, restore and migrate of a store of N entries (100,000; 10,000 with `--quick`), in entries/s.
 
 One SQLite store is filled through `import_` batches of 10,000 keys (one transaction each: N entries, N
-versions, N/10,000 + a few audit events). Then, in one run: `ConfigManager.backup` to a file (one read
-snapshot, gzip'd JSON lines, SHA-256 manifest); `ConfigManager.restore` of that file into a fresh store on
-each backend (the whole-file check, then the load in one transaction with `audit verify` of the loaded
-rows under the backup's own keys before it commits — timed together, as a user waits for them); and `migrate_to` from the SQLite store into a fresh store
-on each server backend (copy, read-back digest and `audit verify` on the target). Fresh PostgreSQL schemas
-and MariaDB databases are dropped at the end, on error too.
+versions, N audit events). Then, in one run: `ConfigManager.backup` to a file (one read snapshot, gzip'd
+JSON lines, SHA-256 manifest); `ConfigManager.restore` of that file into a fresh store on each backend (the
+whole-file check, then the load in one transaction with `audit verify` of the loaded rows under the
+backup's own keys before it commits — timed together, as a user waits for them); and `migrate_to` from the
+SQLite store into a fresh store on each server backend (copy, read-back digest and `audit verify` on the
+target). Fresh PostgreSQL schemas and MariaDB databases are dropped at the end, on error too.
 
-`python -m bench.backup [--quick]` prints the Markdown section; `run_section` renders it for `bench.run`,
-between `BEGIN` and `END` in BENCHMARKS.md.
-"""
+`python -m bench.backup [--quick] [--write FILE]` prints the Markdown section; `run_section` renders it for
+`bench.run`, between `BEGIN` and `END` in BENCHMARKS.md."""
 
 from __future__ import annotations
 
