@@ -853,11 +853,12 @@ def test_a_missing_driver_names_the_extra_to_install(monkeypatch: pytest.MonkeyP
         assert "hunter2" not in str(info.value)
 
 
-def test_server_databases_log_their_durability_settings(backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
-    if backend.name == "sqlite":
-        pytest.skip("SQLite's durability is ours to set (synchronous=FULL)")
-    with caplog.at_level("INFO", logger="llm_config.storage"):
-        backend.open(create=True).close()
+@pytest.mark.parametrize("name", ["postgresql", "mysql"])
+def test_server_databases_log_their_durability_settings(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    from tests.databases import private_database
+
+    with private_database(name) as database, caplog.at_level("INFO", logger="llm_config.storage"):
+        open_storage(database.url, create=True).close()
     logged = " ".join(r.getMessage() for r in caplog.records)
-    expected = "synchronous_commit=" if backend.name == "postgresql" else "innodb_flush_log_at_trx_commit="
+    expected = "synchronous_commit=" if name == "postgresql" else "innodb_flush_log_at_trx_commit="
     assert expected in logged
