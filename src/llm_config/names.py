@@ -118,6 +118,15 @@ def validate_label(text: object, what: str) -> str:
     """A tag or an API key's name: 1-100 characters without control characters (never rewritten)."""
     if not isinstance(text, str):
         raise ValidationError(f"Invalid {what}: must be a string")
-    if not _LABEL.fullmatch(text):
+    if not _LABEL.fullmatch(text) or not _encodable(text):
         raise ValidationError(f"Invalid {what}: 1-100 characters, no control characters")
     return text
+
+
+def _encodable(text: str) -> bool:
+    """No lone surrogate (which JSON from the wire never carries, but a Python caller can pass)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -69,8 +69,12 @@ class Storage(Protocol):
     url: str
     """Where the store lives, with any password masked."""
 
-    def set_row_key(self, key: bytes | None) -> None:
-        """Check rows on read with `key` from now on (None: rows cannot be checked: no master key)."""
+    def set_row_key(self, key: bytes | None, epoch: str | None = None, audit_key: bytes | None = None) -> None:
+        """Check rows on read with `key` from now on (None: rows cannot be checked: no master key); `epoch`
+        and `audit_key` say which store epoch and audit key writes must belong to (others are refused)."""
+
+    def rows_checked_with(self, key: bytes) -> AbstractContextManager[None]:
+        """Within the block, this thread's `iter_*` check row MACs against `key` instead."""
 
     @property
     def verifying(self) -> bool:
@@ -196,8 +200,8 @@ class Storage(Protocol):
     def set_meta(self, name: str, value: str, *, only_if_absent: bool = False) -> bool:
         """Write a setting; with `only_if_absent`, keep an existing one and return False."""
 
-    def change_token(self) -> int | None:
-        """A number that changes when another connection commits, or None if unsupported."""
+    def change_token(self) -> object:
+        """A value that changes when another connection commits (compared with `!=` only)."""
 
     def snapshot(self) -> AbstractContextManager[None]:
         """Reads of this thread inside the block all see one committed state of the store (concurrent

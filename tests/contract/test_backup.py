@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,52 @@ def test_a_backup_whose_rows_were_edited_is_refused_even_with_a_recomputed_manif
         assert target.get("keep/me", "k").value == "original"  # nothing was replaced
         assert target.audit_verify().ok
         assert target.restore(io.BytesIO(buffer.getvalue()), force=True).verified  # the real one restores
+
+
+def test_writes_during_a_restore_never_fork_the_chain_here_or_in_another_process(
+    backend: Backend, key: str, tmp_path: Path
+) -> None:
+    """The restored store has another instance secret (another store's backup, same master key): writes
+    made meanwhile with the old keys — in this process or another — are refused (503, retry) until their
+    process holds the new keys; none is signed with a key the restored chain does not know."""
+    from llm_config.errors import StorageUnavailableError
+
+    with ConfigManager.open(str(tmp_path / "elsewhere"), encryption_key=key, actor="tester") as elsewhere:
+        elsewhere.set("other/app", "k", "restored")
+        buffer = io.BytesIO()
+        elsewhere.backup(buffer)
+    with ConfigManager.open(backend.target, encryption_key=key) as here, \
+            ConfigManager.open(backend.target, encryption_key=key) as there:
+        here.set(NS, "k", 0)
+        stop = threading.Event()
+        outcomes: list[str] = []
+
+        def writer(manager: ConfigManager, name: str) -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    manager.set(NS, name, i)
+                    outcomes.append("ok")
+                except StorageUnavailableError:
+                    outcomes.append("retry")
+                    time.sleep(0.01)
+
+        threads = [threading.Thread(target=writer, args=(here, "mine")),
+                   threading.Thread(target=writer, args=(there, "theirs"))]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.2)
+            assert here.restore(io.BytesIO(buffer.getvalue()), force=True).verified
+            time.sleep(0.5)  # the other manager notices the new epoch and takes up its keys
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        assert "ok" in outcomes
+        report = here.audit_verify()
+        assert report.ok, report.problems
+        assert there.get("other/app", "k").value == "restored"  # the other process serves the restored store
+        there.set(NS, "after", 1)  # and writes to it with the new keys
+        assert here.audit_verify().ok

@@ -4,6 +4,7 @@ its batch commits. On every backend."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -51,6 +52,8 @@ def test_queued_writes_commit_as_one_batch_each_with_its_own_outcome(storage: St
             lambda: storage.apply([set_req("gc", "taken", "late", expected=0)], AUDIT_KEY),  # conflict
             lambda: storage.apply([delete_req("gc", "never-was")], AUDIT_KEY),  # not found
             lambda: storage.apply([set_req("gc", "pair-a", 1), set_req("gc", "pair-b", 2, expected=5)], AUDIT_KEY),
+            # a write that fails in an unforeseen way (its tags cannot be encoded) fails alone too
+            lambda: storage.apply([dataclasses.replace(set_req("gc", "odd", 1), tags=(object(),))], AUDIT_KEY),
         ]
         results: list[Any] = []
         runner = threading.Thread(target=lambda: results.extend(_run_together(calls)))
@@ -66,6 +69,7 @@ def test_queued_writes_commit_as_one_batch_each_with_its_own_outcome(storage: St
     assert isinstance(results[6], ConflictError)
     assert isinstance(results[7], NotFoundError)
     assert isinstance(results[8], ConflictError)  # the call is all-or-nothing: pair-a was rolled back too
+    assert isinstance(results[9], TypeError)
     env = set_req("gc", "x", 0).environment
     assert storage.get_current("gc", "pair-a", env) is None
     assert storage.get_current("gc", "taken", env).version == 1  # type: ignore[union-attr]

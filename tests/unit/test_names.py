@@ -58,3 +58,13 @@ def test_validation_never_rewrites(text: str) -> None:
             assert check(text) == text
         except ValidationError as exc:
             assert "\x00" not in exc.message
+
+
+def test_a_label_with_a_lone_surrogate_is_refused() -> None:
+    """A Python caller can pass one (JSON from the wire cannot); it could never be stored as UTF-8."""
+    from llm_config.errors import ValidationError
+    from llm_config.names import validate_label
+
+    with pytest.raises(ValidationError, match="Invalid tag"):
+        validate_label("a\ud800b", "tag")
+    assert validate_label("ok ✓ 🔑", "tag") == "ok ✓ 🔑"

@@ -32,6 +32,7 @@ from llm_config.types import Storage
 __all__ = ["BackupSummary", "Backups", "MigrateSummary", "RestoreSummary"]
 
 log = logging.getLogger("llm_config")
+PENDING = "integrity_pending"  # the meta row of a store whose row MACs are still to be computed
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,9 @@ class Backups:
     def _checked(self, stream: IO[bytes]) -> tuple[BackupInfo, StoreKeys]:
         """The backup's info and the keys of the store it holds (from its sealed instance secret)."""
         info = scan(stream)
+        if PENDING in info.meta:
+            raise ValidationError("Backup file refused: it marks the store as awaiting its one-time row-MAC "
+                                  "upgrade, which no backup made by llm-config does; nothing was restored")
         envelope = info.meta.get(INSTANCE_SECRET)
         if envelope is None:
             raise ValidationError("Backup file refused: it holds no instance secret; nothing was restored")
@@ -142,20 +146,16 @@ class Backups:
         stream.seek(0)
         epoch = new_id()
 
-        def verify_loaded() -> None:
-            report = verify_store(self._storage, keys)
+        def verify_loaded() -> None:  # inside the loading transaction, on its connection
+            with self._storage.rows_checked_with(keys.row):
+                report = verify_store(self._storage, keys)
             if not report.ok:
                 raise IntegrityError("Backup file refused: its rows do not verify under its own keys ("
                                      + "; ".join(report.problems[:3]) + "); nothing was restored")
 
-        previous = self._keys.row if self._keys is not None else None
-        self._storage.set_row_key(keys.row)  # rows read from here on are the backup's
-        try:
-            self._storage.import_rows(read_rows(stream, info), replace_all=True, settings={EPOCH: epoch},
-                                      check=verify_loaded)
-        except BaseException:
-            self._storage.set_row_key(previous)
-            raise
+        self._storage.import_rows(read_rows(stream, info), replace_all=True, settings={EPOCH: epoch},
+                                  check=verify_loaded)
+        self._storage.set_row_key(keys.row, epoch, keys.audit)  # writes of the new epoch (and keys) may go on
         self._storage.append_audit(self._event(ctx, "store_restored", now, {
             "backup_sha256": info.sha256, "rows": info.rows, "revision": info.revision,
             "previous_epoch": info.epoch, "epoch": epoch, "forced": force,

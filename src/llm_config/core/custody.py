@@ -68,6 +68,7 @@ def unlock(storage: Storage, source: KeySource | None, *, create: bool) -> tuple
     if source is None:
         return None, None
     keyring = source.keyring
+    epoch = storage.get_meta(EPOCH)  # before the envelope: a restore in between leaves writes fenced, not forked
     envelope = storage.get_meta(INSTANCE_SECRET)
     if envelope is None:
         if not create:
@@ -85,7 +86,7 @@ def unlock(storage: Storage, source: KeySource | None, *, create: bool) -> tuple
             f"from {source.origin} has {', '.join(keyring.key_ids)}): plain values only"
         )
     keys = derive_keys(source, secret)
-    storage.set_row_key(keys.row)
+    storage.set_row_key(keys.row, epoch, keys.audit)
     return keys, None
 
 

@@ -136,7 +136,7 @@ class ConfigManager:
         self._access = Access(storage, keys, clock)
         self._check_interval = change_check_interval
         self._next_check = 0.0
-        self._change_token = storage.change_token()
+        self._change_token: object = storage.change_token()
         self._epoch = storage.get_meta(EPOCH)
         # a server database's change token is a network round trip: a background thread looks for other
         # processes' commits, so the request path (and the event loop, through `peek`) never waits on it
@@ -243,17 +243,17 @@ class ConfigManager:
     def _look_for_changes(self) -> None:
         token = self.storage.change_token()
         if token != self._change_token:
-            self._change_token = token
             epoch = self.storage.get_meta(EPOCH)
             if epoch != self._epoch:  # another process restored a backup: its instance secret may differ
-                self._epoch = epoch
                 keys, _ = unlock(self.storage, self._key_source, create=False)
                 if keys is not None:
                     self._adopt_keys(keys)
+                self._epoch = epoch
             self.cache.clear()
             api_keys = self.__dict__.get("_api_keys")  # only if this process ever authenticated
             if api_keys is not None:
                 api_keys.forget_principals()
+            self._change_token = token  # only now: a failure above is retried at the next look
 
     def _entry(self, row: StoredEntry) -> Entry:
         secret = row.value_type is ValueType.SECRET

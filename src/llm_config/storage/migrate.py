@@ -216,7 +216,10 @@ def migration_lock(cursor: _Cursor, dialect: Dialect) -> contextlib.AbstractCont
     def held() -> Any:
         for statement in dialect.lock:
             cursor.execute(statement)
-            cursor.fetchall()
+            got = cursor.fetchall()
+            if got and got[0][0] == 0:  # MySQL GET_LOCK timed out (PostgreSQL's waits, answering NULL)
+                raise StorageError("Timed out waiting for the migration lock: another process holds it; "
+                                   "retry when its migration or setup is done")
         try:
             yield
         finally:

@@ -28,6 +28,7 @@ from dbutils.pooled_db import PooledDB
 from llm_config.errors import StorageError, StorageUnavailableError, ValidationError
 from llm_config.storage.migrate import MYSQL, migrate, pending_versions, refuse_pending
 from llm_config.storage.migrate import Dialect as MigrationDialect
+from llm_config.storage.registry import scrub
 from llm_config.storage.sql import Dialect, SQLStorage
 
 __all__ = ["MySQLDialect", "open_url"]
@@ -48,15 +49,21 @@ class _NoFailoverError(Exception):
     """Never raised: hands DBUtils an exception list that disables its reconnect-and-retry."""
 
 
-def connect_args(url: str) -> dict[str, Any]:
+def connect_args(url: str, masked: str) -> dict[str, Any]:
     """PyMySQL's connect() arguments from `mysql://user:password@host:port/database?option=value`."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValidationError(f"Invalid MySQL storage URL {masked}: expected "
+                              "mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (percent-encode '/', '@', ':' in "
+                              "the password)") from None
     database = unquote(parts.path.lstrip("/"))
     if not database:
         raise ValidationError("A MySQL storage URL must name a database: mysql://user@host/DATABASE")
     args: dict[str, Any] = {
         "host": parts.hostname or "127.0.0.1",
-        "port": parts.port or 3306,
+        "port": port or 3306,
         "user": unquote(parts.username or "root"),
         "password": unquote(parts.password or ""),
         "database": database,
@@ -90,7 +97,8 @@ class MySQLDialect(Dialect):
 
     def __init__(self, url: str, masked: str) -> None:
         super().__init__(masked)
-        self._args = connect_args(url)
+        self._args = connect_args(url, masked)
+        self._url = url
         self._pool: PooledDB | None = None
 
     def upsert(self, table: str, columns: Sequence[str], key: str) -> str:
@@ -176,6 +184,7 @@ class MySQLDialect(Dialect):
         args: tuple[Any, ...] = getattr(exc, "args", ())
         code = args[0] if args and isinstance(args[0], int) else None
         text = str(args[1]) if len(args) > 1 and str(args[1]) else str(exc) or type(exc).__name__
+        text = scrub(text, self._url)
         if code in _UNAVAILABLE or isinstance(exc, pymysql.err.InterfaceError):
             return StorageUnavailableError(f"Storage failed while {operation}: the database is unreachable ({text})")
         return StorageError(f"Storage failed while {operation}: {text}")

@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool
 from llm_config.errors import StorageError, StorageUnavailableError
 from llm_config.storage.migrate import POSTGRES, migrate, pending_versions, refuse_pending
 from llm_config.storage.migrate import Dialect as MigrationDialect
+from llm_config.storage.registry import scrub
 from llm_config.storage.sql import Dialect, SQLStorage
 
 __all__ = ["PostgresDialect", "open_url"]
@@ -136,7 +137,7 @@ class PostgresDialect(Dialect):
             return pending_versions(conn, POSTGRES)
 
     def storage_error(self, operation: str, exc: BaseException) -> StorageError:
-        text = _first_line(exc)
+        text = scrub(_first_line(exc), self._conninfo)
         if isinstance(exc, psycopg.OperationalError):
             return StorageUnavailableError(f"Storage failed while {operation}: the database is unreachable ({text})")
         return StorageError(f"Storage failed while {operation}: {text}")

@@ -16,7 +16,7 @@ from typing import Final
 from llm_config.errors import MissingDependencyError
 from llm_config.types import Storage
 
-__all__ = ["SCHEMES", "Backend", "open_server"]
+__all__ = ["SCHEMES", "Backend", "open_server", "scrub"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,24 @@ SCHEMES: Final = {
     "mysql+pymysql": _MYSQL,
 }
 """Every URL scheme a server backend answers to (lower case)."""
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` (a driver's message) with every spelling of `url`'s password replaced by `***`: drivers may
+    quote the connection string they could not parse."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password is None:
+        rest = url.split("://", 1)[-1].split("@", 1)
+        password = rest[0].partition(":")[2] if len(rest) == 2 else None
+    for form in {password, unquote(password)} if password else ():
+        if form:
+            text = text.replace(form, "***")
+    return text
 
 
 def open_server(backend: Backend, url: str, masked: str, *, upgrade: bool = True) -> Storage:

@@ -20,6 +20,7 @@ or puts a stored value, a request value or a ciphertext into an error message or
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import os
 import threading
@@ -38,6 +39,7 @@ from llm_config.errors import (
     LLMConfigError,
     NotFoundError,
     StorageError,
+    StorageUnavailableError,
     ValidationError,
 )
 from llm_config.integrity import (
@@ -130,6 +132,7 @@ _ENTRY_HEAD: Final = (
 _KEY_HEAD: Final = "(SELECT MAX(a.seq) FROM audit_events a WHERE a.subject = 'k:' || k.id)"
 _SUBTREE: Final = "(namespace = ? OR (namespace > ? AND namespace < ?))"
 _PENDING: Final = "integrity_pending"
+_EPOCH: Final = "epoch"
 _PENDING_REMEDY: Final = (
     "open it once with the master key where its directory can be written; 'llm-config doctor' says why that failed"
 )
@@ -202,11 +205,13 @@ class Dialect:
     def after_purge(self) -> None:
         """Make a purged value's old copies go away where the database allows (checkpoint, vacuum)."""
 
-    def change_token(self) -> int | None:
-        """A number that changes when any connection commits a write: the audit chain's length (every
-        write transaction appends to it). SQLite has a cheaper one."""
-        row = self.read_one("SELECT MAX(seq) FROM audit_events", ())
-        return int(row[0] or 0)
+    def change_token(self) -> object:
+        """A value that changes when any connection commits a write: the audit chain's length (every write
+        transaction appends to it) and the store epoch (a restore may leave the length where it was).
+        SQLite has a cheaper one."""
+        row = self.read_one("SELECT (SELECT MAX(seq) FROM audit_events), (SELECT value FROM meta WHERE name = "
+                            "'epoch')", ())
+        return (int(row[0] or 0), row[1])
 
     def pending_migrations(self) -> list[int]:
         raise NotImplementedError
@@ -397,8 +402,9 @@ class _Statements:
         # what a write batch needs after taking the lock, in one round trip: the chain head, and whether
         # the store still waits for its one-time row-MAC migration
         self.batch_head = s(
-            "SELECT a.seq, a.mac, (SELECT COUNT(*) FROM meta WHERE name = ?) FROM (SELECT 1 AS one) one "
-            "LEFT JOIN (SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1) a ON 1 = 1"
+            "SELECT a.seq, a.mac, (SELECT COUNT(*) FROM meta WHERE name = ?), (SELECT value FROM meta WHERE name = ?) "
+            "FROM (SELECT 1 AS one) one LEFT JOIN (SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1) a "
+            "ON 1 = 1"
         )
         self.insert_audit = s(f"INSERT INTO audit_events ({_AUDIT_COLS}) VALUES ({', '.join('?' * 17)})")
         self.subject_head = s("SELECT MAX(seq) FROM audit_events WHERE subject = ?")
@@ -430,18 +436,21 @@ class _Head:
     seq: int
     mac: str
     revision: int
+    epoch: str | None = None
 
 
 class _Ticket:
     """One write transaction waiting for (or led into) a group commit."""
 
-    __slots__ = ("audit", "body", "done", "error", "lead", "operation", "result", "rows")
+    __slots__ = ("audit", "body", "done", "error", "lead", "operation", "result", "rows", "signed_with")
 
-    def __init__(self, operation: str, body: Callable[[Any, _Head], Any], audit: bool, rows: bool) -> None:
+    def __init__(self, operation: str, body: Callable[[Any, _Head], Any], audit: bool, rows: bool,
+                 signed_with: bytes | None) -> None:
         self.operation = operation
         self.body = body
         self.audit = audit
         self.rows = rows
+        self.signed_with = signed_with  # the audit key it signs with: must be the current epoch's
         self.done = threading.Event()
         self.lead = False
         self.result: Any = None
@@ -459,6 +468,8 @@ class SQLStorage:
         self._s = _Statements(dialect)
         self._tl = threading.local()  # .cur: this thread's cursor inside a snapshot or write transaction
         self._macs: RowMacs | None = None
+        self._key_epoch: str | None = None
+        self._audit_key: bytes | None = None
         self._migrated_seq: int | None = None
         self._migrated_known = False
         self._failures: dict[tuple[Any, ...], str] = {}
@@ -505,9 +516,24 @@ class SQLStorage:
 
     # -- row integrity ---------------------------------------------------------------------------
 
-    def set_row_key(self, key: bytes | None) -> None:
-        """Check every row read from now on against `key` (None: rows cannot be checked)."""
+    def set_row_key(self, key: bytes | None, epoch: str | None = None, audit_key: bytes | None = None) -> None:
+        """Check every row read from now on against `key` (None: rows cannot be checked). `epoch` and
+        `audit_key`: the store epoch these keys belong to and its audit key — writes are refused while the
+        store's epoch differs (a restore replaced the store, and with it, maybe, every key) or while they are
+        signed with another audit key, until the keys of the new epoch are handed over."""
         self._macs = None if key is None else RowMacs(key)
+        self._key_epoch = epoch
+        self._audit_key = audit_key
+
+    @contextlib.contextmanager
+    def rows_checked_with(self, key: bytes) -> Iterator[None]:
+        """Within the block, `iter_*` of this thread report MACs checked against `key` (a restore verifies
+        the loaded rows with the backup's key without changing what other threads check with)."""
+        self._tl.macs = RowMacs(key)
+        try:
+            yield
+        finally:
+            self._tl.macs = None
 
     @property
     def verifying(self) -> bool:
@@ -569,7 +595,8 @@ class SQLStorage:
             mapped = build(values)
         except _UNMAPPABLE:
             return UnreadableRow(_label(table, named))
-        return mapped, self._macs is not None and self._macs.ok(table, named, mac)
+        macs = getattr(self._tl, "macs", None) or self._macs
+        return mapped, macs is not None and macs.ok(table, named, mac)
 
     def _check_entry_values(self, macs: RowMacs, head: int | None, values: Sequence[Any], mac: object) -> None:
         # the common case first and without building any text: this runs on every cold read
@@ -801,12 +828,16 @@ class SQLStorage:
 
     def _transaction(
         self, operation: str, body: Callable[[Any, _Head], Any], *, audit: bool = False, rows: bool = False,
+        signed_with: bytes | None = None,
     ) -> Any:
         """Run `body(cursor, head)` in a write transaction, committed together with whatever other write
         transactions of this process arrive meanwhile (group commit); return its result once durable.
 
         `rows`: the body writes MAC'd rows, which a store whose row MACs are still to be computed
         (integrity_pending) must not take — the one-time migration would then refuse it for good.
+        `signed_with`: the audit key the body signs with; the write is refused (503, retry) unless it is the
+        key of the store's current epoch (`set_row_key`), so a write built before a restore replaced the
+        store's keys can never append to the restored chain.
         """
         if self.read_only:
             error = AuditError if audit else StorageError
@@ -814,7 +845,7 @@ class SQLStorage:
                         "directory cannot be written here)")
         if getattr(self._tl, "cur", None) is not None:
             raise StorageError(f"Storage failed while {operation}: writes cannot run inside a read snapshot")
-        ticket = _Ticket(operation, body, audit, rows)
+        ticket = _Ticket(operation, body, audit, rows, signed_with)
         with self._gc_lock:
             self._gc_queue.append(ticket)
             lead = not self._gc_busy
@@ -895,8 +926,8 @@ class SQLStorage:
             cur.execute(statement)
         row = cur.fetchone() if d.lock_returns_revision else _one(cur, s.get_meta, ("revision",))
         revision = int(row[0]) if row else 0
-        seq, mac, pending = _one(cur, s.batch_head, (_PENDING,))
-        head = _Head(int(seq), str(mac), revision) if seq is not None else _Head(0, GENESIS_MAC, revision)
+        seq, mac, pending, epoch = _one(cur, s.batch_head, (_PENDING, _EPOCH))
+        head = _Head(int(seq), str(mac), revision, epoch) if seq is not None else _Head(0, GENESIS_MAC, revision, epoch)
         return head, bool(pending) and any(t.rows for t in batch)
 
     def _run_tickets(self, cur: Any, batch: list[_Ticket], head: _Head, pending: bool) -> _Head:
@@ -911,6 +942,12 @@ class SQLStorage:
                     f"no writes ({_PENDING_REMEDY})"
                 )
                 continue
+            if ticket.signed_with is not None and not self._current_keys(head, ticket.signed_with):
+                ticket.error = StorageUnavailableError(
+                    f"Storage failed while {ticket.operation}: the store was restored from a backup meanwhile; "
+                    "retry in a moment (this process takes up the restored store's keys by itself)"
+                )
+                continue
             saved = replace(head)
             try:
                 if not single:
@@ -918,7 +955,7 @@ class SQLStorage:
                 ticket.result = ticket.body(cur, head)
                 if not single:
                     cur.execute("RELEASE SAVEPOINT w")
-            except (LLMConfigError, *d.errors) as exc:  # type: ignore[misc]  # a tuple of driver errors
+            except Exception as exc:  # one ticket's failure is its own: its savepoint goes, the batch stays
                 if single:
                     raise
                 try:
@@ -930,8 +967,15 @@ class SQLStorage:
                 head = saved
         return head
 
+    def _current_keys(self, head: _Head, audit_key: bytes) -> bool:
+        """Whether a write signed with `audit_key` belongs to the store as it is now (its epoch, its keys)."""
+        if head.epoch != self._key_epoch:
+            return False
+        expected = self._audit_key
+        return expected is None or hmac.compare_digest(expected, audit_key)
+
     def _ticket_error(self, ticket: _Ticket, exc: BaseException) -> BaseException:
-        if isinstance(exc, LLMConfigError):
+        if isinstance(exc, LLMConfigError) or not isinstance(exc, self._d.errors):
             return exc
         if ticket.audit:
             return AuditError(f"Audit event could not be written: {exc}")
@@ -954,7 +998,8 @@ class SQLStorage:
         if not writes:
             return []
         results: list[WriteResult] = self._transaction(
-            "applying writes", lambda cur, head: self._apply_all(cur, head, writes, audit_key), rows=True
+            "applying writes", lambda cur, head: self._apply_all(cur, head, writes, audit_key), rows=True,
+            signed_with=audit_key,
         )
         if any(w.kind is WriteKind.PURGE for w in writes):
             self._d.after_purge()
@@ -1134,6 +1179,7 @@ class SQLStorage:
         built: list[AuditEvent] = self._transaction(
             "appending audit events",
             lambda cur, head: [self._append(cur, head, audit_key, e) for e in events], audit=True,
+            signed_with=audit_key,
         )
         return built
 
@@ -1203,7 +1249,8 @@ class SQLStorage:
                     raise AuthenticationError("API key invalid, expired or revoked")
             return self._insert_key_events(cur, head, audit_key, [(record, event)])
 
-        created: list[AuditEvent] = self._transaction("creating an API key", body, audit=True, rows=True)
+        created: list[AuditEvent] = self._transaction("creating an API key", body, audit=True, rows=True,
+                                                      signed_with=audit_key)
         return created[0]
 
     def revoke_api_keys(
@@ -1242,7 +1289,8 @@ class SQLStorage:
             self._insert_key_events(cur, head, audit_key, changes)
             return [record for record, _ in changes]
 
-        revoked: list[ApiKey] = self._transaction("revoking API keys", body, audit=True, rows=True)
+        revoked: list[ApiKey] = self._transaction("revoking API keys", body, audit=True, rows=True,
+                                                  signed_with=audit_key)
         return revoked
 
     def get_api_key(self, key_id: str) -> ApiKey | None:
@@ -1336,7 +1384,7 @@ class SQLStorage:
             cur.execute(s.delete_meta, (_PENDING,))
             return seq
 
-        seq: int = self._transaction("computing row MACs", body)
+        seq: int = self._transaction("computing row MACs", body, signed_with=audit_key)
         self._migrated_known = False
         return seq
 
@@ -1402,6 +1450,9 @@ class SQLStorage:
                 cur.executemany(self._s.raw_insert[current], chunk)
             for name, value in (settings or {}).items():
                 cur.execute(self._s.set_meta, (name, value))
+            epoch = _one(cur, self._s.get_meta, (_EPOCH,))
+            head.epoch = None if epoch is None else str(epoch[0])  # later writes of the batch meet the fence
+            self._migrated_known = False
             revision = _one(cur, self._s.get_meta, ("revision",))
             chain = _one(cur, self._s.audit_head)
             # the batch's head is the loaded store's from here on (nothing after this in the batch may
@@ -1412,8 +1463,10 @@ class SQLStorage:
                 check()
             return counts
 
-        loaded: dict[str, int] = self._transaction("loading a store", body)
-        self._migrated_known = False
+        try:
+            loaded: dict[str, int] = self._transaction("loading a store", body)
+        finally:
+            self._migrated_known = False
         self._failures.clear()
         return loaded
 
@@ -1467,8 +1520,8 @@ class SQLStorage:
                 with contextlib.suppress(*d.errors):  # a read transaction has nothing to lose
                     cur.execute("COMMIT")
 
-    def change_token(self) -> int | None:
-        """A number that changes whenever any connection commits a write, this process's own included."""
+    def change_token(self) -> object:
+        """A value that changes whenever any connection commits a write, this process's own included."""
         try:
             return self._d.change_token()
         except self._d.errors as exc:
