@@ -524,6 +524,7 @@ class SQLStorage:
         self._macs = None if key is None else RowMacs(key)
         self._key_epoch = epoch
         self._audit_key = audit_key
+        self._migrated_known = False  # keys of another epoch: the store may be another one altogether
 
     @contextlib.contextmanager
     def rows_checked_with(self, key: bytes) -> Iterator[None]:
