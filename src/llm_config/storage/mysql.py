@@ -49,7 +49,7 @@ class _NoFailoverError(Exception):
     """Never raised: hands DBUtils an exception list that disables its reconnect-and-retry."""
 
 
-def connect_args(url: str, masked: str) -> dict[str, Any]:
+def connect_args(url: str, masked: str = "given") -> dict[str, Any]:
     """PyMySQL's connect() arguments from `mysql://user:password@host:port/database?option=value`."""
     try:
         parts = urlsplit(url)
