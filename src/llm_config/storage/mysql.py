@@ -29,9 +29,9 @@ from llm_config.errors import StorageError, StorageUnavailableError, ValidationE
 from llm_config.storage.migrate import MYSQL, migrate, pending_versions, refuse_pending
 from llm_config.storage.migrate import Dialect as MigrationDialect
 from llm_config.storage.registry import scrub
-from llm_config.storage.sql import Dialect, SQLStorage
+from llm_config.storage.sql import Dialect
 
-__all__ = ["MySQLDialect", "open_url"]
+__all__ = ["DIALECT", "MySQLDialect"]
 
 log = logging.getLogger("llm_config.storage")
 
@@ -146,10 +146,6 @@ class MySQLDialect(Dialect):
             log.warning("mysql at %s may lose binlog entries of acknowledged writes on a crash (sync_binlog=%s): "
                         "set it to 1", self.url, sync_binlog)
 
-    def _need_pool(self) -> PooledDB:
-        if self._pool is None:
-            raise StorageError("Storage is closed")
-        return self._pool
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[Any]:
@@ -189,13 +185,7 @@ class MySQLDialect(Dialect):
             return StorageUnavailableError(f"Storage failed while {operation}: the database is unreachable ({text})")
         return StorageError(f"Storage failed while {operation}: {text}")
 
-    def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
 
 
-def open_url(url: str, masked: str, *, upgrade: bool = True) -> SQLStorage:
-    dialect = MySQLDialect(url, masked)
-    dialect.open(upgrade=upgrade)
-    return SQLStorage(dialect)
+DIALECT = MySQLDialect
+"""What `storage.registry` opens for this backend's URLs."""

@@ -25,9 +25,9 @@ from llm_config.errors import StorageError, StorageUnavailableError
 from llm_config.storage.migrate import POSTGRES, migrate, pending_versions, refuse_pending
 from llm_config.storage.migrate import Dialect as MigrationDialect
 from llm_config.storage.registry import scrub
-from llm_config.storage.sql import Dialect, SQLStorage
+from llm_config.storage.sql import Dialect
 
-__all__ = ["PostgresDialect", "open_url"]
+__all__ = ["DIALECT", "PostgresDialect"]
 
 log = logging.getLogger("llm_config.storage")
 
@@ -81,10 +81,6 @@ class PostgresDialect(Dialect):
         if settings["full_page_writes"] == "off":
             log.warning("postgresql at %s has full_page_writes=off: a crash can corrupt pages", self.url)
 
-    def _need_pool(self) -> ConnectionPool[psycopg.Connection[Any]]:
-        if self._pool is None:
-            raise StorageError("Storage is closed")
-        return self._pool
 
     def read_one(self, sql: str, params: Sequence[Any]) -> Any:
         return self._read(sql, params, one=True)
@@ -142,13 +138,7 @@ class PostgresDialect(Dialect):
             return StorageUnavailableError(f"Storage failed while {operation}: the database is unreachable ({text})")
         return StorageError(f"Storage failed while {operation}: {text}")
 
-    def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
 
 
-def open_url(url: str, masked: str, *, upgrade: bool = True) -> SQLStorage:
-    dialect = PostgresDialect(url, masked)
-    dialect.open(upgrade=upgrade)
-    return SQLStorage(dialect)
+DIALECT = PostgresDialect
+"""What `storage.registry` opens for this backend's URLs."""

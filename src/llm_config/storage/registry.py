@@ -22,7 +22,7 @@ __all__ = ["SCHEMES", "Backend", "open_server", "scrub"]
 @dataclass(frozen=True, slots=True)
 class Backend:
     name: str  # canonical backend name
-    module: str  # opens it: `open_url(url, masked) -> Storage`
+    module: str  # its `DIALECT(url, masked)` is opened by `sql.open_dialect`
     drivers: tuple[str, ...]  # top-level packages it needs
     extra: str  # the pip extra that installs them
 
@@ -69,5 +69,6 @@ def open_server(backend: Backend, url: str, masked: str, *, upgrade: bool = True
         if missing in backend.drivers:
             raise MissingDependencyError(missing, backend.extra) from None
         raise
-    storage: Storage = module.open_url(url, masked, upgrade=upgrade)
-    return storage
+    from llm_config.storage.sql import open_dialect
+
+    return open_dialect(module.DIALECT(url, masked), upgrade=upgrade)

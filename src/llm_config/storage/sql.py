@@ -71,7 +71,7 @@ from llm_config.times import utc_now
 from llm_config.types import AuditQuery, Fingerprinter
 from llm_config.writes import FOR_ROLLBACK, check_expected, check_plain_over_secret, check_purge, check_target, where
 
-__all__ = ["MAX_BATCH", "ROW_COLUMNS", "ROW_TABLES", "Dialect", "SQLStorage", "new_id"]
+__all__ = ["MAX_BATCH", "ROW_COLUMNS", "ROW_TABLES", "Dialect", "SQLStorage", "new_id", "open_dialect"]
 
 log = logging.getLogger("llm_config.storage")
 
@@ -91,19 +91,26 @@ _ENTRY_COLS: Final = (
     'id, namespace, "key", environment, version, deleted, value_type, stored_value, fingerprint, '
     "created_at, created_by, updated_at, updated_by, tags, description, revision, audit_seq, purged"
 )
-_E_ENTRY_COLS: Final = ", ".join("e." + c.strip() for c in _ENTRY_COLS.split(","))
+
+
+def _aliased(columns: str, alias: str) -> str:
+    """`columns` with every name prefixed by `alias.`."""
+    return ", ".join(f"{alias}.{c.strip()}" for c in columns.split(","))
+
+
+_E_ENTRY_COLS: Final = _aliased(_ENTRY_COLS, "e")
 _N_ENTRY: Final = 18
 _VERSION_COLS: Final = (
     "entry_id, version, deleted, purged, value_type, stored_value, fingerprint, "
     "created_at, created_by, change_description, audit_seq, revision"
 )
-_V_VERSION_COLS: Final = ", ".join("v." + c.strip() for c in _VERSION_COLS.split(","))
+_V_VERSION_COLS: Final = _aliased(_VERSION_COLS, "v")
 _N_VERSION: Final = 12
 _API_KEY_COLS: Final = (
     "id, name, role, namespaces, environments, key_hash, created_at, created_by, expires_at, revoked_at, "
     "parent_id, audit_seq"
 )
-_K_API_KEY_COLS: Final = ", ".join("k." + c.strip() for c in _API_KEY_COLS.split(","))
+_K_API_KEY_COLS: Final = _aliased(_API_KEY_COLS, "k")
 _N_API_KEY: Final = 12
 _AUDIT_COLS: Final = (
     'seq, id, timestamp, type, actor, namespace, "key", environment, old_version, new_version, '
@@ -161,6 +168,10 @@ class Dialect:
     def __init__(self, url: str) -> None:
         self.url = url  # masked
         self.applied: list[int] = []  # migrations this open applied
+
+    def open(self, *, upgrade: bool = True) -> None:
+        """Connect, apply pending migrations (unless not `upgrade`: then they are a StorageError)."""
+        raise NotImplementedError
 
     # -- statements that differ --------------------------------------------------------------------
 
@@ -220,8 +231,25 @@ class Dialect:
         """The error to raise for a driver error (the text names tables and conditions, never values)."""
         return StorageError(f"Storage failed while {operation}: {exc}")
 
+    # -- a server dialect's connection pool (SQLite has none and overrides these) -----------------------
+
+    _pool: Any = None
+
+    def _need_pool(self) -> Any:
+        if self._pool is None:
+            raise StorageError("Storage is closed")
+        return self._pool
+
     def close(self) -> None:
-        raise NotImplementedError
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+
+def open_dialect(dialect: Dialect, *, upgrade: bool = True) -> SQLStorage:
+    """Open a server dialect (connect, migrate unless not `upgrade`, start its pool) as a storage."""
+    dialect.open(upgrade=upgrade)
+    return SQLStorage(dialect)
 
 
 def new_id() -> str:
