@@ -135,6 +135,8 @@ class CacheSnapshot:
     evictions: int
     entries: int
     bytes: int
+    errors: int = 0  # calls to the tier that failed, timed out or were skipped (circuit open)
+    rejected: int = 0  # records refused on promotion (tag, row MAC or place check failed)
 
 
 CacheSource = Callable[[], Mapping[str, CacheSnapshot]]
@@ -153,6 +155,10 @@ class CacheStatsCollector(Collector):
             "misses": CounterMetricFamily("llm_config_cache_misses", "Cache misses by tier", labels=["tier"]),
             "evictions": CounterMetricFamily("llm_config_cache_evictions", "Cache evictions by tier",
                                              labels=["tier"]),
+            "errors": CounterMetricFamily("llm_config_cache_errors", "Cache tier calls failed or skipped (Redis down)",
+                                          labels=["tier"]),
+            "rejected": CounterMetricFamily("llm_config_cache_rejected", "Shared-cache records refused on promotion",
+                                            labels=["tier"]),
         }
         entries = GaugeMetricFamily("llm_config_cache_entries", "Entries held by tier", labels=["tier"])
         size = GaugeMetricFamily("llm_config_cache_bytes", "Bytes held by tier", labels=["tier"])
@@ -160,6 +166,8 @@ class CacheStatsCollector(Collector):
             families["hits"].add_metric([tier], snap.hits)
             families["misses"].add_metric([tier], snap.misses)
             families["evictions"].add_metric([tier], snap.evictions)
+            families["errors"].add_metric([tier], snap.errors)
+            families["rejected"].add_metric([tier], snap.rejected)
             entries.add_metric([tier], snap.entries)
             size.add_metric([tier], snap.bytes)
         yield from families.values()
@@ -180,6 +188,10 @@ class CacheStatsSync:
         self._hits = Counter("llm_config_cache_hits", "Cache hits by tier", ["tier"], registry=None)
         self._misses = Counter("llm_config_cache_misses", "Cache misses by tier", ["tier"], registry=None)
         self._evictions = Counter("llm_config_cache_evictions", "Cache evictions by tier", ["tier"], registry=None)
+        self._errors = Counter("llm_config_cache_errors", "Cache tier calls failed or skipped (Redis down)", ["tier"],
+                               registry=None)
+        self._rejected = Counter("llm_config_cache_rejected", "Shared-cache records refused on promotion", ["tier"],
+                                 registry=None)
         self._entries = Gauge("llm_config_cache_entries", "Entries held by tier", ["tier"], registry=None,
                               multiprocess_mode="livesum")
         self._bytes = Gauge("llm_config_cache_bytes", "Bytes held by tier", ["tier"], registry=None,
@@ -190,7 +202,9 @@ class CacheStatsSync:
             old = self._seen.get(tier, CacheSnapshot(0, 0, 0, 0, 0))
             # a cleared cache restarts its counters: count from zero again rather than going backwards
             for counter, new, before in ((self._hits, snap.hits, old.hits), (self._misses, snap.misses, old.misses),
-                                         (self._evictions, snap.evictions, old.evictions)):
+                                         (self._evictions, snap.evictions, old.evictions),
+                                         (self._errors, snap.errors, old.errors),
+                                         (self._rejected, snap.rejected, old.rejected)):
                 delta = new - before if new >= before else new
                 if delta:
                     counter.labels(tier).inc(delta)

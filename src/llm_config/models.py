@@ -20,7 +20,9 @@ __all__ = [
     "Metadata",
     "PendingEvent",
     "Principal",
+    "ResealOutcome",
     "Role",
+    "SealedValue",
     "StoredEntry",
     "StoredVersion",
     "UnreadableRow",
@@ -29,6 +31,7 @@ __all__ = [
     "WriteRequest",
     "WriteResult",
     "build_entry",
+    "entry_etag",
 ]
 
 ENCRYPTED_PLACEHOLDER: Final = "<encrypted>"
@@ -95,6 +98,9 @@ class Entry:
     version: int
     secret: bool
     metadata: Metadata
+    # store-wide revision of the write that produced this version (commit order; `X-Config-Revision`);
+    # 0 where unknown (an older version read from history). Not part of the JSON body.
+    revision: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,12 +137,17 @@ _new_metadata = _slot_builder(Metadata)
 def build_entry(
     id: str, namespace: str, key: str, value: Any, environment: Environment, version: int, secret: bool,
     created_at: str, created_by: str, updated_at: str, updated_by: str, tags: tuple[str, ...],
-    description: str | None,
+    description: str | None, revision: int = 0,
 ) -> Entry:
     """`Entry(...)` with its `Metadata`, built the fast way: every cold read builds one."""
     metadata = _new_metadata(created_at, created_by, updated_at, updated_by, tags, description)
-    entry: Entry = _new_entry(id, namespace, key, value, environment, version, secret, metadata)
+    entry: Entry = _new_entry(id, namespace, key, value, environment, version, secret, metadata, revision)
     return entry
+
+
+def entry_etag(entry: Entry, revealed: bool) -> str:
+    """Strong ETag of a served entry: id, environment, version and reveal state."""
+    return f'"{entry.id}.{entry.environment.value}.{entry.version}.{"r" if revealed else "s"}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +198,7 @@ class StoredEntry:
     description: str | None
     revision: int  # watch revision of the write that produced this row
     purged_versions: tuple[int, ...] = ()  # versions of this entry whose value was destroyed
+    audit_seq: int = 0  # the audit event of the row's last change (bound by its row MAC); 0 before saving
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,3 +400,30 @@ class ApiKey:
             "revoked_at": self.revoked_at,
             "parent_id": self.parent_id,
         }
+
+
+# -- master-key rotation (core/rotation.py) ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SealedValue:
+    """A sealed version row as a key rotation meets it: where it lives (the AAD of its ciphertext), its
+    envelope, and whether its entry's current row holds the very same ciphertext (then both are re-sealed
+    together, so the current row keeps equalling its newest version)."""
+
+    entry_id: str
+    version: int
+    namespace: str
+    key: str
+    environment: Environment
+    stored_value: str
+    current: bool
+
+
+class ResealOutcome(enum.StrEnum):
+    """What became of one re-seal: written, skipped because a concurrent write changed the row since it
+    was read (the next pass reads it again), or refused because the row fails its MAC."""
+
+    RESEALED = "resealed"
+    CHANGED = "changed"
+    TAMPERED = "tampered"

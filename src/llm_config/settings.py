@@ -59,6 +59,7 @@ class ServeOptions:
     tls_cert: str | None = None
     tls_key: str | None = None
     cache_ttl: float = 5.0
+    cache_l2: str = "auto"  # Redis L2 reads: auto = on for server databases, off in front of local SQLite
     audit_reads: bool = False
     max_body: int = 2 << 20
     max_restore_body: int = 1 << 30  # a backup POSTed to /api/v1/admin/restore (checked after authorization)

@@ -15,6 +15,8 @@ from llm_config.models import (
     Environment,
     HistoryItem,
     PendingEvent,
+    ResealOutcome,
+    SealedValue,
     StoredEntry,
     StoredVersion,
     UnreadableRow,
@@ -169,7 +171,8 @@ class Storage(Protocol):
         """Every key record, oldest first (revoked ones included)."""
 
     def sealed_values(self) -> list[str]:
-        """The envelope of every sealed version (for counting ciphertexts per key id)."""
+        """Every stored ciphertext (each version's, and a current row's where it is not its version's copy),
+        for counting ciphertexts per key id."""
 
     def export_rows(self) -> Iterator[tuple[str, tuple[Any, ...]]]:
         """Every row of every table, raw (MACs as stored), parents first, from one read snapshot
@@ -203,9 +206,39 @@ class Storage(Protocol):
     def change_token(self) -> object:
         """A value that changes when another connection commits (compared with `!=` only)."""
 
+    def changes_since(self, revision: int, limit: int = 1000) -> tuple[list[tuple[str, str, Environment, int]], int]:
+        """(namespace, key, environment, revision) of entries changed after `revision`, oldest first, at
+        most `limit`; and the store's current revision."""
+
+    def sealed_row(self, row: StoredEntry) -> bytes | None:
+        """`row` in its stored form with its row MAC, for a shared cache (None without the row key)."""
+
+    def open_sealed_row(self, data: bytes, namespace: str, key: str, env: Environment) -> StoredEntry | None:
+        """The entry `sealed_row` wrote if its row MAC holds and it belongs to this place, else None."""
+
     def snapshot(self) -> AbstractContextManager[None]:
         """Reads of this thread inside the block all see one committed state of the store (concurrent
         commits are not seen until it ends); for checks that read several tables, like `audit verify`."""
+
+    # -- key rotation (core/rotation.py) --
+
+    def sealed_versions(
+        self, after: tuple[str, int] | None, limit: int
+    ) -> tuple[list[SealedValue], tuple[str, int] | None]:
+        """Up to `limit` sealed version rows after position `after` ((entry_id, version); None: from the
+        start), in that order, and the position to continue after (None: no more)."""
+
+    def reseal(self, changes: Sequence[tuple[SealedValue, str]], sealed_by: str,
+               audit_key: bytes) -> list[ResealOutcome]:
+        """Compare-and-set each row's envelope to the new one (and its entry's current row where it holds the
+        same ciphertext) in one write transaction; MACs recomputed with their audit_seq kept; counts the
+        ciphertexts written under `sealed_by`. One outcome per change."""
+
+    def swap_meta(self, name: str, old: str | None, new: str, *, sealed_by: str | None = None) -> bool:
+        """Compare-and-set a setting (`old` None: only if absent); `sealed_by` counts `new` as one ciphertext."""
+
+    def seal_counts(self) -> dict[str, int]:
+        """Ciphertexts written under each key id over the store's life."""
 
     def close(self) -> None:
         """Release connections; further calls raise StorageError."""

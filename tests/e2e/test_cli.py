@@ -615,6 +615,13 @@ def test_doctor(cli: Runner) -> None:
     assert keyless["status"] == "degraded"
 
 
+def test_doctor_checks_redis_when_given_one(cli: Runner) -> None:
+    ok(cli("set", "ns", "k", "v"))
+    down = ok(cli("--redis-url", "redis://127.0.0.1:1/0", "doctor", "--format", "json")).json()
+    assert down["status"] == "degraded"  # a cache problem is not a data problem: exit 0
+    assert "redis unavailable" in down["checks"]["cache"]["message"]
+
+
 # ---------------------------------------------------------------------------------- help, version
 
 
@@ -622,7 +629,7 @@ COMMANDS = [
     ("init",), ("keygen",), ("set",), ("get",), ("list",), ("namespaces",), ("delete",), ("history",),
     ("rollback",), ("purge",), ("export",), ("import",), ("audit",), ("audit", "list"), ("audit", "verify"),
     ("audit", "head"), ("audit", "export"), ("doctor",), ("serve",), ("keys",), ("keys", "create"),
-    ("keys", "list"), ("keys", "revoke"), ("backup",), ("restore",), ("migrate",), ("upgrade",),
+    ("keys", "list"), ("keys", "revoke"), ("backup",), ("restore",), ("migrate",), ("upgrade",), ("rotate-key",),
 ]
 
 

@@ -620,6 +620,7 @@ EXPECTED_ROUTES = {
     ("get", "/api/v1/keys"), ("post", "/api/v1/keys"), ("delete", "/api/v1/keys/{key_id}"),
     ("get", "/api/v1/admin/bans"), ("delete", "/api/v1/admin/bans/{ip}"),
     ("get", "/api/v1/admin/backup"), ("post", "/api/v1/admin/restore"), ("get", "/api/v1/admin/jobs/{job_id}"),
+    ("post", "/api/v1/admin/rotate-key"),
     ("get", "/api/v1/configs/{ns}/{key}"), ("put", "/api/v1/configs/{ns}/{key}"),
     ("post", "/api/v1/configs/{ns}/{key}"), ("delete", "/api/v1/configs/{ns}/{key}"),
     ("get", "/api/v1/configs/{ns}/-/{key}"), ("put", "/api/v1/configs/{ns}/-/{key}"),
@@ -668,3 +669,22 @@ def test_every_route_is_in_openapi(api: httpx.Client) -> None:
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     docs = api.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+def test_responses_carrying_an_entry_have_its_commit_order_revision(api: httpx.Client) -> None:
+    first = api.put("/api/v1/configs/app/model", json={"value": "gpt-4o", "env": "production"})
+    second = api.put("/api/v1/configs/app/temperature", json={"value": 0.2, "env": "production"})
+    assert first.status_code == second.status_code == 200
+    revision = int(first.headers["X-Config-Revision"])
+    assert int(second.headers["X-Config-Revision"]) > revision > 0
+    for _ in range(2):  # the route (a miss), then the edge's cached answer (a hit)
+        got = api.get("/api/v1/configs/app/model", params={"env": "production"})
+        assert got.status_code == 200
+        assert int(got.headers["X-Config-Revision"]) == revision
+        assert got.headers["ETag"] == first.headers["ETag"]
+    not_modified = api.get("/api/v1/configs/app/model", params={"env": "production"},
+                           headers={"If-None-Match": first.headers["ETag"]})
+    assert not_modified.status_code == 304
+    assert int(not_modified.headers["X-Config-Revision"]) == revision
+    old = api.get("/api/v1/configs/app/model", params={"env": "production", "version": 1})
+    assert int(old.headers["X-Config-Revision"]) == revision

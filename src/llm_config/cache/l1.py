@@ -35,11 +35,14 @@ class L1Cache(Generic[V]):
     so a slow reader can never install a value older than a write it raced with.
     """
 
-    __slots__ = ("_bytes", "_data", "_fill_lock", "_ttl", "generation", "max_bytes", "max_entries", "stats")
+    __slots__ = ("_bytes", "_clock", "_data", "_fill_lock", "_ttl", "generation", "max_bytes", "max_entries",
+                 "stats")
 
-    def __init__(self, *, ttl: float = 5.0, max_entries: int = 100_000, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, *, ttl: float = 5.0, max_entries: int = 100_000, max_bytes: int = 64 << 20,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._data: dict[Hashable, tuple[float, V, int]] = {}
         self._ttl = ttl
+        self._clock = clock  # expiry follows the owner's clock (tests drive it with theirs)
         self._bytes = 0
         self._fill_lock = threading.Lock()
         self.max_entries = max_entries
@@ -60,7 +63,7 @@ class L1Cache(Generic[V]):
 
     def get(self, key: Hashable) -> V | None:
         item = self._data.get(key)
-        if item is not None and item[0] > time.monotonic():
+        if item is not None and item[0] > self._clock():
             self.stats.hits += 1
             return item[1]
         self.stats.misses += 1
@@ -76,7 +79,7 @@ class L1Cache(Generic[V]):
             old = self._data.pop(key, None)
             if old is not None:
                 self._bytes -= old[2]
-            self._data[key] = (time.monotonic() + self._ttl, value, size)
+            self._data[key] = (self._clock() + self._ttl, value, size)
             self._bytes += size
             while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
                 oldest = next(iter(self._data))
@@ -99,14 +102,7 @@ class L1Cache(Generic[V]):
             self._bytes = 0
             self.stats.invalidations += 1
 
-    def get_or_load(self, key: Hashable, loader: Callable[[], tuple[V, int] | None]) -> V | None:
-        """Hit, or run `loader` (→ (value, size) or None) and install its result if still fresh."""
-        value = self.get(key)
-        if value is not None:
-            return value
-        generation = self.generation
-        loaded = loader()
-        if loaded is None:
-            return None
-        self.put(key, loaded[0], loaded[1], generation)
-        return loaded[0]
+    def cached(self, key: Hashable) -> V | None:
+        """The value held for `key`, expired or not, without counting a hit or a miss."""
+        item = self._data.get(key)
+        return None if item is None else item[1]

@@ -22,7 +22,10 @@ from llm_config.errors import KeyMissingError, SecretKeyError
 from llm_config.models import Environment
 from llm_config.types import Storage
 
-__all__ = ["EPOCH", "INSTANCE_SECRET", "StoreKeys", "derive_keys", "open_instance_secret", "place", "unlock"]
+__all__ = [
+    "EPOCH", "INSTANCE_SECRET", "StoreKeys", "derive_keys", "open_instance_secret", "place", "seal_instance_secret",
+    "unlock",
+]
 
 log = logging.getLogger("llm_config")
 
@@ -58,6 +61,11 @@ def open_instance_secret(keyring: Keyring, envelope: str) -> bytes:
     return keyring.open(envelope, _INSTANCE_AAD)
 
 
+def seal_instance_secret(keyring: Keyring, secret: bytes) -> str:
+    """The envelope of the instance secret sealed under `keyring`'s first key (creation; `rotate-key`)."""
+    return keyring.seal(secret, _INSTANCE_AAD)
+
+
 def unlock(storage: Storage, source: KeySource | None, *, create: bool) -> tuple[StoreKeys | None, str | None]:
     """Open the store's instance secret with `source`; returns (keys, warning).
 
@@ -73,8 +81,8 @@ def unlock(storage: Storage, source: KeySource | None, *, create: bool) -> tuple
     if envelope is None:
         if not create:
             return None, None
-        fresh = keyring.seal(os.urandom(32), _INSTANCE_AAD)
-        storage.set_meta(INSTANCE_SECRET, fresh, only_if_absent=True)
+        fresh = seal_instance_secret(keyring, os.urandom(32))
+        storage.swap_meta(INSTANCE_SECRET, None, fresh, sealed_by=keyring.primary_id)  # counted (NIST SP 800-38D)
         envelope = storage.get_meta(INSTANCE_SECRET)
         assert envelope is not None
     try:

@@ -22,9 +22,12 @@ from llm_config.crypto.aead import envelope_key_id
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource
 from llm_config.types import Storage
 
-__all__ = ["ciphertexts_by_key_id", "overall", "store_health"]
+__all__ = ["SEAL_WARNING", "ciphertexts_by_key_id", "overall", "store_health"]
 
 _RANK: Final = {"healthy": 0, "degraded": 1, "unhealthy": 2}
+SEAL_WARNING: Final = 2**30
+"""Encryptions under one key after which health degrades: a quarter of NIST SP 800-38D's 2^32 limit for
+AES-GCM with random 96-bit nonces, so there is time to rotate."""
 
 
 def overall(checks: dict[str, dict[str, Any]]) -> str:
@@ -66,7 +69,28 @@ def _key_check(source: KeySource | None, keys: StoreKeys | None, warning: str | 
                 f"; ciphertexts sealed by key id(s) {', '.join(foreign)} cannot be opened: add that key to "
                 "the keyring (LLM_CONFIG_KEY=new,old)"
             )
+    _key_use(check, keys, storage)
     return check
+
+
+def _key_use(check: dict[str, Any], keys: StoreKeys, storage: Storage) -> None:
+    """Key rotation (core/rotation.py): keys this process was asked for but lacks, and encryptions per key id."""
+    missing = keys.keyring.missing_key_ids
+    if missing:
+        check["status"] = max(check["status"], "degraded", key=_RANK.__getitem__)
+        check["message"] += (f"; secrets sealed by key id(s) {', '.join(missing)} were asked for and refused: that "
+                             "key is not in this process's keyring (add it: LLM_CONFIG_KEY=new,old)")
+    try:
+        seals = storage.seal_counts()
+    except Exception:  # report, never raise (the storage check says why)
+        return
+    check["seals_by_key_id"] = seals
+    used = seals.get(keys.keyring.primary_id, 0)
+    if used >= SEAL_WARNING:
+        check["status"] = max(check["status"], "degraded", key=_RANK.__getitem__)
+        check["message"] += (f"; key id {keys.keyring.primary_id} has sealed {used} values, near the 2^32 "
+                             "encryptions NIST SP 800-38D allows one AES-GCM key with random nonces: rotate the "
+                             "master key ('llm-config rotate-key')")
 
 
 def _integrity_check(storage: Storage, keys: StoreKeys | None, problem: str | None) -> dict[str, Any]:
@@ -88,7 +112,7 @@ def _integrity_check(storage: Storage, keys: StoreKeys | None, problem: str | No
 def store_health(
     storage: Storage, *, source: KeySource | None, keys: StoreKeys | None, key_warning: str | None,
     cache_stats: Callable[[], str], detail: bool, deep: bool, initial_key_file: Path | None = None,
-    integrity_problem: str | None = None,
+    integrity_problem: str | None = None, cache_problem: str | None = None,
 ) -> dict[str, Any]:
     """`{"status", "checks": {name: {"status", "message", …}}}`; without `detail`, statuses only."""
     checks: dict[str, dict[str, Any]] = {}
@@ -106,7 +130,8 @@ def store_health(
             checks["integrity"] = _integrity_check(storage, keys, integrity_problem)
         except Exception as exc:  # report, never raise
             checks["integrity"] = {"status": "unhealthy", "message": type(exc).__name__}
-    checks["cache"] = {"status": "healthy", "message": cache_stats()}
+    checks["cache"] = {"status": "healthy" if cache_problem is None else "degraded",
+                       "message": cache_stats() if cache_problem is None else f"{cache_problem}; {cache_stats()}"}
     events = head[0] if head else 0
     if keys is None:
         checks["audit"] = {"status": "degraded", "message": f"{events} events; appending needs the master key"}

@@ -16,13 +16,14 @@ import logging
 import os
 import pwd
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any, Final
 
 import orjson
 
 from llm_config import audit, rbac, writes
-from llm_config.cache.l1 import L1Cache
+from llm_config.cache.record import CacheRecord, make_record
+from llm_config.cache.tiered import TieredCache
 from llm_config.core.access import Access
 from llm_config.core.context import CallContext
 from llm_config.core.custody import EPOCH, StoreKeys, need, place, unlock
@@ -54,11 +55,13 @@ from llm_config.types import AuditQuery, Clock, Storage
 from llm_config.values import check_text, check_version, validate_value
 
 if TYPE_CHECKING:  # imported where first used: `llm-config get` must start fast (ARCHITECTURE, the CLI)
+    from llm_config.cache.redis import RedisTier
     from llm_config.core.apikeys import ApiKeys
     from llm_config.core.auditing import AuditTrail
     from llm_config.core.backups import Backups, BackupSummary, MigrateSummary, RestoreSummary
     from llm_config.core.polling import ChangePoller
     from llm_config.core.read_audit import ReadAuditBuffer
+    from llm_config.core.rotation import RotationProgress, RotationSummary
     from llm_config.core.transfer import ImportPlan
     from llm_config.storage.backup import BackupInfo
 
@@ -69,7 +72,6 @@ log = logging.getLogger("llm_config")
 _ENV_FAST: Final[dict[object, Environment]] = {
     **{e.value: e for e in Environment}, **{e: e for e in Environment}
 }
-_ENTRY_OVERHEAD: Final = 400  # bytes charged per cached entry besides its stored value
 
 
 def os_account() -> str:
@@ -108,6 +110,11 @@ class ConfigManager:
         cache_max_bytes: int = 64 << 20,
         change_check_interval: float = 0.005,
         audit_reads: bool = False,
+        redis_url: str | None = None,
+        l2_reads: bool | None = None,
+        l2_ttl: float = 30.0,
+        redis_timeout: float = 0.25,
+        cache_listen: bool = True,
     ) -> None:
         self.storage = storage
         self.target: str | None = None  # the --storage it was opened from (`open` sets it)
@@ -130,22 +137,26 @@ class ConfigManager:
                 self.integrity_problem = exc.message
                 log.error("%s", exc.message)
         self._keys: StoreKeys | None = keys
-        self.cache: L1Cache[Entry] = L1Cache(
-            ttl=cache_ttl, max_entries=cache_max_entries, max_bytes=cache_max_bytes
-        )
-        self._access = Access(storage, keys, clock)
-        self._check_interval = change_check_interval
-        self._next_check = 0.0
-        self._change_token: object = storage.change_token()
-        self._epoch = storage.get_meta(EPOCH)
         # a server database's change token is a network round trip: a background thread looks for other
         # processes' commits, so the request path (and the event loop, through `peek`) never waits on it
-        self._poller: ChangePoller | None = None
         poll_seconds = getattr(storage, "change_poll_seconds", None)
+        if l2_reads is None:  # L2 pays off in front of a networked database, not in front of local SQLite
+            l2_reads = poll_seconds is not None
+        self.cache = TieredCache(
+            storage, build=self._record, clock=clock, ttl=cache_ttl, max_entries=cache_max_entries,
+            max_bytes=cache_max_bytes, check_interval=change_check_interval, epoch_key=EPOCH,
+            l2=self._redis_tier(redis_url, keys, l2_ttl, redis_timeout, cache_listen), l2_reads=l2_reads,
+        )
+        self.cache.set_row_key(keys.row if keys is not None else None)
+        self.cache.on_epoch = self._epoch_changed
+        self.cache.on_change = self._forget_principals
+        self.cache.on_principals = self._forget_principals
+        self._access = Access(storage, keys, clock)
+        self._poller: ChangePoller | None = None
         if poll_seconds is not None:
             from llm_config.core.polling import ChangePoller
 
-            self._poller = ChangePoller(self._look_for_changes, poll_seconds)
+            self._poller = ChangePoller(self.cache.poll, poll_seconds)
         self._read_audit: ReadAuditBuffer | None = None
         if audit_reads:
             from llm_config.core.read_audit import ReadAuditBuffer
@@ -186,8 +197,6 @@ class ConfigManager:
         Without a key — or with one that does not open the store — an existing store opens
         read-only for plain values (`key_warning` says why).
         """
-        if redis_url:
-            raise ValidationError("Redis (L2 cache) is not available yet in this version: omit redis_url")
         key_source = find_keyring(encryption_key=encryption_key, key_file=key_file)
         if create and not store_exists(storage) and key_source is None:
             raise KeyMissingError(
@@ -197,7 +206,7 @@ class ConfigManager:
         # a writer (`create`) also tightens the modes of an existing store; a reader never changes anything
         backend = open_storage(storage, create=create, upgrade=upgrade)
         try:
-            manager = cls(backend, key_source=key_source, actor=actor, **options)
+            manager = cls(backend, key_source=key_source, actor=actor, redis_url=redis_url, **options)
         except BaseException:
             backend.close()
             raise
@@ -218,7 +227,7 @@ class ConfigManager:
             self._poller.stop()
         if self._read_audit is not None:
             self._read_audit.close()
-        self.cache.clear()
+        self.cache.close()
         self.storage.close()
 
     def __enter__(self) -> ConfigManager:
@@ -229,31 +238,42 @@ class ConfigManager:
 
     # ------------------------------------------------------------------ cache plumbing
 
-    def _check_foreign_changes(self) -> None:
-        """Flush L1 if another connection committed since the last look (rate-limited; a server database
-        is watched by the background poller instead)."""
-        if self._poller is not None:
-            return
-        now = time.monotonic()
-        if now < self._next_check:
-            return
-        self._next_check = now + self._check_interval
-        self._look_for_changes()
+    def _redis_tier(self, url: str | None, keys: StoreKeys | None, ttl: float, timeout: float,
+                    listen: bool) -> RedisTier | None:
+        """The Redis tier of this store's cache: records and channel under a prefix only this store's
+        key holders can name (a store id derived from its row key, so stores sharing a Redis never meet)."""
+        if not url:
+            return None
+        if keys is None:
+            log.warning("redis: not used without the master key (its records could not be checked)")
+            return None
+        import hashlib
 
-    def _look_for_changes(self) -> None:
-        token = self.storage.change_token()
-        if token != self._change_token:
-            epoch = self.storage.get_meta(EPOCH)
-            if epoch != self._epoch:  # another process restored a backup: its instance secret may differ
-                keys, _ = unlock(self.storage, self._key_source, create=False)
-                if keys is not None:
-                    self._adopt_keys(keys)
-                self._epoch = epoch
-            self.cache.clear()
-            api_keys = self.__dict__.get("_api_keys")  # only if this process ever authenticated
-            if api_keys is not None:
-                api_keys.forget_principals()
-            self._change_token = token  # only now: a failure above is retried at the next look
+        from llm_config.cache.redis import RedisTier
+
+        store_id = hashlib.blake2b(keys.row, digest_size=8, person=b"llmc-store-id").hexdigest()
+        tier = RedisTier(url, prefix=f"llmc:{store_id}:", ttl_seconds=ttl, timeout=timeout,
+                         # late-bound: the cache that owns this tier is built after it
+                         on_message=(lambda data: self.cache.on_message(data)) if listen else None,  # noqa: PLW0108
+                         on_reconnect=lambda: self.cache.on_reconnect())  # noqa: PLW0108
+        return tier
+
+    def _check_foreign_changes(self) -> None:
+        """Evict what another connection committed since the last look (rate-limited; a server database
+        is watched by the background poller instead)."""
+        if self._poller is None:
+            self.cache.maybe_poll()
+
+    def _epoch_changed(self, epoch: str | None) -> None:
+        """Another process restored a backup: its instance secret may differ."""
+        keys, _ = unlock(self.storage, self._key_source, create=False)
+        if keys is not None:
+            self._adopt_keys(keys)
+
+    def _forget_principals(self) -> None:
+        api_keys = self.__dict__.get("_api_keys")  # only if this process ever authenticated
+        if api_keys is not None:
+            api_keys.forget_principals()
 
     def _entry(self, row: StoredEntry) -> Entry:
         secret = row.value_type is ValueType.SECRET
@@ -261,30 +281,27 @@ class ConfigManager:
         value: Any = ENCRYPTED_PLACEHOLDER if secret else None if stored is None else orjson.loads(stored)
         return build_entry(row.id, row.namespace, row.key, value, row.environment, row.version, secret,
                            row.created_at, row.created_by, row.updated_at, row.updated_by, row.tags,
-                           row.description)
+                           row.description, row.revision)
+
+    def _record(self, row: StoredEntry) -> CacheRecord:
+        return make_record(self._entry(row), len(row.stored_value or ""))
 
     def _current(self, namespace: str, key: str, env: Environment, *, looked: bool = False) -> Entry | None:
-        """The live entry (unrevealed), from L1 or storage; `looked`: the caller already missed L1."""
-        cache_key = (namespace, key, env)
+        """The live entry (unrevealed), from the cache or storage; `looked`: the caller just missed L1."""
         if not looked:
             self._check_foreign_changes()
-            hit = self.cache.get(cache_key)
-            if hit is not None:
-                return hit
         if type(namespace) is not str or type(key) is not str:
             validate_namespace(namespace)
             validate_key(key)
-        generation = self.cache.generation
-        row = self.storage.get_current(namespace, key, env)
-        if row is None or row.deleted:
+        record = self.cache.load((namespace, key, env), lambda: self.storage.get_current(namespace, key, env),
+                                 looked=looked)
+        if record is None:
             # names are checked only here: no row can exist under a name that breaks the grammar,
             # and a bad name must be a ValidationError rather than "not found"
             validate_namespace(namespace)
             validate_key(key)
             return None
-        entry = self._entry(row)
-        self.cache.put(cache_key, entry, _ENTRY_OVERHEAD + len(row.stored_value or ""), generation)
-        return entry
+        return record.entry
 
     # ------------------------------------------------------------------ authorization
 
@@ -328,13 +345,22 @@ class ConfigManager:
         A principal without read access gets None, so the caller takes the slow path, which
         refuses and audits the attempt.
         """
+        record = self.peek_record(namespace, key, env, principal=principal, source_ip=source_ip,
+                                  request_id=request_id)
+        return None if record is None else record.entry
+
+    def peek_record(
+        self, namespace: str, key: str, env: str | Environment, *, principal: Principal | None = None,
+        source_ip: str | None = None, request_id: str | None = None,
+    ) -> CacheRecord | None:
+        """`peek`, with what the REST edge sends for the entry (its JSON body and ETag)."""
         self._check_foreign_changes()
         environment = _ENV_FAST.get(env) or parse_environment(env)
         if principal is not None and not rbac.allowed(principal, "config:read", namespace, environment):
             return None
-        hit = self.cache.get((namespace, key, environment))
+        hit = self.cache.peek((namespace, key, environment))
         if hit is not None and self._read_audit is not None:
-            self._record_read(hit, _ctx(principal, source_ip, request_id))
+            self._record_read(hit.entry, _ctx(principal, source_ip, request_id))
         return hit
 
     def _record_read(self, entry: Entry, ctx: CallContext) -> None:
@@ -369,9 +395,8 @@ class ConfigManager:
         if version is None and not reveal and not with_overrides:
             # the hot path: one change check and one dict lookup on a hit
             self._check_foreign_changes()
-            hit = self.cache.get((namespace, key, environment))
-            if hit is None:
-                hit = self._current(namespace, key, environment, looked=True)
+            record = self.cache.peek((namespace, key, environment))
+            hit = record.entry if record is not None else self._current(namespace, key, environment, looked=True)
             if hit is not None:
                 if self._read_audit is not None:
                     self._record_read(hit, _ctx(principal, source_ip, request_id, actor))
@@ -433,6 +458,7 @@ class ConfigManager:
                 tags=current.metadata.tags,
                 description=current.metadata.description,
             ),
+            revision=stored.revision,
         )
 
     def _reveal(self, entry: Entry, version: int | None, ctx: CallContext) -> Entry:
@@ -459,6 +485,7 @@ class ConfigManager:
         return Entry(
             id=entry.id, namespace=entry.namespace, key=entry.key, value=orjson.loads(plaintext),
             environment=entry.environment, version=entry.version, secret=True, metadata=entry.metadata,
+            revision=entry.revision,
         )
 
     def list(
@@ -627,10 +654,12 @@ class ConfigManager:
         keys = self._need("Writing")
         try:
             results = self.storage.apply(writes, keys.audit)
-        finally:
-            # after a write, and at once after a conflict (our cached copy may be stale)
-            for w in writes:
-                self.cache.invalidate((w.namespace, w.key, w.environment))
+        except BaseException:
+            for w in writes:  # a conflict: our cached copy may be stale
+                self.cache.l1.invalidate((w.namespace, w.key, w.environment))
+            raise
+        self.cache.invalidate([((r.entry.namespace, r.entry.key, r.entry.environment), r.entry.revision)
+                               for r in results])
         return [r.entry for r in results]
 
     def _seal_value(
@@ -953,7 +982,9 @@ class ConfigManager:
         request_id: str | None = None,
     ) -> ApiKey:
         """Revoke a key and every key it created; effective on every process within `AUTH_CACHE_SECONDS`."""
-        return self._api_keys.revoke(_ctx(principal, source_ip, request_id), key_id)
+        revoked = self._api_keys.revoke(_ctx(principal, source_ip, request_id), key_id)
+        self.cache.principals_changed()
+        return revoked
 
     def authenticate(
         self, token: str | None, *, source_ip: str | None = None, request_id: str | None = None,
@@ -1013,6 +1044,7 @@ class ConfigManager:
         summary, keys = self._backups.restore(_ctx(principal, source_ip, request_id), stream, force=force,
                                               now=self._now())
         self._adopt_keys(keys)
+        self.cache.restored()
         return summary
 
     def migrate_to(self, target: str, *, force: bool = False, principal: Principal | None = None,
@@ -1032,9 +1064,8 @@ class ConfigManager:
         self._access = Access(self.storage, keys, self._clock)
         for part in ("_api_keys", "_trail", "_backups"):
             self.__dict__.pop(part, None)
+        self.cache.set_row_key(keys.row)
         self.cache.clear()
-        self._change_token = self.storage.change_token()
-        self._epoch = self.storage.get_meta(EPOCH)
 
     # ------------------------------------------------------------------ audit and health
 
@@ -1067,12 +1098,52 @@ class ConfigManager:
         from llm_config.core.health import store_health
         from llm_config.storage.base import initial_key_path
 
-        stats = self.cache.stats
         return store_health(
             self.storage, source=self._key_source, keys=self._keys, key_warning=self.key_warning,
-            cache_stats=lambda: f"L1 {len(self.cache)} entries, {self.cache.size_bytes} bytes, {stats.hits} hits, "
-            f"{stats.misses} misses; L2 not configured",
+            cache_stats=self.cache.describe, cache_problem=self.cache.status(probe=not public),
             detail=not public if detail is None else detail, deep=not public,
             initial_key_file=initial_key_path(self.target) if self.target is not None and not public else None,
             integrity_problem=self.integrity_problem,
         )
+
+    # ------------------------------------------------------------------ master-key rotation (core/rotation.py)
+
+    @property
+    def key_ids(self) -> builtins.list[str]:
+        """Ids of the master keys this process holds, the sealing one first (empty without a key)."""
+        return self._keys.keyring.key_ids if self._keys is not None else []
+
+    def rotate_key(
+        self, new_key: bytes, *, principal: Principal | None = None, source_ip: str | None = None,
+        request_id: str | None = None, batch_size: int = 200,
+        on_batch: Callable[[RotationProgress], None] | None = None,
+    ) -> RotationSummary:
+        """Re-seal every secret version (history too) and the instance secret under `new_key` (32 raw bytes)
+        while the store keeps serving; in batches, safe to re-run (SPEC §2). Admins only. From the start this
+        manager seals with the new key; its old keys still open what they sealed."""
+        keyring = self._need("Rotating the master key").keyring.with_primary(new_key)
+        return self._rotate(keyring, _ctx(principal, source_ip, request_id), batch_size, on_batch)
+
+    def rotate_key_to(
+        self, key_id: str, *, principal: Principal | None = None, source_ip: str | None = None,
+        request_id: str | None = None, batch_size: int = 200,
+    ) -> RotationSummary:
+        """`rotate_key` to a key this process's keyring already holds, named by its id (the REST route: key
+        material never travels over HTTP)."""
+        keys = self._need("Rotating the master key")
+        if key_id not in keys.keyring.key_ids:
+            raise ValidationError("Unknown new_key_id: not a key in this server's keyring (add it to "
+                                  "LLM_CONFIG_KEY or the key file and restart first)")
+        return self._rotate(keys.keyring.promoted(key_id), _ctx(principal, source_ip, request_id), batch_size, None)
+
+    def _rotate(self, keyring: Any, ctx: CallContext, batch_size: int,
+                on_batch: Callable[[RotationProgress], None] | None) -> RotationSummary:
+        from llm_config.core.rotation import rotate_master_key
+
+        return rotate_master_key(self.storage, self._need("Rotating the master key"), keyring, self._access, ctx,
+                                 actor=self.actor, now=self._now, batch_size=batch_size, on_batch=on_batch,
+                                 adopt=self._adopt_rotated)
+
+    def _adopt_rotated(self, keys: StoreKeys) -> None:
+        self._key_source = keys.source
+        self._adopt_keys(keys)

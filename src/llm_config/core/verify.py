@@ -7,7 +7,8 @@ or event, never a value:
 - every row's MAC and freshness (bound to the newest audit event about it);
 - every write event has its version row, and every version row its write event;
 - every version's value matches the fingerprint its event recorded (secrets decrypted here: verify
-  holds the key), or for a rollback recorded before fingerprints were, the value it rolled back to;
+  holds the key), or for a rollback recorded before fingerprints were, the value it rolled back to (two
+  secrets compared by plaintext: a key rotation re-seals each copy on its own);
 - every purge event's version is purged, and every purged version has its purge event;
 - every entry's current row equals its newest version; every `key_created` event has its key row.
 
@@ -157,8 +158,18 @@ class _StoreCheck:
                 self.report.fail(f"{label}: value differs from the one its audit event recorded")
         elif write.target_version is not None:
             target = group.get(write.target_version)
-            if target is not None and not target.purged and target.stored_value != version.stored_value:
+            if target is not None and not target.purged and not self.same_value(where, target, version):
                 self.report.fail(f"{label}: value differs from version {write.target_version} it rolled back to")
+
+    def same_value(self, where: Place, a: StoredVersion, b: StoredVersion) -> bool:
+        """Whether two versions hold the same value: the same stored text, or two secrets that open to the same
+        plaintext (a key rotation re-seals each copy with a nonce of its own)."""
+        if a.stored_value == b.stored_value:
+            return True
+        if a.value_type is not ValueType.SECRET or b.value_type is not ValueType.SECRET:
+            return False
+        opened = self.value_bytes(where, a), self.value_bytes(where, b)
+        return None in opened or opened[0] == opened[1]  # one that cannot be opened is reported as such
 
     def check_entries(self) -> None:
         for item in self.storage.iter_entries():

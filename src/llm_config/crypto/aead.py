@@ -22,12 +22,13 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from llm_config.errors import SecretKeyError
 
-__all__ = ["ALGORITHM", "KEY_BYTES", "Keyring", "derive_key", "envelope_key_id", "key_id", "parse_key"]
+__all__ = ["ALGORITHM", "KEY_BYTES", "Keyring", "check_key", "derive_key", "envelope_key_id", "key_id", "parse_key"]
 
 ALGORITHM: Final = "AES-256-GCM"
 KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 12
 _MIN_DISTINCT_BYTES: Final = 16  # 32 random bytes have fewer only with probability ~1e-9
+_MAX_MISSING: Final = 32  # key ids remembered as missing (a tampered store could name any number)
 
 
 def parse_key(text: str | bytes) -> bytes:
@@ -40,6 +41,11 @@ def parse_key(text: str | bytes) -> bytes:
         raise SecretKeyError(
             "Invalid encryption key: not base64 (generate one with 'llm-config keygen')"
         ) from None
+    return check_key(key)
+
+
+def check_key(key: bytes) -> bytes:
+    """`key` if it is a usable master key (32 bytes, not patterned), else SecretKeyError."""
     if len(key) != KEY_BYTES:
         raise SecretKeyError(
             f"Invalid encryption key: {len(key)} bytes, need {KEY_BYTES} "
@@ -76,9 +82,13 @@ def envelope_key_id(envelope: str) -> str | None:
 
 
 class Keyring:
-    """Master keys: the first seals, all open. Implements the `Cipher` protocol."""
+    """Master keys: the first seals, all open. Implements the `Cipher` protocol.
 
-    __slots__ = ("_by_id", "_primary", "_primary_id")
+    A keyring remembers the ids of keys it was asked for but does not hold (`missing_key_ids`): a process
+    that meets a ciphertext sealed by a key it lacks fails closed for that value and reports degraded.
+    """
+
+    __slots__ = ("_by_id", "_missing", "_primary", "_primary_id")
 
     def __init__(self, keys: Sequence[bytes]) -> None:
         if not keys:
@@ -86,6 +96,30 @@ class Keyring:
         self._primary = AESGCM(keys[0])
         self._primary_id = key_id(keys[0])
         self._by_id = {key_id(k): AESGCM(k) for k in reversed(keys)}
+        self._missing: set[str] = set()
+
+    def with_primary(self, key: bytes) -> Keyring:
+        """A keyring sealing with `key` (checked like any master key) that still opens with every key of this
+        one — what a key rotation re-seals with."""
+        kid = key_id(check_key(key))
+        ring = Keyring([key])
+        ring._by_id = {kid: ring._primary, **{k: v for k, v in self._by_id.items() if k != kid}}
+        return ring
+
+    def promoted(self, kid: str) -> Keyring:
+        """This keyring with the key of id `kid` (already in it) sealing; SecretKeyError if it holds no such key."""
+        aead = self._by_id.get(kid)
+        if aead is None:
+            raise SecretKeyError(f"Key id {str(kid)[:16]} is not in the keyring")
+        ring = Keyring.__new__(Keyring)
+        ring._primary, ring._primary_id, ring._missing = aead, kid, set()
+        ring._by_id = {kid: aead, **{k: v for k, v in self._by_id.items() if k != kid}}
+        return ring
+
+    @property
+    def missing_key_ids(self) -> list[str]:
+        """Ids of keys that sealed a ciphertext this keyring was asked to open but does not hold."""
+        return sorted(self._missing)
 
     @classmethod
     def from_text(cls, text: str) -> Keyring:
@@ -127,8 +161,11 @@ class Keyring:
             raise SecretKeyError(f"Secret cannot be decrypted: unsupported algorithm {str(alg)[:32]!r}")
         aead = self._by_id.get(kid)
         if aead is None:
+            shown = str(kid)[:16]
+            if len(self._missing) < _MAX_MISSING:
+                self._missing.add(shown)
             raise SecretKeyError(
-                f"Secret cannot be decrypted: sealed by key id {str(kid)[:16]}, which is not in the keyring"
+                f"Secret cannot be decrypted: sealed by key id {shown}, which is not in the keyring"
             )
         try:
             return aead.decrypt(nonce, ct, aad)

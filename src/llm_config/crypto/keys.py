@@ -11,7 +11,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_config.crypto.aead import KEY_BYTES, Keyring
+from llm_config.crypto.aead import KEY_BYTES, Keyring, parse_key
 from llm_config.errors import KeyMissingError, SecretKeyError
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "default_key_file",
     "find_keyring",
     "generate_key",
+    "read_single_key",
     "write_key_file",
 ]
 
@@ -58,18 +59,29 @@ def check_key_file_mode(path: Path, mode: int) -> None:
         )
 
 
-def _read_key_file(path: Path) -> Keyring:
+def _key_file_text(path: Path) -> str:
     try:
         with path.open("rb") as fh:
             check_key_file_mode(path, os.fstat(fh.fileno()).st_mode)
-            text = fh.read(4096).decode("utf-8")
+            return fh.read(4096).decode("utf-8")
     except FileNotFoundError:
         raise KeyMissingError(f"Key file not found: {path}") from None
     except IsADirectoryError:
         raise SecretKeyError(f"Key file {path} is a directory") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SecretKeyError(f"Key file {path} cannot be read: {type(exc).__name__}") from None
-    return Keyring.from_text(text)
+
+
+def _read_key_file(path: Path) -> Keyring:
+    return Keyring.from_text(_key_file_text(path))
+
+
+def read_single_key(path: Path) -> bytes:
+    """The one master key in a key file (mode checked as for any key file; several keys are refused)."""
+    text = _key_file_text(path)
+    if "," in text:
+        raise SecretKeyError(f"Key file {path} holds several keys: give the one new key alone")
+    return parse_key(text)
 
 
 def find_keyring(

@@ -23,10 +23,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llm_config import metrics
 from llm_config.core.manager import ConfigManager
+from llm_config.server.bans import RedisBanList
 from llm_config.server.errors import install_error_handlers
 from llm_config.server.limits import RateLimiter, parse_rate
 from llm_config.server.middleware import Edge, EdgeMiddleware
-from llm_config.server.routes import admin, audit, backup, configs, health, keys, namespaces
+from llm_config.server.routes import admin, audit, backup, configs, health, keys, namespaces, rotation
 from llm_config.server.routes import metrics as metrics_routes
 from llm_config.server.routes.common import strict_query
 from llm_config.server.routes.schemas import JSON_VALUE_SCHEMA, ApiKeyCreate, ConfigWrite, ErrorBody
@@ -37,7 +38,7 @@ from llm_config.settings import ServeOptions
 __all__ = ["SECURITY_SCHEMES", "THREAD_POOL_SIZE", "create_app"]
 
 THREAD_POOL_SIZE: Final = 32
-_ROUTERS: Final = (health, metrics_routes, configs, namespaces, audit, keys, admin, backup)
+_ROUTERS: Final = (health, metrics_routes, configs, namespaces, audit, keys, admin, backup, rotation)
 CACHE_SYNC_SECONDS: Final = 1.0
 
 SECURITY_SCHEMES: Final = {
@@ -75,6 +76,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         limiter: RateLimiter = app.state.limiter
         with contextlib.suppress(Exception):
             await limiter.aclose()
+        bans: BanList = app.state.bans
+        with contextlib.suppress(Exception):
+            await bans.aclose()
         executor: ThreadPoolExecutor = app.state.executor
         executor.shutdown(wait=True, cancel_futures=True)
         metrics.mark_process_dead(os.getpid())
@@ -142,7 +146,8 @@ def _edge(app: FastAPI, manager: ConfigManager, options: ServeOptions, redis_url
     limiter = RateLimiter(parse_rate(options.rate_limit_key, "rate-limit-key"),
                           parse_rate(options.rate_limit_ip, "rate-limit-ip"),
                           redis_url=redis_url, prefix=options.redis_prefix)
-    bans = BanList(ban_loopback=options.ban_loopback)
+    bans = RedisBanList(redis_url, prefix=options.redis_prefix, ban_loopback=options.ban_loopback) \
+        if redis_url else BanList(ban_loopback=options.ban_loopback)
     app.state.limiter = limiter
     app.state.bans = bans
     return Edge(
@@ -188,7 +193,8 @@ class _EdgeFirst(FastAPI):
 def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str | None = None) -> FastAPI:
     """The REST API over `manager` (which the caller keeps owning unless `app.state.close_manager`).
 
-    `redis_url` shares the rate-limit buckets between workers and replicas (see `limits.py`).
+    `redis_url` shares the rate-limit buckets (see `limits.py`), the failed-authentication counts and
+    the bans (see `bans.py`) between workers and replicas.
     """
     app = _EdgeFirst(
         title="llm-config-manager",

@@ -1,4 +1,4 @@
-"""Long admin jobs (SPEC §8: `restore`, later `rotate-key`): started by a request that answers 202 with the
+"""Long admin jobs (SPEC §8: `restore`, `rotate-key`): started by a request that answers 202 with the
 job, run in a thread of their own, polled at `/api/v1/admin/jobs/{id}`.
 
 Jobs live in the process that runs them (behind a load balancer, poll with the same session or read the

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 from urllib.parse import unquote_plus
 
-import orjson
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,7 +38,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llm_config import metrics
 from llm_config.core.manager import ConfigManager
 from llm_config.errors import AuthenticationError, KeyMissingError, ValidationError
-from llm_config.models import Entry, Principal
+from llm_config.models import Principal
 from llm_config.server.auth import WWW_AUTHENTICATE, cached_principal, extract_token
 from llm_config.server.errors import (
     CLIENT_CLOSED,
@@ -58,7 +57,6 @@ from llm_config.server.routes.common import (
     PRINCIPAL_KEY,
     REQUEST_ID_KEY,
     ROUTE_KEY,
-    entry_etag,
     etag_matches,
 )
 from llm_config.server.security import Ban, BanList, IPFilter, Network, client_address, query_carries_key
@@ -97,7 +95,7 @@ _NO_STORE: Final = (b"cache-control", b"no-store")
 _HSTS: Final = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 _CORS_METHODS: Final = ("GET", "POST", "PUT", "DELETE")
 _CORS_HEADERS: Final = ("Authorization", "X-API-Key", "Content-Type", "If-Match", "If-None-Match", "X-Request-ID")
-_CORS_EXPOSE: Final = ("ETag", "X-Next-Cursor", "X-Request-ID", "Retry-After", "X-RateLimit-Limit",
+_CORS_EXPOSE: Final = ("ETag", "X-Config-Revision", "X-Next-Cursor", "X-Request-ID", "Retry-After", "X-RateLimit-Limit",
                        "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
 log = get_logger()
@@ -178,9 +176,6 @@ class EdgeMiddleware:
         self._docs_headers = base
         self._page_headers = [*base, _CSP]
         self._api_headers = [*base, _CSP, _NO_STORE]
-        # pre-serialised bodies of cached entries (ARCHITECTURE: a hit is a lookup, not a dump);
-        # an entry is immutable, so (entry, body, etag) stays right for as long as the entry lives
-        self._bodies: dict[int, tuple[Entry, bytes, str]] = {}
         self._cors: ASGIApp | None = None
         if edge.cors_origins:
             self._cors = CORSMiddleware(
@@ -376,7 +371,7 @@ class EdgeMiddleware:
                 metrics.RATE_LIMITED.labels("ip").inc()
                 await self._reject(receive, send, req, 429, f"Rate limit exceeded: retry in {limit.retry_after} s")
                 return None
-        ban = edge.bans.record_failure(req.ip)
+        ban = await edge.bans.arecord_failure(req.ip)
         await self._blocking(self._record_failure, reason, req, ban)
         await self._reject(receive, send, req, 401, message, {"WWW-Authenticate": WWW_AUTHENTICATE})
         return None
@@ -452,23 +447,21 @@ class EdgeMiddleware:
             return False
         started = time.perf_counter()
         try:
-            entry = manager.peek(match.group(1), match.group(2), env, principal=req.principal, source_ip=req.ip,
-                                 request_id=req.request_id)
+            # the cache record carries the pre-serialised body and ETag (ARCHITECTURE: a hit is a lookup)
+            record = manager.peek_record(match.group(1), match.group(2), env, principal=req.principal,
+                                         source_ip=req.ip, request_id=req.request_id)
         except ValidationError:
             return False  # the route reports it
-        if entry is None:
+        if record is None:
             return False  # not cached, or not allowed: the route answers (and audits a refusal)
         scope[ROUTE_KEY] = template
         record_rbac(True)
-        cached = self._bodies.get(id(entry))
-        if cached is None or cached[0] is not entry:  # the id of a dead entry may be reused: check
-            if len(self._bodies) >= _MAX_BODIES:
-                self._bodies.clear()
-            cached = self._bodies[id(entry)] = (entry, orjson.dumps(entry.to_json()), entry_etag(entry, False))
-        _, body, etag = cached
+        body, etag = record.body, record.etag
+        revision = str(record.entry.revision).encode()
         inm = req.if_none_match
         if inm is not None and etag_matches(inm.decode("latin-1"), etag):
-            await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", etag.encode())]})
+            await send({"type": "http.response.start", "status": 304,
+                        "headers": [(b"etag", etag.encode()), (b"x-config-revision", revision)]})
             await send({"type": "http.response.body", "body": b""})
         else:
             await send({
@@ -478,6 +471,7 @@ class EdgeMiddleware:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
                     (b"etag", etag.encode()),
+                    (b"x-config-revision", revision),
                 ],
             })
             await send({"type": "http.response.body", "body": body})

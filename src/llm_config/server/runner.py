@@ -213,11 +213,13 @@ def show_initial_key(manager: ConfigManager, storage: str, *, interactive: bool 
 
 def open_manager(settings: Settings, options: ServeOptions) -> ConfigManager:
     """Open the store for serving; refuses without a master key that opens it (SPEC §2: a server that
-    cannot authenticate anybody would answer 503 to everything). Redis (when configured) shares the
-    rate limits (server/limits.py); the manager's L2 cache on Redis is a later milestone."""
+    cannot authenticate anybody would answer 503 to everything). Redis (when configured) carries the
+    cache's invalidations and L2 records (cache/), and shares rate limits and bans (server/)."""
+    l2_reads = {"on": True, "off": False}.get(options.cache_l2)
     manager = ConfigManager.open(
         settings.storage, encryption_key=settings.encryption_key, key_file=settings.key_file, create=True,
         cache_ttl=options.cache_ttl, audit_reads=options.audit_reads, upgrade=not options.no_upgrade,
+        redis_url=settings.redis_url, l2_reads=l2_reads,
     )
     if not manager.has_key:
         why = manager.key_warning or HOW_TO_SUPPLY

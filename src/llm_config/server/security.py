@@ -10,12 +10,14 @@
   IPv4-mapped IPv6 addresses are compared as IPv4.
 - **Bans**: 10 failed authentications from one address within 10 minutes ban it for an hour
   (403 on every route). Loopback is exempt unless `--ban-loopback`, so local tooling and the
-  project's own fuzzing cannot lock themselves out. Bans live in the process that saw the
-  failures: with several workers each keeps its own (documented limitation).
+  project's own fuzzing cannot lock themselves out. `BanList` keeps failures and bans in this
+  process; with `--redis-url` the server uses `bans.RedisBanList` instead, which shares them with
+  every worker and replica through Redis (and falls back to this process's own while Redis is down).
 """
 
 from __future__ import annotations
 
+import builtins
 import ipaddress
 import time
 from collections import deque
@@ -290,3 +292,18 @@ class BanList:
         """Lift a ban (and forget the failures behind it); False if `ip` was not banned."""
         self._failures.pop(ip, None)
         return self._bans.pop(ip, None) is not None
+
+    # the edge and the admin routes call these; `RedisBanList` shares the state behind them
+
+    async def arecord_failure(self, ip: str | None) -> Ban | None:
+        """`record_failure`: the new ban only to the one caller that should announce (audit) it."""
+        return self.record_failure(ip)
+
+    async def alist(self) -> builtins.list[Ban]:
+        return self.list()
+
+    async def alift(self, ip: str) -> bool:
+        return self.lift(ip)
+
+    async def aclose(self) -> None:
+        """Nothing to release in this process."""

@@ -150,26 +150,17 @@ CacheSource = Callable[[], Mapping[str, metrics.CacheSnapshot]]
 
 
 def cache_source(manager: ConfigManager) -> CacheSource:
-    """The manager's cache statistics by tier (L1 now; any `l2` cache the manager grows too)."""
+    """The manager's cache statistics by tier: L1, and L2 when Redis is configured."""
 
     def snapshot() -> dict[str, metrics.CacheSnapshot]:
-        out: dict[str, metrics.CacheSnapshot] = {}
-        for tier, cache in (("l1", manager.cache), ("l2", getattr(manager, "l2", None))):
-            stats = getattr(cache, "stats", None)
-            if stats is None:
-                continue
-            out[tier] = metrics.CacheSnapshot(
-                hits=int(getattr(stats, "hits", 0)), misses=int(getattr(stats, "misses", 0)),
-                evictions=int(getattr(stats, "evictions", 0)), entries=_len(cache),
-                bytes=int(getattr(cache, "size_bytes", 0) or 0),
-            )
+        l1 = manager.cache.l1
+        out = {"l1": metrics.CacheSnapshot(hits=l1.stats.hits, misses=l1.stats.misses, evictions=l1.stats.evictions,
+                                           entries=len(l1), bytes=l1.size_bytes)}
+        l2 = manager.cache.l2
+        if l2 is not None:
+            s = l2.stats
+            out["l2"] = metrics.CacheSnapshot(hits=s.hits, misses=s.misses, evictions=0, entries=0, bytes=0,
+                                              errors=s.errors + s.skipped, rejected=s.rejected)
         return out
 
     return snapshot
-
-
-def _len(obj: Any) -> int:
-    try:
-        return len(obj)
-    except TypeError:
-        return 0

@@ -20,12 +20,13 @@ or puts a stored value, a request value or a ciphertext into an error message or
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Final, TypeVar
 
 import orjson
@@ -55,7 +56,9 @@ from llm_config.models import (
     AuditEvent,
     Environment,
     PendingEvent,
+    ResealOutcome,
     Role,
+    SealedValue,
     StoredEntry,
     StoredVersion,
     UnreadableRow,
@@ -307,7 +310,7 @@ def entry_from_row(v: Sequence[Any]) -> StoredEntry:
     return StoredEntry(
         v[0], v[1], v[2], _ENVS[v[3]], v[4], v[5] == 1, _VTYPES[v[6]], v[7], v[8], v[9], v[10], v[11], v[12],
         () if tags == "[]" else tuple(orjson.loads(tags)), v[14], v[15],
-        () if purged == "[]" else tuple(orjson.loads(purged)),
+        () if purged == "[]" else tuple(orjson.loads(purged)), v[16],
     )
 
 
@@ -423,10 +426,17 @@ class _Statements:
             "SELECT 1 FROM api_keys WHERE name = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) "
             "LIMIT 1"
         )
+        # every stored ciphertext: the versions', and a current row's only where it is not its version's copy
         self.sealed_values = s(
-            "SELECT stored_value FROM versions WHERE value_type = 'secret' AND stored_value IS NOT NULL"
+            "SELECT stored_value FROM versions WHERE value_type = 'secret' AND stored_value IS NOT NULL "
+            "UNION ALL SELECT e.stored_value FROM entries e WHERE e.value_type = 'secret' AND e.stored_value IS NOT "
+            "NULL AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.entry_id = e.id AND v.version = e.version AND "
+            "v.stored_value = e.stored_value)"
         )
         self.audit_head = "SELECT seq, mac FROM audit_events ORDER BY seq DESC LIMIT 1"
+        self.changes_since = s(
+            'SELECT namespace, "key", environment, revision FROM entries WHERE revision > ? ORDER BY revision LIMIT ?'
+        )
         # what a write batch needs after taking the lock, in one round trip: the chain head, and whether
         # the store still waits for its one-time row-MAC migration
         self.batch_head = s(
@@ -465,6 +475,8 @@ class _Head:
     mac: str
     revision: int
     epoch: str | None = None
+    seals: dict[str, int] = field(default_factory=dict)  # ciphertexts the batch writes per key id (replaced,
+    # never mutated: a ticket's savepoint rollback restores the dict it started with)
 
 
 class _Ticket:
@@ -706,6 +718,48 @@ class SQLStorage:
             return entry_from_row(values)
         return self._checked_entry(row, namespace, key, env)
 
+    # -- the stored form for a shared cache (cache/tiered.py keeps it in Redis) --------------------
+
+    def sealed_row(self, row: StoredEntry) -> bytes | None:
+        """`row` as its stored column values plus its row MAC (secrets stay sealed), for a shared cache;
+        None without the row key (nothing could check it on the way back)."""
+        macs = self._macs
+        if macs is None:
+            return None
+        values = _entry_values(row, row.audit_seq)
+        return orjson.dumps([*values, macs.mac("entries", values)])
+
+    def open_sealed_row(self, data: bytes, namespace: str, key: str, env: Environment) -> StoredEntry | None:
+        """The entry in `data` (as `sealed_row` wrote it) if its row MAC holds and it is the entry of this
+        place; else None — whoever can write the cache cannot inject or move an entry."""
+        macs = self._macs
+        if macs is None:
+            return None
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        if type(doc) is not list or len(doc) != _N_ENTRY + 1:
+            return None
+        values = doc[:_N_ENTRY]
+        if values[1] != namespace or values[2] != key or values[3] != _ENV_TEXT.get(env, env) \
+                or not macs.ok("entries", values, doc[_N_ENTRY]):
+            return None
+        try:
+            return entry_from_row(values)
+        except _UNMAPPABLE:
+            return None
+
+    def changes_since(self, revision: int, limit: int = 1000) -> tuple[list[tuple[str, str, Environment, int]], int]:
+        """Entries changed after `revision` in revision order (at most `limit`) and the store's revision."""
+        try:
+            rows = self._read_all(self._s.changes_since, (revision, limit))
+            current = self._read_one(self._s.get_meta, ("revision",))
+        except self._d.errors as exc:
+            raise self._error("reading changes", exc) from exc
+        return ([(r[0], r[1], _ENVS[r[2]], int(r[3])) for r in rows if r[2] in _ENVS],
+                int(current[0]) if current else 0)
+
     def _versions(self, entry: StoredEntry, version: int | None, limit: int | None,
                   cur: Any = None) -> list[StoredVersion]:
         params: tuple[Any, ...]
@@ -931,6 +985,8 @@ class SQLStorage:
                 try:
                     if head.revision != start_revision:
                         cur.execute(self._s.set_meta, ("revision", str(head.revision)))
+                    if head.seals:
+                        self._add_seals(cur, head.seals)
                     cur.execute("COMMIT")
                     flush()  # nothing is acknowledged before the commit is known to have happened
                 except d.errors as exc:
@@ -1042,6 +1098,8 @@ class SQLStorage:
             head.revision += 1
             seq = head.seq + 1
             entry, old_version, new_version, secret, existed, details = self._apply_one(cur, write, seq, head.revision)
+            if write.kind is WriteKind.SET and write.value_type is ValueType.SECRET:
+                self._count_seal(head, write.stored_value)
             self._append(cur, head, audit_key, PendingEvent(
                 type=write.audit_type or write_event_type(write.kind, secret=secret, existed=existed),
                 actor=write.actor, namespace=write.namespace, key=write.key,
@@ -1138,6 +1196,7 @@ class SQLStorage:
         return self._macs
 
     def _save_entry(self, cur: Any, entry: StoredEntry, seq: int, *, insert: bool) -> None:
+        entry.audit_seq = seq
         values = _entry_values(entry, seq)
         mac = self._need_macs().mac("entries", values)
         if insert:
@@ -1459,6 +1518,7 @@ class SQLStorage:
 
         def body(cur: Any, head: _Head) -> dict[str, int]:
             if replace_all:
+                head.seals = {}  # the loaded store's counters replace ours (earlier tickets' rows go too)
                 for table in reversed(ROW_TABLES):
                     # the revision row is the write lock other writers queue on: updated, never deleted
                     cur.execute(f"DELETE FROM {table}" + (" WHERE name <> 'revision'" if table == "meta" else ""))
@@ -1555,6 +1615,141 @@ class SQLStorage:
             return self._d.change_token()
         except self._d.errors as exc:
             raise self._error("checking for changes", exc) from exc
+
+    # -- key rotation (core/rotation.py) --------------------------------------------------------------
+    # Re-sealing never changes what a row says, only its ciphertext: each row is compare-and-set on the
+    # envelope read before (under the write lock, so a concurrent write is never overwritten), its MAC is
+    # checked and recomputed with its audit_seq kept (freshness holds), and the ciphertexts written under
+    # each key id are counted in meta rows `seals:<kid>` in the same transaction (NIST SP 800-38D).
+
+    @functools.cached_property
+    def _rotation_sql(self) -> dict[str, str]:
+        p = self._s.p
+        pos = "v.entry_id >= ? AND (v.entry_id, v.version) > (?, ?)"  # the first column alone helps MariaDB's index
+        return {
+            "page": p(
+                'SELECT e.namespace, e."key", e.environment, v.entry_id, v.version, v.stored_value, '
+                "CASE WHEN e.version = v.version AND e.stored_value = v.stored_value THEN 1 ELSE 0 END "
+                "FROM versions v JOIN entries e ON e.id = v.entry_id "
+                f"WHERE v.value_type = 'secret' AND v.stored_value IS NOT NULL AND {pos} "
+                "ORDER BY v.entry_id, v.version LIMIT ?"
+            ),
+            "range": p(
+                f"SELECT {_E_ENTRY_COLS}, e.mac, {_V_VERSION_COLS}, v.mac FROM versions v JOIN entries e "
+                "ON e.id = v.entry_id WHERE v.entry_id >= ? AND v.entry_id <= ? "
+                "AND (v.entry_id, v.version) >= (?, ?) AND (v.entry_id, v.version) <= (?, ?)"
+            ),
+            "version": p("UPDATE versions SET stored_value = ?, mac = ? WHERE entry_id = ? AND version = ? "
+                         "AND stored_value = ?"),
+            "entry": p("UPDATE entries SET stored_value = ?, mac = ? WHERE id = ? AND version = ? "
+                       "AND stored_value = ?"),
+            "counts": p("SELECT name, value FROM meta WHERE name >= ? AND name < ?"),
+            # DECIMAL(20, 0): the one integer type all three spell alike; the sum goes back as text
+            "add": p("UPDATE meta SET value = CAST(value AS DECIMAL(20, 0)) + ? WHERE name = ?"),
+        }
+
+    def sealed_versions(
+        self, after: tuple[str, int] | None, limit: int
+    ) -> tuple[list[SealedValue], tuple[str, int] | None]:
+        """Up to `limit` sealed version rows after position `after` ((entry_id, version); None: from the
+        start) in that order, and the position to continue after (None: no more rows)."""
+        entry_id, version = after if after is not None else ("", -1)
+        try:
+            rows = self._read_all(self._rotation_sql["page"], (entry_id, entry_id, version, max(limit, 1)))
+        except self._d.errors as exc:
+            raise self._error("reading sealed values", exc) from exc
+        found = [SealedValue(r[3], int(r[4]), r[0], r[1], _ENVS[r[2]], r[5], r[6] == 1) for r in rows if r[2] in _ENVS]
+        return found, ((rows[-1][3], int(rows[-1][4])) if len(rows) >= max(limit, 1) else None)
+
+    def reseal(self, changes: Sequence[tuple[SealedValue, str]], sealed_by: str,
+               audit_key: bytes) -> list[ResealOutcome]:
+        """Replace each version row's envelope with the new one (sealed under key id `sealed_by`) if the row
+        still holds the envelope it was read with, and its entry's current row too where that holds the same
+        ciphertext; one transaction under the write lock, fenced like any write signed with `audit_key`.
+        Returns one outcome per change, in order."""
+        if not changes:
+            return []
+        macs = self._need_macs()
+        sql = self._rotation_sql
+        ordered = sorted(changes, key=lambda c: (c[0].entry_id, c[0].version))
+        first, last = ordered[0][0], ordered[-1][0]
+
+        def body(cur: Any, head: _Head) -> list[ResealOutcome]:
+            rows = _all(cur, sql["range"], (first.entry_id, last.entry_id, first.entry_id, first.version,
+                                            last.entry_id, last.version))
+            by_position = {(r[_N_ENTRY + 1], int(r[_N_ENTRY + 2])): r for r in rows}
+            outcomes: list[ResealOutcome] = []
+            written = 0
+            for sealed, envelope in changes:
+                row = by_position.get((sealed.entry_id, sealed.version))
+                old = sealed.stored_value
+                if row is None or row[_N_ENTRY + 6] != old:
+                    outcomes.append(ResealOutcome.CHANGED)
+                    continue
+                entry, entry_mac = list(row[:_N_ENTRY]), row[_N_ENTRY]
+                version, version_mac = list(row[_N_ENTRY + 1:_N_ENTRY + 1 + _N_VERSION]), row[_N_ENTRY + 1 + _N_VERSION]
+                mirrored = entry[4] == sealed.version and entry[7] == old
+                if (entry[1], entry[2], entry[3]) != (sealed.namespace, sealed.key, sealed.environment.value) \
+                        or not macs.ok("versions", (*entry[1:4], *version), version_mac) \
+                        or (mirrored and not macs.ok("entries", entry, entry_mac)):
+                    outcomes.append(ResealOutcome.TAMPERED)  # never bless a forged row with a fresh MAC
+                    continue
+                version[5] = envelope
+                cur.execute(sql["version"], (envelope, macs.mac("versions", (*entry[1:4], *version)),
+                                             sealed.entry_id, sealed.version, old))
+                if mirrored:
+                    entry[7] = envelope
+                    cur.execute(sql["entry"], (envelope, macs.mac("entries", entry), entry[0], sealed.version, old))
+                outcomes.append(ResealOutcome.RESEALED)
+                written += 1
+            if written:
+                head.seals = {**head.seals, sealed_by: head.seals.get(sealed_by, 0) + written}
+            return outcomes
+
+        outcomes: list[ResealOutcome] = self._transaction("re-sealing secrets", body, rows=True,
+                                                          signed_with=audit_key)
+        return outcomes
+
+    def swap_meta(self, name: str, old: str | None, new: str, *, sealed_by: str | None = None) -> bool:
+        """Write setting `name` only if it still holds `old` (None: only if absent); False if it did not.
+        `sealed_by`: `new` is a ciphertext sealed under that key id, counted in the same transaction."""
+        def body(cur: Any, head: _Head) -> bool:
+            row = _one(cur, self._s.get_meta, (name,))
+            if (None if row is None else str(row[0])) != old:
+                return False
+            cur.execute(self._s.set_meta if old is not None else self._s.add_meta, (name, new))
+            if sealed_by is not None:
+                head.seals = {**head.seals, sealed_by: head.seals.get(sealed_by, 0) + 1}
+            return True
+
+        done: bool = self._transaction("writing a setting", body)
+        return done
+
+    def seal_counts(self) -> dict[str, int]:
+        """Ciphertexts written under each key id over the store's life (meta rows `seals:<kid>`)."""
+        try:
+            rows = self._read_all(self._rotation_sql["counts"], ("seals:", "seals;"))
+        except self._d.errors as exc:
+            raise self._error("reading the seal counters", exc) from exc
+        return {str(name)[6:]: int(value) for name, value in rows if str(value).isdigit()}
+
+    @staticmethod
+    def _count_seal(head: _Head, envelope: str | None) -> None:
+        """Count one ciphertext a write batch stores (under the key id its envelope names)."""
+        try:
+            doc = orjson.loads(envelope or "")
+        except orjson.JSONDecodeError:
+            return
+        kid = doc.get("kid") if isinstance(doc, dict) else None
+        if isinstance(kid, str) and kid:
+            head.seals = {**head.seals, kid[:16]: head.seals.get(kid[:16], 0) + 1}
+
+    def _add_seals(self, cur: Any, seals: dict[str, int]) -> None:
+        """Add a batch's seal counts to the meta counters (inside its transaction, under the write lock), with
+        statements that read nothing back: PostgreSQL sends them with the COMMIT, no round trip of their own."""
+        for kid, count in sorted(seals.items()):
+            cur.execute(self._s.add_meta, (f"seals:{kid}", "0"))
+            cur.execute(self._rotation_sql["add"], (count, f"seals:{kid}"))
 
 
 def make_event(audit_key: bytes, seq: int, prev_mac: str, pending: PendingEvent) -> AuditEvent:

@@ -138,11 +138,12 @@ def refuse_remote(state: CLIState) -> None:
         raise LLMConfigError(REMOTE_UNAVAILABLE)
 
 
-def open_manager(ctx: click.Context, *, create: bool) -> ConfigManager:
+def open_manager(ctx: click.Context, *, create: bool, redis: bool | None = None) -> ConfigManager:
     """Open the configured store; reading commands pass `create=False` so nothing is created.
 
-    `--redis-url` / `LLM_CONFIG_REDIS_URL` is not passed on: until the Redis cache tier exists it is
-    a setting of `serve` alone (shared rate limits), and must not break other commands.
+    Writing commands (`create`) pass `--redis-url` / `LLM_CONFIG_REDIS_URL` on, so their writes reach
+    every server's cache at once through Redis (without it, servers notice them by their revision poll);
+    a one-shot command neither reads through Redis nor listens to it. `redis` overrides (doctor checks it).
     """
     state = state_of(ctx)
     refuse_remote(state)
@@ -151,6 +152,8 @@ def open_manager(ctx: click.Context, *, create: bool) -> ConfigManager:
     encryption_key, key_file = state.key_arguments()
     return ConfigManager.open(
         state.settings.storage, encryption_key=encryption_key, key_file=key_file, create=create,
+        redis_url=state.settings.redis_url if (create if redis is None else redis) else None, l2_reads=False,
+        cache_listen=False,
     )
 
 

@@ -18,6 +18,8 @@ def _text(report: dict[str, Any]) -> str:
     counts = report["checks"].get("key", {}).get("ciphertexts_by_key_id", {})
     for kid, count in sorted(counts.items()):
         text += f"\nkey id {kid} seals {count} ciphertext{'s' if count != 1 else ''}"
+    for kid, count in sorted(report["checks"].get("key", {}).get("seals_by_key_id", {}).items()):
+        text += f"\nkey id {kid} has sealed {count} value{'s' if count != 1 else ''} in all (AES-GCM allows 2^32)"
     for problem in report["checks"].get("audit", {}).get("problems", []):
         text += f"\naudit: {problem}"
     return text
@@ -27,8 +29,8 @@ def _text(report: dict[str, Any]) -> str:
 @format_option("text", "json", "yaml")
 @click.pass_context
 def doctor_cmd(ctx: click.Context, fmt: str) -> None:
-    """Check the store, the key and the audit chain; exit 1 if anything is unhealthy."""
-    with open_manager(ctx, create=False) as manager:
+    """Check the store, the key, the audit chain and Redis; exit 1 if anything is unhealthy."""
+    with open_manager(ctx, create=False, redis=True) as manager:
         report = manager.doctor()
     emit(report, fmt, lambda: _text(report))
     if report["status"] == "unhealthy":

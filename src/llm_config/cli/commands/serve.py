@@ -28,6 +28,9 @@ _SERVER_IMPLS = ("granian", "uvicorn")
 @click.option("--tls-cert", metavar="FILE", help="TLS certificate (PEM); needs --tls-key.")
 @click.option("--tls-key", metavar="FILE", help="TLS private key (PEM); needs --tls-cert.")
 @click.option("--cache-ttl", type=click.FloatRange(min=0), help="L1 cache TTL in seconds.  [default: 5]")
+@click.option("--cache-l2", type=click.Choice(("auto", "on", "off")),
+              help="Read through the Redis L2 cache (needs --redis-url; auto: on for PostgreSQL/MySQL, off for "
+                   "SQLite, where invalidation still goes through Redis).  [default: auto]")
 @click.option("--audit-reads/--no-audit-reads", default=None, help="Also audit plain reads (config_accessed).")
 @click.option("--max-body", metavar="SIZE", help="Largest request body, e.g. 512KiB.  [default: 2MiB]")
 @click.option("--rate-limit-key", metavar="RATE:BURST",
@@ -66,6 +69,8 @@ def serve_cmd(ctx: click.Context, /, **flags: Any) -> None:
 
     given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in flags.items()}
     options = load_settings(ServeOptions, given, state.config_file)
+    if options.cache_l2 not in ("auto", "on", "off"):
+        raise ValidationError(f"Invalid cache_l2 {options.cache_l2!r}: use auto, on or off")
     if options.server_impl not in _SERVER_IMPLS:
         raise ValidationError(f"Invalid server_impl {options.server_impl!r}: use granian or uvicorn")
     if bool(options.tls_cert) != bool(options.tls_key):

@@ -1,4 +1,4 @@
-"""Whole-store commands (SPEC §4): `backup`, `restore`, `migrate --to URL`, `upgrade`."""
+"""Whole-store commands (SPEC §2, §4): `backup`, `restore`, `migrate --to URL`, `upgrade`, `rotate-key`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import click
 
 from llm_config.cli.commands._common import confirm, format_option, open_manager, state_of, yes_option
 from llm_config.cli.output import dump_json, err, out, write_private_stream
-from llm_config.errors import IntegrityError, ValidationError
+from llm_config.errors import IntegrityError, SecretKeyError, ValidationError
 
 __all__ = ["COMMANDS"]
 
@@ -123,4 +123,49 @@ def upgrade_cmd(ctx: click.Context) -> None:
         out(f"{storage.url} is up to date: no migration pending")
 
 
-COMMANDS: tuple[click.Command, ...] = (backup_cmd, restore_cmd, migrate_cmd, upgrade_cmd)
+@click.command("rotate-key")
+@click.option("--new-key-file", metavar="FILE", help="File holding the new master key (one key, mode 0600).")
+@click.option("--new-key", metavar="B64", help="The new master key (visible in ps: prefer --new-key-file).")
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=200, show_default=True, metavar="N",
+              help="Values re-sealed per transaction (writers wait for at most one batch).")
+@format_option("text", "json")
+@click.pass_context
+def rotate_key_cmd(ctx: click.Context, new_key_file: str | None, new_key: str | None, batch_size: int,
+                   fmt: str) -> None:
+    """Re-seal every secret (history too) and the instance secret under a new master key.
+
+    Run it with the current key; the service keeps serving, and it is safe to re-run (a run that was
+    stopped goes on where it stopped). Then put the new key first in every keyring (LLM_CONFIG_KEY=new,old),
+    run it again to catch values sealed meanwhile, and drop the old key once 'llm-config doctor' shows it
+    seals nothing.
+    """
+    from pathlib import Path
+
+    from llm_config.crypto.aead import parse_key
+    from llm_config.crypto.keys import read_single_key
+
+    if (new_key_file is None) == (new_key is None):
+        raise ValidationError("Give the new master key with exactly one of --new-key-file FILE or --new-key B64 "
+                              "(make one with 'llm-config keygen')")
+    key = read_single_key(Path(new_key_file)) if new_key_file is not None else parse_key(new_key or "")
+    with open_manager(ctx, create=False) as manager:
+        summary = manager.rotate_key(key, batch_size=batch_size)
+    if fmt == "json":
+        out(dump_json(summary.to_json()))
+    else:
+        olds = ", ".join(f"{kid}: {count}" for kid, count in summary.by_key_id.items())
+        out(f"re-sealed {summary.resealed} secret version(s) under key id {summary.new_key_id} in {summary.batches} "
+            f"batch(es)" + (f" (from key id {olds})" if olds else "") + "; instance secret "
+            + ("re-sealed" if summary.instance_secret else "already sealed by it"))
+        if summary.complete:
+            out("nothing is sealed by another key id any more: once every process has the new key first in its "
+                "keyring, drop the old key")
+    if summary.remaining:
+        err(f"note: {summary.remaining} value(s) were written meanwhile under another key id (a process whose keyring "
+            "does not have the new key first): run rotate-key again once every keyring does")
+    if summary.problems:
+        raise SecretKeyError(f"{len(summary.problems)} value(s) could not be re-sealed, so the old key must stay: "
+                             + "; ".join(summary.problems[:5]))
+
+
+COMMANDS: tuple[click.Command, ...] = (backup_cmd, restore_cmd, migrate_cmd, upgrade_cmd, rotate_key_cmd)

@@ -38,16 +38,17 @@ def _bans(request: Request) -> BanList:
 
 @router.get(
     "/api/v1/admin/bans",
-    summary="Client addresses banned after repeated failed authentications (this process)",
+    summary="Client addresses banned after repeated failed authentications",
     responses={200: {"model": list[BanModel]}, **error_responses(503)},
 )
 async def list_bans(request: Request) -> Response:
     manager, principal = manager_of(request), principal_of(request)
     source_ip, request_id = source_ip_of(request), request_id_of(request)
     # the check (and the audit of a refusal) in the pool; the ban list itself lives on the event loop
+    # (with --redis-url it is read from Redis, shared by every worker and replica)
     await call(request, "bans_list", None, require_unscoped, manager, principal, "system:list",
                source_ip=source_ip, request_id=request_id)
-    return json_response([ban.to_json() for ban in _bans(request).list()])
+    return json_response([ban.to_json() for ban in await _bans(request).alist()])
 
 
 @router.delete(
@@ -68,6 +69,6 @@ async def lift_ban(
         raise ValidationError("Invalid address: expected an IPv4 or IPv6 address")
     await call(request, "bans_lift", None, require_unscoped, manager, principal, "system:delete",
                source_ip=source_ip, request_id=request_id)
-    if not _bans(request).lift(str(addr)):
+    if not await _bans(request).alift(str(addr)):
         raise NotFoundError("No ban for this address")
     return Response(status_code=204)

@@ -142,7 +142,7 @@ async def _receive_into(request: Request, spool: IO[bytes], limit: int) -> None:
 
 @router.get(
     "/api/v1/admin/jobs/{job_id}",
-    summary="A long admin job started by this process (restore): running, succeeded or failed",
+    summary="A long admin job started by this process (restore, rotate-key): running, succeeded or failed",
     responses={200: {"model": JobModel}, **error_responses(400, 503)},
 )
 async def get_job(request: Request, job_id: str = Path(pattern=_JOB_ID)) -> Response:

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from llm_config import rbac
 from llm_config.core.manager import ConfigManager
 from llm_config.errors import AuthenticationError, ValidationError
-from llm_config.models import Entry, Environment, Principal
+from llm_config.models import Entry, Environment, Principal, entry_etag
 from llm_config.names import parse_environment
 from llm_config.server.errors import HTTPError
 from llm_config.server.routes.schemas import ErrorBody
@@ -182,11 +182,6 @@ async def strict_query(request: Request) -> None:
 def request_id_of(request: Request) -> str | None:
     rid = request.scope.get(REQUEST_ID_KEY)
     return rid if isinstance(rid, str) else None
-
-
-def entry_etag(entry: Entry, revealed: bool) -> str:
-    """Strong ETag of a served entry: id, environment, version and reveal state."""
-    return f'"{entry.id}.{entry.environment.value}.{entry.version}.{"r" if revealed else "s"}"'
 
 
 def etag_matches(header: str | None, etag: str) -> bool:

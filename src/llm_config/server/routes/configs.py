@@ -58,7 +58,9 @@ _IF_MATCH: Final = re.compile(_IF_MATCH_PATTERN)
 _WRITE_FIELDS: Final = frozenset(ConfigWrite.model_fields)
 
 _ETAG_HEADER: Final = {"ETag": {"description": "Entity tag of the served entry (id, version, reveal state)",
-                                "schema": {"type": "string"}}}
+                                "schema": {"type": "string"}},
+                       "X-Config-Revision": {"description": "Store-wide revision (commit order) of the write that "
+                                             "produced this version", "schema": {"type": "integer"}}}
 _CURSOR_HEADER: Final = {"X-Next-Cursor": {"description": "Cursor of the next page; absent on the last page",
                                            "schema": {"type": "string"}}}
 
@@ -198,8 +200,8 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         )
         etag = entry_etag(entry, reveal and entry.secret)
         if etag_matches(request.headers.get("if-none-match"), etag):
-            return Response(status_code=304, headers={"ETag": etag})
-        return json_response(entry.to_json(), headers={"ETag": etag})
+            return Response(status_code=304, headers={"ETag": etag, "X-Config-Revision": str(entry.revision)})
+        return json_response(entry.to_json(), headers={"ETag": etag, "X-Config-Revision": str(entry.revision)})
 
     async def write_config(
         request: Request,
@@ -224,7 +226,8 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
             if via_if_match:
                 raise HTTPError(412, exc.message) from None
             raise
-        return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False)})
+        return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False),
+                                                       "X-Config-Revision": str(entry.revision)})
 
     async def delete_config(
         request: Request,
@@ -271,7 +274,8 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         manager = manager_of(request)
         entry = await call(request, "rollback", env, manager.rollback, ns, key, version, env=env,
                            secret=False if secret else None, **caller(request))
-        return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False)})
+        return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False),
+                                                       "X-Config-Revision": str(entry.revision)})
 
     async def list_configs(
         request: Request,

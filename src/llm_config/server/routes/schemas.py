@@ -245,7 +245,7 @@ class ApiKeyCreated(BaseModel):
 
 
 class JobModel(BaseModel):
-    """A long admin job (restore) of this server process."""
+    """A long admin job (restore, rotate-key) of this server process."""
 
     id: str
     kind: str
@@ -254,7 +254,8 @@ class JobModel(BaseModel):
     started_at: str
     finished_at: str | None
     result: dict[str, Any] | None = Field(description="The job's summary once it succeeded (restore: rows, "
-                                          "sha256, epochs, verified)")
+                                          "sha256, epochs, verified; rotate-key: new_key_id, resealed, "
+                                          "by_key_id, instance_secret, batches, remaining, problems, complete)")
     error: dict[str, Any] | None = Field(description="`{error, message, status}` once it failed")
 
 

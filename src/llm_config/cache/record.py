@@ -1,0 +1,36 @@
+"""What a cache holds for one live entry: the entry and what the REST edge sends for it.
+
+Built once where the entry is loaded from storage (or promoted from Redis), so a cache hit at the edge
+is a lookup plus a send: the body is the entry's JSON already serialised, the ETag already formatted.
+Never holds a plaintext secret: the entry is in its unrevealed form (`"<encrypted>"` for secrets).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import orjson
+
+from llm_config.models import Entry, entry_etag
+
+__all__ = ["RECORD_OVERHEAD", "CacheRecord", "make_record"]
+
+RECORD_OVERHEAD: Final = 500  # bytes charged per record besides its value and body
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRecord:
+    entry: Entry
+    body: bytes  # orjson of entry.to_json(): the REST body of an unrevealed GET
+    etag: str  # entry_etag(entry, revealed=False)
+    size: int  # what the L1 byte bound charges for it
+
+    @property
+    def revision(self) -> int:
+        return self.entry.revision
+
+
+def make_record(entry: Entry, stored_len: int) -> CacheRecord:
+    body = orjson.dumps(entry.to_json())
+    return CacheRecord(entry, body, entry_etag(entry, False), RECORD_OVERHEAD + stored_len + len(body))
