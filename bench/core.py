@@ -51,7 +51,7 @@ def bench_get(work: Path, key: str, sizes: Sizes, profiles: list[str]) -> list[R
     try:
         get = mgr.get
         entry = get(NS, KEY, env="production")  # the one warm-up get that fills L1
-        misses = mgr.cache.stats.misses
+        misses = mgr.cache.l1.stats.misses
 
         def hit(n: int) -> None:
             ns, k = NS, KEY
@@ -67,7 +67,7 @@ def bench_get(work: Path, key: str, sizes: Sizes, profiles: list[str]) -> list[R
                 lookup((ns, k, env))
 
         t_hit, t_dict = interleave([(hit, sizes.hit_n), (dict_get, sizes.dict_n)], sizes.rounds)
-        assert mgr.cache.stats.misses == misses, "an L1-hit loop missed the cache"
+        assert mgr.cache.l1.stats.misses == misses, "an L1-hit loop missed the cache"
     finally:
         mgr.close()
     rows.append(l1_row("1", "`get` L1 hit (after one warm-up get)", t_hit,
@@ -92,7 +92,7 @@ def bench_get(work: Path, key: str, sizes: Sizes, profiles: list[str]) -> list[R
 
         assert cold_get(NS, KEY, env="production").value == VALUE
         t_cold, t_raw = interleave([(storage_get, sizes.cold_n), (raw_get, sizes.cold_n)], sizes.rounds)
-        assert cold.cache.stats.hits == 0, "cache_ttl=0 should never hit"
+        assert cold.cache.l1.stats.hits == 0, "cache_ttl=0 should never hit"
         rows.append(cold_row("2", "`get` storage read, L1 off (`cache_ttl=0`)", t_cold,
                              "raw `sqlite3` SELECT by unique index, `fetchone()`", t_raw))
         if not rows[-1].met:

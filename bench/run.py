@@ -7,11 +7,17 @@ Measures, in one run and each next to its physical floor: cached and cold `get`,
 and granian next to a bare Starlette app, and the cost of each step of its edge in-process
 (`bench.rest`, `bench.edge`); then the REST API side by side with etcd's JSON gateway under the same
 wrk load (`bench.vs_etcd`); then the three storage backends side by side, each next to its raw driver and
-to etcd (`bench.backends`); then backup, restore and migrate of a 100,000-entry store (`bench.backup`).
+to etcd (`bench.backends`); then read latency per cache tier (L1, Redis L2, storage) next to raw floors and
+the cached GET on granian and uvicorn next to etcd (`bench.cache`); then 1 vs 3 replicas on one PostgreSQL
+and Redis and the staleness between them (`bench.replicas`); then backup, restore and migrate of a
+100,000-entry store (`bench.backup`);
+then master-key rotation of 20,000 secrets on each backend (`bench.rotation`).
 Prints Markdown tables and writes them into BENCHMARKS.md between the markers `<!-- core:begin -->` /
 `<!-- core:end -->`, `<!-- rest:begin -->` / `<!-- rest:end -->`, `<!-- etcd:begin -->` /
-`<!-- etcd:end -->`, `<!-- backends:begin -->` / `<!-- backends:end -->` and `<!-- backup:begin -->` /
-`<!-- backup:end -->`. Every run uses fresh temporary stores and a fresh master key.
+`<!-- etcd:end -->`, `<!-- backends:begin -->` / `<!-- backends:end -->`, `<!-- cache:begin -->` /
+`<!-- cache:end -->`, `<!-- replicas:begin -->` / `<!-- replicas:end -->`, `<!-- backup:begin -->` /
+`<!-- backup:end -->` and `<!-- rotation:begin -->` / `<!-- rotation:end -->`. Every run uses fresh
+temporary stores and a fresh master key.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from bench.backup import BEGIN as BACKUP_BEGIN
 from bench.backup import END as BACKUP_END
 from bench.backup import run_section as run_backup_section
 from bench.before import bench_before, bench_refusal
+from bench.cache import BEGIN as CACHE_BEGIN
+from bench.cache import END as CACHE_END
+from bench.cache import run_section as run_cache_section
 from bench.cli import KEY as CLI_KEY
 from bench.cli import NS as CLI_NS
 from bench.cli import VALUE as CLI_VALUE
@@ -39,9 +48,15 @@ from bench.cli import bench_cli
 from bench.common import Sizes
 from bench.core import bench_bulk, bench_get, bench_set
 from bench.harness import Row, progress
+from bench.replicas import BEGIN as REPLICAS_BEGIN
+from bench.replicas import END as REPLICAS_END
+from bench.replicas import run_section as run_replicas_section
 from bench.report import command_line, load_average, machine, render, write_section
 from bench.rest import run_section as run_rest_section
 from bench.rest import write_rest_section
+from bench.rotation import BEGIN as ROTATION_BEGIN
+from bench.rotation import END as ROTATION_END
+from bench.rotation import run_section as run_rotation_section
 from bench.scale import bench_scale
 from bench.vs_etcd import BEGIN as ETCD_BEGIN
 from bench.vs_etcd import END as ETCD_END
@@ -68,7 +83,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dir", default=None, help="parent of the temporary stores (default: $TMPDIR)")
     parser.add_argument("--skip-rest", action="store_true",
                         help="skip the REST sections (our servers measured with wrk and the edge in-process, "
-                        "about 3 min; then ours side by side with etcd, about 5 min; 2 min with --quick)")
+                        "about 3 min; then ours side by side with etcd, about 5 min; 2 min with --quick), the "
+                        "backends, the cache tiers (about 3 min) and the replicas (about 3 min)")
     return parser.parse_args(argv)
 
 
@@ -79,7 +95,7 @@ def _notes(sizes: Sizes) -> list[str]:
         "its baseline run in alternating rounds, and the ratio is the median of the per-round ratios "
         "(the machine is shared, so this keeps load changes out of the ratios)",
         "row 1: default `ConfigManager.open` options (L1 TTL 5 s, foreign-commit check every 5 ms "
-        "included); all calls verified to be hits via `mgr.cache.stats`",
+        "included); all calls verified to be hits via `mgr.cache.l1.stats`",
         "row 2 and row 6 cold reads: a manager opened with `cache_ttl=0` (L1 never fills: every get reads "
         "storage and builds the Entry); the raw SELECT reads the whole stored row (19 columns, its MAC "
         "among them) through the same unique index, on its own connection to the same file",
@@ -116,7 +132,8 @@ def _etcdctl_get(stack: ExitStack, work: Path, notes: list[str]) -> list[str] | 
 
 
 def _server_sections(args: argparse.Namespace, args_list: list[str], output: Path | None) -> None:
-    """The sections that start servers: REST, side by side with etcd, and the three backends."""
+    """The sections that start servers: REST, side by side with etcd, the three backends, the cache tiers
+    (with the cached GET next to etcd) and the replicas."""
     command = command_line("bench.run", args_list)
     rest = run_rest_section(quick=args.quick, command=command, parent=args.dir)
     print(rest)
@@ -124,7 +141,9 @@ def _server_sections(args: argparse.Namespace, args_list: list[str], output: Pat
         write_rest_section(output, rest)
         progress(f"wrote the rest section of {output}")
     for name, run, begin, end in (("etcd", run_etcd_section, ETCD_BEGIN, ETCD_END),
-                                  ("backends", run_backends_section, BACKENDS_BEGIN, BACKENDS_END)):
+                                  ("backends", run_backends_section, BACKENDS_BEGIN, BACKENDS_END),
+                                  ("cache", run_cache_section, CACHE_BEGIN, CACHE_END),
+                                  ("replicas", run_replicas_section, REPLICAS_BEGIN, REPLICAS_END)):
         section = run(quick=args.quick, command=command, parent=args.dir)
         print(section)
         if output is not None and not args.no_write:
@@ -175,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     if output is not None and not args.no_write:
         write_section(output, backup, begin=BACKUP_BEGIN, end=BACKUP_END)
         progress(f"wrote the backup section of {output}")
+    rotation = run_rotation_section(quick=args.quick, command=command_line("bench.run", args_list), parent=args.dir)
+    print(rotation)
+    if output is not None and not args.no_write:
+        write_section(output, rotation, begin=ROTATION_BEGIN, end=ROTATION_END)
+        progress(f"wrote the rotation section of {output}")
     progress(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 

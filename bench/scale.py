@@ -100,7 +100,7 @@ def bench_scale(work: Path, key: str, sizes: Sizes, profiles: list[str], notes: 
             notes.append(f"fill {filled:,} → {target:,}: {fill_s:.1f} s "
                          f"({(target - filled) / fill_s:,.0f} entries/s through `import_`)")
             filled = target
-            warm = min(target, hot.cache.max_entries)
+            warm = min(target, hot.cache.l1.max_entries)
             progress(f"6: measuring at {target:,} entries (warming L1 with {warm:,})")
             for i in range(warm):
                 hot.get(*_name(i), env="production")
@@ -109,9 +109,9 @@ def bench_scale(work: Path, key: str, sizes: Sizes, profiles: list[str], notes: 
             hit, dict_get, cold_get, raw_get = _runners(hot, cold, raw, warm, hit_sample, cold_sample)
             n_hit = max(1, sizes.scale_hit_n // len(hit_sample)) * len(hit_sample)
             n_cold = max(1, sizes.scale_cold_n // len(cold_sample)) * len(cold_sample)
-            misses = hot.cache.stats.misses
+            misses = hot.cache.l1.stats.misses
             t_hit, t_dict = interleave([(hit, n_hit), (dict_get, n_hit)], sizes.rounds, len(hit_sample))
-            assert hot.cache.stats.misses == misses, "an L1-hit loop missed the cache"
+            assert hot.cache.l1.stats.misses == misses, "an L1-hit loop missed the cache"
             t_cold, t_raw = interleave([(cold_get, n_cold), (raw_get, n_cold)], sizes.rounds, len(cold_sample))
             label = f"{target:,}"
             rows.append(l1_row(f"6 @{label}", f"`get` L1 hit, {label} entries stored (L1 holds {warm:,})",
