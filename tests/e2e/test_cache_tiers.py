@@ -74,15 +74,16 @@ def test_l1_expiry_follows_the_managers_clock(make_manager: Callable[..., Config
 
 
 def test_concurrent_misses_on_one_key_load_it_once(make_manager: Callable[..., ConfigManager]) -> None:
-    mgr = make_manager()
+    mgr = make_manager(change_check_interval=3600.0)  # no poll in between: it may bump the generation
     mgr.set("app", "model", "gpt-4o")
+    mgr.get("app", "model")  # the one poll (it sees our own write) happens here
     mgr.cache.clear()
     loads = []
     original = mgr.storage.get_current
 
     def slow_get_current(*args: Any) -> Any:
         loads.append(args)
-        time.sleep(0.05)  # long enough that every thread misses while the first one loads
+        time.sleep(0.3)  # long enough that every thread misses while the first one loads
         return original(*args)
 
     mgr.storage.get_current = slow_get_current  # type: ignore[method-assign]
@@ -290,3 +291,52 @@ def test_a_revocation_reaches_another_process_through_pubsub(make_manager: Calla
     assert b.cached_principal(token) is not None
     a.revoke_api_key(record.id)
     assert _wait(lambda: b.cached_principal(token) is None, seconds=1.0)  # SPEC §9: within 1 s
+
+
+def test_a_read_after_our_write_never_joins_a_load_that_started_before_it(
+        make_manager: Callable[..., ConfigManager]) -> None:
+    mgr = make_manager()
+    mgr.set("app", "model", "v1")
+    mgr.cache.clear()
+    original = mgr.storage.get_current
+    started = threading.Event()
+
+    def slow_first_read(*args: Any) -> Any:
+        row = original(*args)  # reads v1 ...
+        if not started.is_set():
+            started.set()
+            time.sleep(0.3)  # ... and holds it while the write below is acknowledged
+        return row
+
+    mgr.storage.get_current = slow_first_read  # type: ignore[method-assign]
+    slow = threading.Thread(target=lambda: mgr.get("app", "model"))
+    slow.start()
+    assert started.wait(2)
+    mgr.set("app", "model", "v2")
+    assert mgr.get("app", "model").value == "v2"  # read-your-writes: not the in-flight v1
+    slow.join()
+    assert mgr.get("app", "model").value == "v2"  # and the slow load did not install v1
+
+
+def test_a_record_moved_to_another_epoch_is_refused(make_manager: Callable[..., ConfigManager],
+                                                     redis_client: redis.Redis, pg_store: str,
+                                                     tmp_path: Path) -> None:
+    a = make_manager(storage=pg_store, redis_url=REDIS_URL)
+    a.set("app", "model", "v1")
+    backup = tmp_path / "b.llmc"
+    with backup.open("wb") as out:
+        a.backup(out)
+    a.set("app", "model", "v2")
+    assert a.get("app", "model").value == "v2"  # v2's record is in Redis under this epoch
+    old_epoch = a.cache.epoch
+    (record,) = (v for k, v in _records(redis_client, a).items() if k.endswith(b":app:model"))
+    with backup.open("rb") as stream:
+        a.restore(stream, force=True)  # the store is v1 again, in a new epoch
+    assert a.cache.epoch != old_epoch
+    from llm_config.models import Environment
+
+    new_key = a.cache._rkey("app", "model", Environment.DEVELOPMENT)  # where the new epoch's record would live
+    redis_client.set(new_key, record, px=30_000)
+    fresh = make_manager(storage=pg_store, redis_url=REDIS_URL)
+    assert fresh.get("app", "model").value == "v1"
+    assert fresh.cache.l2 is not None and fresh.cache.l2.stats.rejected == 1

@@ -35,11 +35,12 @@ class L1Cache(Generic[V]):
     so a slow reader can never install a value older than a write it raced with.
     """
 
-    __slots__ = ("_bytes", "_clock", "_data", "_fill_lock", "_ttl", "generation", "max_bytes", "max_entries",
-                 "stats")
+    __slots__ = ("_bytes", "_clock", "_data", "_fill_lock", "_rank", "_ttl", "generation", "max_bytes",
+                 "max_entries", "stats")
 
     def __init__(self, *, ttl: float = 5.0, max_entries: int = 100_000, max_bytes: int = 64 << 20,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, rank: Callable[[V], int] | None = None) -> None:
+        self._rank = rank  # a value never replaces a held one of higher rank (a newer revision)
         self._data: dict[Hashable, tuple[float, V, int]] = {}
         self._ttl = ttl
         self._clock = clock  # expiry follows the owner's clock (tests drive it with theirs)
@@ -76,6 +77,9 @@ class L1Cache(Generic[V]):
         with self._fill_lock:
             if generation != self.generation:
                 return False
+            held = self._data.get(key)
+            if held is not None and self._rank is not None and self._rank(held[1]) > self._rank(value):
+                return False
             old = self._data.pop(key, None)
             if old is not None:
                 self._bytes -= old[2]
@@ -101,6 +105,11 @@ class L1Cache(Generic[V]):
             self._data.clear()
             self._bytes = 0
             self.stats.invalidations += 1
+
+    def fresh(self, key: Hashable) -> V | None:
+        """`get` without counting a hit or a miss."""
+        item = self._data.get(key)
+        return item[1] if item is not None and item[0] > self._clock() else None
 
     def cached(self, key: Hashable) -> V | None:
         """The value held for `key`, expired or not, without counting a hit or a miss."""

@@ -217,6 +217,12 @@ class RedisTier:
         ok, _ = self._call(self._tombstone, keys=[k for k, _ in keys], args=[self.ttl_ms, *[r for _, r in keys]])
         return ok
 
+    def retarget(self, prefix: str) -> None:
+        """Move to another store's prefix and channel (the listener resubscribes and drops the L1)."""
+        if prefix != self.prefix:
+            self.prefix = prefix
+            self.channel = (prefix + "inv").encode()
+
     def probe(self) -> bool:
         """One PING through the breaker (doctor): whether Redis answers now."""
         ok, _ = self._call(self._client.ping)
@@ -236,7 +242,8 @@ class RedisTier:
                                                 health_check_interval=1)
             pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
-                pubsub.subscribe(self.channel)
+                channel = self.channel
+                pubsub.subscribe(channel)
                 if not first:  # messages published while we were away are lost: start from nothing
                     self.stats.reconnects += 1
                     if self._on_reconnect is not None:
@@ -244,7 +251,7 @@ class RedisTier:
                     log.warning("redis: invalidation channel back; dropped this process's L1 cache")
                 first = False
                 self.subscribed, self.subscriber_error, delay = True, None, 0.05
-                while not self._stopped.is_set():
+                while not self._stopped.is_set() and channel == self.channel:
                     message = pubsub.get_message(timeout=0.25)
                     if message is None or message.get("type") != "message":
                         continue

@@ -34,7 +34,7 @@ from llm_config.cache.record import CacheRecord
 from llm_config.cache.redis import RedisTier
 from llm_config.models import Environment, StoredEntry
 
-__all__ = ["ChangeFeed", "Place", "TieredCache"]
+__all__ = ["ChangeFeed", "Place", "TieredCache", "store_prefix"]
 
 log = logging.getLogger("llm_config")
 
@@ -56,10 +56,21 @@ class ChangeFeed(Protocol):
     def open_sealed_row(self, data: bytes, namespace: str, key: str, env: Environment) -> StoredEntry | None: ...
 
 
-class _Flight:
-    __slots__ = ("done", "error", "result")
+def store_prefix(row_key: bytes) -> str:
+    """The Redis prefix of one store's records and channel: an id only holders of its key can name, so
+    stores sharing a Redis never meet."""
+    return f"llmc:{hashlib.blake2b(row_key, digest_size=8, person=b'llmc-store-id').hexdigest()}:"
 
-    def __init__(self) -> None:
+
+def _revision(record: CacheRecord) -> int:
+    return record.entry.revision
+
+
+class _Flight:
+    __slots__ = ("done", "error", "generation", "result")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation  # a load started before an invalidation must not serve callers after it
         self.done = threading.Event()
         self.result: CacheRecord | None = None
         self.error: BaseException | None = None
@@ -82,7 +93,11 @@ class TieredCache:
         l2: RedisTier | None = None,
         l2_reads: bool = True,
     ) -> None:
-        self.l1: L1Cache[CacheRecord] = L1Cache(ttl=ttl, max_entries=max_entries, max_bytes=max_bytes, clock=clock)
+        # L1 expiry follows the owner's clock; the wall clock itself becomes the monotonic one (an NTP step
+        # back must not stretch a TTL). L2 stamps stay on the wall clock: they are compared across processes.
+        self.l1: L1Cache[CacheRecord] = L1Cache(ttl=ttl, max_entries=max_entries, max_bytes=max_bytes,
+                                                clock=time.monotonic if clock is time.time else clock,
+                                                rank=_revision)
         self.l2 = l2
         self.l2_reads = l2 is not None and l2_reads
         self._feed = feed
@@ -112,6 +127,8 @@ class TieredCache:
         """Seal and check L2 records with a key derived from the store's row key (None: L2 unused)."""
         self._tag_key = None if row_key is None else hashlib.blake2b(row_key, digest_size=32,
                                                                       person=b"llmc-l2-record").digest()
+        if self.l2 is not None and row_key is not None:  # a restore may bring another instance secret
+            self.l2.retarget(store_prefix(row_key))
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -138,9 +155,14 @@ class TieredCache:
         # storage: one load per key at a time, the others wait for it (a Redis hit needs no such guard)
         with self._flight_lock:
             flight = self._flights.get(place)
+            if flight is not None and flight.generation != generation:  # started before a write we know of
+                return self._from_storage(place, read, generation, rkey, tag_key)
             leader = flight is None
             if flight is None:
-                flight = self._flights[place] = _Flight()
+                late = self.l1.fresh(place)  # a flight that ended since our miss may have filled it
+                if late is not None:
+                    return late
+                flight = self._flights[place] = _Flight(generation)
         if not leader:
             flight.done.wait()
             if flight.error is not None:
@@ -161,7 +183,7 @@ class TieredCache:
         found = l2.get(rkey)
         if found is None:
             return None
-        row = self._open(place, found[1], tag_key)
+        row = self._open(place, rkey, found[1], tag_key)
         if row is None:
             l2.stats.rejected += 1
             return None
@@ -179,7 +201,7 @@ class TieredCache:
         record = self._build(row)
         self.l1.put(place, record, record.size, generation)
         if rkey and tag_key is not None and self.l2 is not None:
-            payload = self._seal(row, tag_key)
+            payload = self._seal(rkey, row, tag_key)
             if payload is not None:
                 self.l2.fill(rkey, row.revision, payload)
         return record
@@ -189,19 +211,21 @@ class TieredCache:
         assert self.l2 is not None
         return f"{self.l2.prefix}{self.epoch or 0}:e:{env.value}:{namespace}:{key}"
 
-    def _seal(self, row: StoredEntry, tag_key: bytes) -> bytes | None:
+    def _seal(self, rkey: str, row: StoredEntry, tag_key: bytes) -> bytes | None:
+        """stamp + tag + the sealed row; the tag binds the record to its Redis key (store, epoch, place)."""
         blob = self._feed.sealed_row(row)
         if blob is None:
             return None
         stamp = int(self._clock() * 1000).to_bytes(8, "big")
-        tag = hashlib.blake2b(stamp + blob, key=tag_key, digest_size=_TAG).digest()
+        tag = hashlib.blake2b(rkey.encode() + stamp + blob, key=tag_key, digest_size=_TAG).digest()
         return stamp + tag + blob
 
-    def _open(self, place: Place, payload: bytes, tag_key: bytes) -> StoredEntry | None:
+    def _open(self, place: Place, rkey: str, payload: bytes, tag_key: bytes) -> StoredEntry | None:
         if len(payload) <= 8 + _TAG:
             return None
         stamp, tag, blob = payload[:8], payload[8:8 + _TAG], payload[8 + _TAG:]
-        if not hmac.compare_digest(hashlib.blake2b(stamp + blob, key=tag_key, digest_size=_TAG).digest(), tag):
+        expected = hashlib.blake2b(rkey.encode() + stamp + blob, key=tag_key, digest_size=_TAG).digest()
+        if not hmac.compare_digest(expected, tag):
             return None
         assert self.l2 is not None
         age_ms = int(self._clock() * 1000) - int.from_bytes(stamp, "big")
@@ -213,13 +237,14 @@ class TieredCache:
 
     def invalidate(self, changes: Sequence[tuple[Place, int]]) -> None:
         """This process changed these entries (to these revisions): L1, then L2, then the others."""
+        l2 = self.l2
+        # Redis first: a reader of this process that misses L1 in between must not find the old record there
+        if l2 is not None and changes and not l2.tombstone([(self._rkey(*p), r) for p, r in changes]):
+            self._owe(min(r for _, r in changes) - 1)
         for place, _ in changes:
             self.l1.invalidate(place)
-        l2 = self.l2
         if l2 is None or not changes:
             return
-        if not l2.tombstone([(self._rkey(*p), r) for p, r in changes]):
-            self._owe(min(r for _, r in changes) - 1)
         if len(changes) > _MAX_LISTED:
             l2.publish(b'{"all":1}')
         else:
@@ -329,11 +354,11 @@ class TieredCache:
                 return
             epoch = self._feed.get_meta(self._epoch_key)
             if epoch != self.epoch:  # a restore: every row may differ, and the keys with them
+                self.epoch = epoch  # first: from now on no record of the old epoch is looked up
+                _, self._seen = self._feed.changes_since(2**62, 1)
                 if self.on_epoch is not None:
                     self.on_epoch(epoch)
                 self.l1.clear()
-                _, self._seen = self._feed.changes_since(2**62, 1)
-                self.epoch = epoch
             else:
                 self._catch_up()
             if self.on_change is not None:
@@ -344,9 +369,9 @@ class TieredCache:
         l2 = self.l2
         for _ in range(_MAX_PAGES):
             changes, current = self._feed.changes_since(self._seen, _MAX_LISTED)
-            self._evict(changes)
             if l2 is not None and changes and not l2.tombstone([(self._rkey(ns, k, e), r) for ns, k, e, r in changes]):
                 self._owe(self._seen)
+            self._evict(changes)  # after Redis, as in `invalidate`
             if changes:
                 self._seen = max(self._seen, changes[-1][3])
             if len(changes) < _MAX_LISTED:

@@ -138,15 +138,24 @@ class ConfigManager:
                 log.error("%s", exc.message)
         self._keys: StoreKeys | None = keys
         # a server database's change token is a network round trip: a background thread looks for other
-        # processes' commits, so the request path (and the event loop, through `peek`) never waits on it
+        # processes' commits, so the request path (and the event loop, through `peek`) never waits on it;
+        # with Redis the poll also writes tombstones there, so on SQLite it moves to that thread too
         poll_seconds = getattr(storage, "change_poll_seconds", None)
         if l2_reads is None:  # L2 pays off in front of a networked database, not in front of local SQLite
             l2_reads = poll_seconds is not None
-        self.cache = TieredCache(
-            storage, build=self._record, clock=clock, ttl=cache_ttl, max_entries=cache_max_entries,
-            max_bytes=cache_max_bytes, check_interval=change_check_interval, epoch_key=EPOCH,
-            l2=self._redis_tier(redis_url, keys, l2_ttl, redis_timeout, cache_listen), l2_reads=l2_reads,
-        )
+        tier = self._redis_tier(redis_url, keys, l2_ttl, redis_timeout, cache_listen)
+        if tier is not None and cache_listen and poll_seconds is None:
+            poll_seconds = max(change_check_interval, 0.01)
+        try:
+            self.cache = TieredCache(
+                storage, build=self._record, clock=clock, ttl=cache_ttl, max_entries=cache_max_entries,
+                max_bytes=cache_max_bytes, check_interval=change_check_interval, epoch_key=EPOCH,
+                l2=tier, l2_reads=l2_reads,
+            )
+        except BaseException:
+            if tier is not None:
+                tier.close()
+            raise
         self.cache.set_row_key(keys.row if keys is not None else None)
         self.cache.on_epoch = self._epoch_changed
         self.cache.on_change = self._forget_principals
@@ -247,12 +256,10 @@ class ConfigManager:
         if keys is None:
             log.warning("redis: not used without the master key (its records could not be checked)")
             return None
-        import hashlib
-
         from llm_config.cache.redis import RedisTier
+        from llm_config.cache.tiered import store_prefix
 
-        store_id = hashlib.blake2b(keys.row, digest_size=8, person=b"llmc-store-id").hexdigest()
-        tier = RedisTier(url, prefix=f"llmc:{store_id}:", ttl_seconds=ttl, timeout=timeout,
+        tier = RedisTier(url, prefix=store_prefix(keys.row), ttl_seconds=ttl, timeout=timeout,
                          # late-bound: the cache that owns this tier is built after it
                          on_message=(lambda data: self.cache.on_message(data)) if listen else None,  # noqa: PLW0108
                          on_reconnect=lambda: self.cache.on_reconnect())  # noqa: PLW0108

@@ -152,7 +152,7 @@ class RedisBanList(BanList):
         shared = self._shared
         if shared:
             ban = shared.get(ip)
-            if ban is not None:
+            if ban is not None and not self._exempt(ip):  # whoever writes Redis cannot ban loopback either
                 if ban.expires_at > self._clock():
                     return ban
                 shared.pop(ip, None)
@@ -196,7 +196,11 @@ class RedisBanList(BanList):
             return self.record_failure(ip)
         if not value:
             return None
-        ban = _ban(ip, value)
+        try:
+            ban = _ban(ip, value)
+        except (ValueError, TypeError) as exc:  # a value we never wrote: count here rather than fail the request
+            self._mark_down(exc)
+            return self.record_failure(ip)
         self._shared[ip] = ban  # enforced here at once; the others hear it through pub/sub
         return ban if announced else None
 

@@ -751,10 +751,12 @@ class SQLStorage:
             return None
 
     def changes_since(self, revision: int, limit: int = 1000) -> tuple[list[tuple[str, str, Environment, int]], int]:
-        """Entries changed after `revision` in revision order (at most `limit`) and the store's revision."""
+        """Entries changed after `revision` in revision order (at most `limit`) and the store's revision, read
+        first: every change up to it is in the list (two statements, not one snapshot — so never the other
+        way round, or a commit in between would be counted as seen and never listed)."""
         try:
-            rows = self._read_all(self._s.changes_since, (revision, limit))
             current = self._read_one(self._s.get_meta, ("revision",))
+            rows = self._read_all(self._s.changes_since, (revision, limit))
         except self._d.errors as exc:
             raise self._error("reading changes", exc) from exc
         return ([(r[0], r[1], _ENVS[r[2]], int(r[3])) for r in rows if r[2] in _ENVS],
