@@ -159,9 +159,18 @@ def pg_store() -> Iterator[str]:
         yield database.url
 
 
+@pytest.fixture(params=["postgresql", "mysql"])
+def server_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    from tests.databases import private_database
+
+    with private_database(request.param) as database:
+        yield database.url
+
+
 def test_l2_serves_a_fresh_replica_and_refuses_what_it_did_not_write(
-    make_manager: Callable[..., ConfigManager], redis_client: redis.Redis, pg_store: str
+    make_manager: Callable[..., ConfigManager], redis_client: redis.Redis, server_store: str
 ) -> None:
+    pg_store = server_store  # either server database
     a = make_manager(storage=pg_store, redis_url=REDIS_URL)
     a.set("app", "model", "gpt-4o")
     a.set("app", "other", "x")
@@ -172,6 +181,8 @@ def test_l2_serves_a_fresh_replica_and_refuses_what_it_did_not_write(
     assert b.get("app", "model").value == "gpt-4o"
     assert b.cache.l2 is not None and b.cache.l2.stats.hits == 1  # promoted from Redis, checked
 
+    for mgr in (a, b):  # let their polls see A's writes first (a poll tombstones below a newer revision)
+        mgr.cache.poll()
     # whoever can write Redis: move one record onto another key, then alter one in place
     records = _records(redis_client, a)
     model_key = next(k for k in records if k.endswith(b":app:model"))
