@@ -13,8 +13,7 @@
   the staleness), and after `reset_seconds` one trial call decides whether it closes. `status()` says
   why it is degraded. Never raises out of a cache call.
 
-The breaker is ours (ARCHITECTURE, dependencies): pybreaker runs every guarded call under one lock,
-which would serialise all Redis round trips of a process's threads.
+The breaker is ours (`breaker.py`), shared with the rate limits and bans.
 """
 
 from __future__ import annotations
@@ -22,11 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from llm_config.cache.breaker import Breaker
 from llm_config.errors import MissingDependencyError
 
 __all__ = ["Breaker", "RedisTier", "TierStats"]
@@ -72,51 +71,13 @@ return n
 """
 
 
-class Breaker:
-    """Closed → open after `fail_max` consecutive failures → one trial after `reset_seconds` → closed
-    on success, open again on failure. Lock-free on the closed path (a failure is rare; a race on
-    the counter costs at most one extra trial)."""
+def _cache_down(exc: BaseException) -> None:
+    log.warning("redis: %s; reading and writing without the shared cache until it answers again",
+                type(exc).__name__)
 
-    __slots__ = ("_clock", "_failures", "_open_until", "_trial", "fail_max", "last_error", "reset_seconds")
 
-    def __init__(self, *, fail_max: int = 3, reset_seconds: float = 2.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.fail_max = fail_max
-        self.reset_seconds = reset_seconds
-        self._clock = clock
-        self._failures = 0
-        self._open_until = 0.0
-        self._trial = threading.Lock()
-        self.last_error: str | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self._failures >= self.fail_max
-
-    def allow(self) -> bool:
-        """May a call go ahead? While open, only one trial per `reset_seconds`."""
-        if self._failures < self.fail_max:
-            return True
-        if self._clock() < self._open_until or not self._trial.acquire(blocking=False):
-            return False
-        self._open_until = self._clock() + self.reset_seconds  # the next trial, if this one fails
-        self._trial.release()
-        return True
-
-    def success(self) -> None:
-        if self._failures:
-            if self._failures >= self.fail_max:
-                log.warning("redis: reachable again; the shared cache is back")
-            self._failures = 0
-            self.last_error = None
-
-    def failure(self, exc: BaseException) -> None:
-        self.last_error = type(exc).__name__
-        self._failures += 1
-        if self._failures == self.fail_max:
-            self._open_until = self._clock() + self.reset_seconds
-            log.warning("redis: %s; reading and writing without the shared cache until it answers again",
-                        self.last_error)
+def _cache_up() -> None:
+    log.warning("redis: reachable again; the shared cache is back")
 
 
 @dataclass(slots=True)
@@ -156,7 +117,7 @@ class RedisTier:
         self.ttl_ms = int(ttl_seconds * 1000)
         self.origin = os.urandom(8).hex().encode()  # our own messages come back to us: skip them
         self.stats = TierStats()
-        self.breaker = breaker or Breaker()
+        self.breaker = breaker or Breaker(on_open=_cache_down, on_close=_cache_up)
         self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                             retry_on_timeout=False)
         self._fill = self._client.register_script(_FILL)

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from llm_config.cache.breaker import Breaker
 from llm_config.errors import MissingDependencyError
 from llm_config.server.logs import get_logger
 from llm_config.server.security import BAN_SECONDS, BAN_THRESHOLD, BAN_WINDOW, Ban, BanList
@@ -107,6 +108,11 @@ def _ban(ip: str, value: Any) -> Ban:
     return Ban(ip=ip, banned_at=int(banned_ms) / 1000, expires_at=int(expires_ms) / 1000, failures=int(failures))
 
 
+def _bans_down(exc: BaseException) -> None:
+    log.warning("ban_redis_unavailable", error=type(exc).__name__,
+                fallback="bans and failure counts kept in this process")
+
+
 class RedisBanList(BanList):
     """A `BanList` whose failures and bans live in Redis; this process's own `BanList` while Redis is down."""
 
@@ -137,8 +143,9 @@ class RedisBanList(BanList):
         self._shared: dict[str, Ban] = {}  # the live bans in Redis, as last heard
         self._generation = -1  # of the mirror; -1: never loaded
         self._pending_lifts: dict[str, int] = {}  # lifted while Redis was down: ip -> when (ms)
-        self._down_until = 0.0
-        self._down = False
+        # one failed call → this process's own list for REDIS_RETRY_SECONDS, then one trial
+        self._breaker = Breaker(fail_max=1, reset_seconds=REDIS_RETRY_SECONDS, on_open=_bans_down,
+                                on_close=self._bans_up)
         self._sync: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ the hot path
@@ -181,7 +188,7 @@ class RedisBanList(BanList):
             return None
         if self._sync is None:
             self._start_sync()
-        if self._down_until > time.monotonic():
+        if not self._breaker.allow():
             return self.record_failure(ip)
         now_ms = int(self._clock() * 1000)
         duration_ms = max(1, int(self.duration * 1000))
@@ -206,7 +213,7 @@ class RedisBanList(BanList):
 
     async def alist(self) -> builtins.list[Ban]:
         """The live bans, read from Redis (the mirror is refreshed with them); the mirror if Redis is down."""
-        if self._down_until <= time.monotonic():
+        if self._breaker.allow():
             try:
                 await self._reload()
             except Exception as exc:
@@ -216,7 +223,7 @@ class RedisBanList(BanList):
     async def alift(self, ip: str) -> bool:
         """Lift a ban everywhere (and forget the failures behind it); False if `ip` was not banned."""
         here = self.lift(ip)
-        if self._down_until <= time.monotonic():
+        if self._breaker.allow():
             try:
                 return bool(await self._lift(ip, "")) or here
             except Exception as exc:
@@ -313,17 +320,13 @@ class RedisBanList(BanList):
             self._pending_lifts.pop(ip, None)
 
     def _mark_down(self, exc: BaseException) -> None:
-        self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
-        if not self._down:
-            self._down = True
-            log.warning("ban_redis_unavailable", error=type(exc).__name__,
-                        fallback="bans and failure counts kept in this process")
+        self._breaker.failure(exc)
 
     def _mark_up(self) -> None:
-        self._down_until = 0.0
-        if self._down:
-            self._down = False
-            log.info("ban_redis_available", shared_bans=len(self._shared))
+        self._breaker.success()
+
+    def _bans_up(self) -> None:
+        log.info("ban_redis_available", shared_bans=len(self._shared))
 
     async def aclose(self) -> None:
         task = self._sync  # stays set (done): a closed list does not start following again

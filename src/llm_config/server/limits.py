@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 from pyrate_limiter import Rate, RedisStateStore, TokenBucket
 from pyrate_limiter.abstracts.algorithm import Decision, State
 
+from llm_config.cache.breaker import Breaker
 from llm_config.errors import MissingDependencyError, ValidationError
 from llm_config.server.logs import get_logger
 
@@ -160,7 +161,8 @@ class RedisBuckets:
         self._prefix = f"{prefix}ratelimit:{scope}:"
         self._stores: dict[str, RedisStateStore] = {}
         self._fallback = LocalBuckets(spec)
-        self._down_until = 0.0
+        # one failed call → local buckets for _REDIS_RETRY_SECONDS, then one trial
+        self._breaker = Breaker(fail_max=1, reset_seconds=_REDIS_RETRY_SECONDS, on_open=_limits_down)
 
     def _store(self, name: str) -> RedisStateStore:
         store = self._stores.get(name)
@@ -171,7 +173,7 @@ class RedisBuckets:
         return store
 
     async def hit(self, name: str) -> LimitResult:
-        if self._down_until > time.monotonic():
+        if not self._breaker.allow():
             return self._fallback.hit(name)
         store = self._store(name)
         now = int(time.time() * 1000)
@@ -179,11 +181,14 @@ class RedisBuckets:
             decision = await _awaited(store.check(_ALGORITHM, self._rates, now, 1))  # type: ignore[no-untyped-call]
             state = await _awaited(store.read(_ALGORITHM, self._rates))  # type: ignore[no-untyped-call]
         except Exception as exc:  # Redis down or slow: keep limiting, locally
-            self._down_until = time.monotonic() + _REDIS_RETRY_SECONDS
-            log.warning("rate_limit_redis_unavailable", error=type(exc).__name__,
-                        retry_in_seconds=_REDIS_RETRY_SECONDS)
+            self._breaker.failure(exc)
             return self._fallback.hit(name)
+        self._breaker.success()
         return _result(self._rates[0], state, decision, now)
+
+
+def _limits_down(exc: BaseException) -> None:
+    log.warning("rate_limit_redis_unavailable", error=type(exc).__name__, retry_in_seconds=_REDIS_RETRY_SECONDS)
 
 
 async def _awaited(value: Any) -> Any:
