@@ -45,7 +45,7 @@ AUDIT_KEY = bytes(range(32))
 FP_KEY = bytes(range(32, 64))
 KEYRING = Keyring([bytes(range(64, 96))])
 STORE_KEYS = StoreKeys(source=KeySource(KEYRING, "contract tests"), audit=AUDIT_KEY, fingerprint=FP_KEY,
-                       pepper=bytes(range(96, 128)), row=ROW_KEY)
+                       pepper=bytes(range(96, 128)), row=ROW_KEY, cache=bytes(range(128, 160)))
 DEV = Environment.DEVELOPMENT
 PROD = Environment.PRODUCTION
 

@@ -25,6 +25,8 @@ class CacheRecord:
     body: bytes  # orjson of entry.to_json(): the REST body of an unrevealed GET
     etag: str  # entry_etag(entry, revealed=False)
     size: int  # what the L1 byte bound charges for it
+    # Content-Length, ETag and X-Config-Revision of the 200, encoded once (a 304 sends the last two)
+    headers: tuple[tuple[bytes, bytes], tuple[bytes, bytes], tuple[bytes, bytes]]
 
     @property
     def revision(self) -> int:
@@ -33,4 +35,7 @@ class CacheRecord:
 
 def make_record(entry: Entry, stored_len: int) -> CacheRecord:
     body = orjson.dumps(entry.to_json())
-    return CacheRecord(entry, body, entry_etag(entry, False), RECORD_OVERHEAD + stored_len + len(body))
+    etag = entry_etag(entry, False)
+    headers = ((b"content-length", str(len(body)).encode()), (b"etag", etag.encode()),
+               (b"x-config-revision", str(entry.revision).encode()))
+    return CacheRecord(entry, body, etag, RECORD_OVERHEAD + stored_len + len(body), headers)

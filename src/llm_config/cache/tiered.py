@@ -56,10 +56,10 @@ class ChangeFeed(Protocol):
     def open_sealed_row(self, data: bytes, namespace: str, key: str, env: Environment) -> StoredEntry | None: ...
 
 
-def store_prefix(row_key: bytes) -> str:
+def store_prefix(cache_key: bytes) -> str:
     """The Redis prefix of one store's records and channel: an id only holders of its key can name, so
-    stores sharing a Redis never meet."""
-    return f"llmc:{hashlib.blake2b(row_key, digest_size=8, person=b'llmc-store-id').hexdigest()}:"
+    stores sharing a Redis never meet (a hash of the store's cache key, which never leaves the process)."""
+    return f"llmc:{hashlib.blake2b(cache_key, digest_size=8, person=b'llmc-store-id').hexdigest()}:"
 
 
 def _revision(record: CacheRecord) -> int:
@@ -123,12 +123,11 @@ class TieredCache:
 
     # -- keys ----------------------------------------------------------------------------------
 
-    def set_row_key(self, row_key: bytes | None) -> None:
-        """Seal and check L2 records with a key derived from the store's row key (None: L2 unused)."""
-        self._tag_key = None if row_key is None else hashlib.blake2b(row_key, digest_size=32,
-                                                                      person=b"llmc-l2-record").digest()
-        if self.l2 is not None and row_key is not None:  # a restore may bring another instance secret
-            self.l2.retarget(store_prefix(row_key))
+    def set_key(self, cache_key: bytes | None) -> None:
+        """Tag and check L2 records with the store's cache key (`custody.derive_keys`; None: L2 unused)."""
+        self._tag_key = cache_key
+        if self.l2 is not None and cache_key is not None:  # a restore may bring another instance secret
+            self.l2.retarget(store_prefix(cache_key))
 
     # -- reads ---------------------------------------------------------------------------------
 

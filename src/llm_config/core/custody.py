@@ -50,6 +50,7 @@ class StoreKeys:
     fingerprint: bytes  # HMAC key of value fingerprints
     pepper: bytes  # HMAC key of stored API-key hashes
     row: bytes  # MAC key of protected rows
+    cache: bytes  # key of shared-cache records (their tag) and of the store's id in Redis
 
     @property
     def keyring(self) -> Keyring:
@@ -106,6 +107,7 @@ def derive_keys(source: KeySource, secret: bytes) -> StoreKeys:
         fingerprint=derive_key(secret, "fingerprint"),
         pepper=derive_key(secret, "api-key-pepper"),
         row=derive_key(secret, integrity.PURPOSE),
+        cache=derive_key(secret, "cache-record"),
     )
 
 

@@ -156,7 +156,7 @@ class ConfigManager:
             if tier is not None:
                 tier.close()
             raise
-        self.cache.set_row_key(keys.row if keys is not None else None)
+        self.cache.set_key(keys.cache if keys is not None else None)
         self.cache.on_epoch = self._epoch_changed
         self.cache.on_change = self._forget_principals
         self.cache.on_principals = self._forget_principals
@@ -250,7 +250,7 @@ class ConfigManager:
     def _redis_tier(self, url: str | None, keys: StoreKeys | None, ttl: float, timeout: float,
                     listen: bool) -> RedisTier | None:
         """The Redis tier of this store's cache: records and channel under a prefix only this store's
-        key holders can name (a store id derived from its row key, so stores sharing a Redis never meet)."""
+        key holders can name (a store id derived from its cache key, so stores sharing a Redis never meet)."""
         if not url:
             return None
         if keys is None:
@@ -259,7 +259,7 @@ class ConfigManager:
         from llm_config.cache.redis import RedisTier
         from llm_config.cache.tiered import store_prefix
 
-        tier = RedisTier(url, prefix=store_prefix(keys.row), ttl_seconds=ttl, timeout=timeout,
+        tier = RedisTier(url, prefix=store_prefix(keys.cache), ttl_seconds=ttl, timeout=timeout,
                          # late-bound: the cache that owns this tier is built after it
                          on_message=(lambda data: self.cache.on_message(data)) if listen else None,  # noqa: PLW0108
                          on_reconnect=lambda: self.cache.on_reconnect())  # noqa: PLW0108
@@ -1071,7 +1071,7 @@ class ConfigManager:
         self._access = Access(self.storage, keys, self._clock)
         for part in ("_api_keys", "_trail", "_backups"):
             self.__dict__.pop(part, None)
-        self.cache.set_row_key(keys.row)
+        self.cache.set_key(keys.cache)
         self.cache.clear()
 
     # ------------------------------------------------------------------ audit and health

@@ -74,7 +74,6 @@ __all__ = ["DRAIN_LIMIT", "Edge", "EdgeMiddleware"]
 T = TypeVar("T")
 
 DRAIN_LIMIT: Final = 64 << 20
-_MAX_BODIES: Final = 65_536  # read (and drop) at most this much of a refused body before answering
 
 _CONFIGS_PREFIX: Final = "/api/v1/configs/"
 _SINGLE: Final = re.compile(r"/api/v1/configs/([^/]+)/([^/]+)")
@@ -456,12 +455,10 @@ class EdgeMiddleware:
             return False  # not cached, or not allowed: the route answers (and audits a refusal)
         scope[ROUTE_KEY] = template
         record_rbac(True)
-        body, etag = record.body, record.etag
-        revision = str(record.entry.revision).encode()
+        length_header, etag_header, revision_header = record.headers
         inm = req.if_none_match
-        if inm is not None and etag_matches(inm.decode("latin-1"), etag):
-            await send({"type": "http.response.start", "status": 304,
-                        "headers": [(b"etag", etag.encode()), (b"x-config-revision", revision)]})
+        if inm is not None and etag_matches(inm.decode("latin-1"), record.etag):
+            await send({"type": "http.response.start", "status": 304, "headers": [etag_header, revision_header]})
             await send({"type": "http.response.body", "body": b""})
         else:
             await send({
@@ -469,12 +466,12 @@ class EdgeMiddleware:
                 "status": 200,
                 "headers": [
                     (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"etag", etag.encode()),
-                    (b"x-config-revision", revision),
+                    length_header,
+                    etag_header,
+                    revision_header,
                 ],
             })
-            await send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.body", "body": record.body})
         record_operation("get", env_label(env), "ok", time.perf_counter() - started)
         return True
 
