@@ -182,7 +182,7 @@ def _micro_steps(manager: Any, token: str, principal: Any) -> list[tuple[str, Ca
 
 
 def _log_step(actor: str) -> Callable[[int], None]:
-    """The access-log line `EdgeMiddleware._observe` writes for one request (`logs.access_line`)."""
+    """The access-log line the edge writes (`edge/respond.py`) for one request (`logs.access_line`)."""
     from llm_config.server.logs import access_line
 
     def log_line(n: int) -> None:
@@ -211,7 +211,7 @@ def _store(work: Path) -> tuple[Path, str, str]:
 
 def _edge_middleware(app: Any) -> Any:
     """The app's `EdgeMiddleware`: outermost (`app.edge_app`), or inside the built middleware stack."""
-    from llm_config.server.middleware import EdgeMiddleware
+    from llm_config.server.edge import EdgeMiddleware
 
     edge = getattr(app, "edge_app", None)
     if isinstance(edge, EdgeMiddleware):

@@ -8,6 +8,7 @@
     ├── ConflictError            compare-and-set mismatch                   (HTTP 409, exit 3)
     ├── PermissionDeniedError    RBAC said no                               (HTTP 403, exit 1)
     ├── AuthenticationError      missing / bad API key                      (HTTP 401, exit 1)
+    ├── RateLimitedError         too many requests: retry after `retry_after` s (HTTP 429, exit 1)
     ├── KeyMissingError          operation needs the master key             (HTTP 503, exit 1)
     ├── SecretKeyError           wrong / weak key, or a ciphertext that fails to open
     │                                                                       (HTTP 500→503, exit 1)
@@ -34,6 +35,7 @@ __all__ = [
     "MissingDependencyError",
     "NotFoundError",
     "PermissionDeniedError",
+    "RateLimitedError",
     "SchemaViolationError",
     "SecretKeyError",
     "SecretOverwriteError",
@@ -138,6 +140,16 @@ class StoreMissingError(LLMConfigError):
     http_status = 503
 
 
+class RateLimitedError(LLMConfigError):
+    """A rate limit refused the request (a remote service's 429); nothing was changed."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class StorageError(LLMConfigError):
     """The storage backend failed or is unreachable."""
 
@@ -149,6 +161,11 @@ class StorageUnavailableError(StorageError):
     REST adds `Retry-After`; nothing was changed."""
 
     retry_after = 1
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class AuditError(StorageError):

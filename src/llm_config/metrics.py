@@ -30,11 +30,15 @@ from prometheus_client.registry import Collector
 __all__ = [
     "AUDIT_EVENTS",
     "AUTH_FAILURES",
+    "AuditHeadCollector",
     "BANS",
     "CACHE_TIERS",
     "CLIENT_DISCONNECTS",
     "CONNECTIONS_REFUSED",
     "CONTENT_TYPE",
+    "CacheSnapshot",
+    "CacheStatsCollector",
+    "CacheStatsSync",
     "HTTP_DURATION",
     "HTTP_REQUESTS",
     "IP_REFUSED",
@@ -46,10 +50,8 @@ __all__ = [
     "REGISTRY",
     "SLOW_CLIENTS",
     "STORAGE_ERRORS",
-    "AuditHeadCollector",
-    "CacheSnapshot",
-    "CacheStatsCollector",
-    "CacheStatsSync",
+    "WATCH_EVENTS",
+    "WATCH_STREAMS",
     "mark_process_dead",
     "multiprocess_dir",
     "render",
@@ -121,6 +123,14 @@ CONNECTIONS_REFUSED: Final = Counter(
 STORAGE_ERRORS: Final = Counter(
     "llm_config_storage_errors", "Operations that failed because storage or the audit trail was unavailable",
     ["operation"], registry=REGISTRY,
+)
+WATCH_STREAMS: Final = Gauge(
+    "llm_config_watch_streams", "Open watch streams (GET /api/v1/watch)", registry=REGISTRY,
+    multiprocess_mode="livesum",
+)
+WATCH_EVENTS: Final = Counter(
+    "llm_config_watch_events", "Events sent on watch streams by type (change, resync, error)", ["event"],
+    registry=REGISTRY,
 )
 AUDIT_EVENTS: Final = "llm_config_audit_events"
 CACHE_TIERS: Final = ("l1", "l2")

@@ -8,12 +8,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 __all__ = [
     "ENCRYPTED_PLACEHOLDER",
     "ApiKey",
     "AuditEvent",
+    "ChangeRow",
     "Entry",
     "Environment",
     "HistoryItem",
@@ -259,6 +260,18 @@ class WriteRequest:
     audit_details: dict[str, Any] = field(default_factory=dict)
     source_ip: str | None = None
     request_id: str | None = None
+
+
+class ChangeRow(NamedTuple):
+    """One change as the watch stream reads it from storage: which key moved to which version, at which
+    store revision, by what kind of write ("set", "delete", "rollback", "purge")."""
+
+    revision: int
+    namespace: str
+    key: str
+    environment: Environment
+    version: int
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 from llm_config.models import (
     ApiKey,
     AuditEvent,
+    ChangeRow,
     Entry,
     Environment,
     HistoryItem,
@@ -26,12 +27,14 @@ from llm_config.models import (
 )
 
 __all__ = [
+    "AsyncConfigAPI",
     "AuditQuery",
     "Cipher",
     "Clock",
+    "ConfigAPI",
     "ConfigReader",
-    "Fingerprinter",
     "ConfigWriter",
+    "Fingerprinter",
     "JSONValue",
     "Storage",
 ]
@@ -210,6 +213,10 @@ class Storage(Protocol):
         """(namespace, key, environment, revision) of entries changed after `revision`, oldest first, at
         most `limit`; and the store's current revision."""
 
+    def watch_since(self, revision: int, limit: int = 1000) -> tuple[list[ChangeRow], int]:
+        """Changes (writes, deletes, rollbacks, purges) after `revision` in revision order, at most `limit`;
+        and the store's current revision, read first."""
+
     def sealed_row(self, row: StoredEntry) -> bytes | None:
         """`row` in its stored form with its row MAC, for a shared cache (None without the row key)."""
 
@@ -254,6 +261,12 @@ class Cipher(Protocol):
         """Return the plaintext, or raise SecretKeyError if no key opens it or it was altered."""
 
 
+# The read/write surface the library (`ConfigManager`, and `ConfigManager.as_caller(...)`) and the remote SDK
+# (`llm_config.Client`; `AsyncClient` for the async twin) share (SPEC §4b): parameter names and defaults
+# are the manager's (tests/typing/test_protocols.py checks them); neither names `actor=` — the manager
+# takes one, the SDK's actor is its API key's.
+
+
 @runtime_checkable
 class ConfigReader(Protocol):
     """The read surface shared by `ConfigManager` and the remote `Client`."""
@@ -263,27 +276,38 @@ class ConfigReader(Protocol):
         namespace: str,
         key: str,
         *,
-        env: str | Environment = ...,
+        env: str | Environment = Environment.DEVELOPMENT,
         version: int | None = None,
         with_overrides: bool = False,
         reveal: bool = False,
-    ) -> Entry: ...
+    ) -> Entry:
+        """One entry (the environment's value, or base's with `with_overrides`); `reveal` decrypts a secret."""
+        ...
 
     def list(
-        self, namespace: str, *, env: str | Environment = ..., prefix: str = "",
+        self, namespace: str, *, env: str | Environment = Environment.DEVELOPMENT, prefix: str = "",
         recursive: bool = False,
-    ) -> builtins.list[Entry]: ...
+    ) -> builtins.list[Entry]:
+        """Live entries of a namespace ordered by key (secrets unrevealed)."""
+        ...
 
     def history(
-        self, namespace: str, key: str, *, env: str | Environment = ..., limit: int | None = None
-    ) -> builtins.list[HistoryItem]: ...
+        self, namespace: str, key: str, *, env: str | Environment = Environment.DEVELOPMENT,
+        limit: int | None = None,
+    ) -> builtins.list[HistoryItem]:
+        """Every version newest first."""
+        ...
 
     def resolve(
-        self, namespace: str, *, env: str | Environment = ..., nested: bool = False,
+        self, namespace: str, *, env: str | Environment = Environment.DEVELOPMENT, nested: bool = False,
         reveal: bool = False,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """`{KEY: VALUE}` of the environment over base."""
+        ...
 
-    def namespaces(self, prefix: str = "") -> builtins.list[str]: ...
+    def namespaces(self, prefix: str = "") -> builtins.list[str]:
+        """Namespaces holding at least one live entry (that the caller may list)."""
+        ...
 
 
 @runtime_checkable
@@ -296,19 +320,102 @@ class ConfigWriter(Protocol):
         key: str,
         value: Any,
         *,
-        env: str | Environment = ...,
+        env: str | Environment = Environment.DEVELOPMENT,
         secret: bool | None = None,
         description: str | None = None,
         tags: Sequence[str] | None = None,
         message: str | None = None,
         expected_version: int | None = None,
-    ) -> Entry: ...
+    ) -> Entry:
+        """Write a new version; `expected_version` makes it a compare-and-set (0: must not exist)."""
+        ...
 
     def delete(
-        self, namespace: str, key: str, *, env: str | Environment = ...,
+        self, namespace: str, key: str, *, env: str | Environment = Environment.DEVELOPMENT,
         expected_version: int | None = None,
-    ) -> Entry: ...
+    ) -> Entry:
+        """Write a tombstone version and return it."""
+        ...
 
     def rollback(
-        self, namespace: str, key: str, version: int, *, env: str | Environment = ...
-    ) -> Entry: ...
+        self, namespace: str, key: str, version: int, *, env: str | Environment = Environment.DEVELOPMENT,
+    ) -> Entry:
+        """Write a new version holding version `version`'s value."""
+        ...
+
+
+@runtime_checkable
+class ConfigAPI(ConfigReader, ConfigWriter, Protocol):
+    """The whole shared surface: `ConfigManager`, a `Caller` view of it, and `llm_config.Client`."""
+
+
+@runtime_checkable
+class AsyncConfigAPI(Protocol):
+    """`ConfigAPI` with every method a coroutine: what `llm_config.AsyncClient` offers."""
+
+    async def get(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        version: int | None = None,
+        with_overrides: bool = False,
+        reveal: bool = False,
+    ) -> Entry:
+        """`ConfigReader.get`."""
+        ...
+
+    async def list(
+        self, namespace: str, *, env: str | Environment = Environment.DEVELOPMENT, prefix: str = "",
+        recursive: bool = False,
+    ) -> builtins.list[Entry]:
+        """`ConfigReader.list`."""
+        ...
+
+    async def history(
+        self, namespace: str, key: str, *, env: str | Environment = Environment.DEVELOPMENT,
+        limit: int | None = None,
+    ) -> builtins.list[HistoryItem]:
+        """`ConfigReader.history`."""
+        ...
+
+    async def resolve(
+        self, namespace: str, *, env: str | Environment = Environment.DEVELOPMENT, nested: bool = False,
+        reveal: bool = False,
+    ) -> dict[str, Any]:
+        """`ConfigReader.resolve`."""
+        ...
+
+    async def namespaces(self, prefix: str = "") -> builtins.list[str]:
+        """`ConfigReader.namespaces`."""
+        ...
+
+    async def set(
+        self,
+        namespace: str,
+        key: str,
+        value: Any,
+        *,
+        env: str | Environment = Environment.DEVELOPMENT,
+        secret: bool | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        message: str | None = None,
+        expected_version: int | None = None,
+    ) -> Entry:
+        """`ConfigWriter.set`."""
+        ...
+
+    async def delete(
+        self, namespace: str, key: str, *, env: str | Environment = Environment.DEVELOPMENT,
+        expected_version: int | None = None,
+    ) -> Entry:
+        """`ConfigWriter.delete`."""
+        ...
+
+    async def rollback(
+        self, namespace: str, key: str, version: int, *, env: str | Environment = Environment.DEVELOPMENT,
+    ) -> Entry:
+        """`ConfigWriter.rollback`."""
+        ...

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from llm_config.core.context import CallContext
 from llm_config.core.custody import INSTANCE_SECRET, place, unlock
 from llm_config.core.health import ciphertexts_by_key_id
 from llm_config.core.manager import ConfigManager
@@ -214,11 +215,11 @@ def test_only_unscoped_admins_may_rotate(store: _Store) -> None:
     editor = manager.authenticate(manager.create_api_key("ed", Role.EDITOR)[1])
     for principal in (scoped, editor):
         with pytest.raises(PermissionDeniedError):
-            manager.rotate_key(_raw(new), principal=principal)
+            manager.as_caller(CallContext(principal)).rotate_key(_raw(new))
     _only(manager, _kid(old))  # nothing happened, and the manager still seals with the old key
     manager.set(NS, "x", "sk-x", secret=True)
     _only(manager, _kid(old))
-    assert manager.rotate_key(_raw(new), principal=admin).complete
+    assert manager.as_caller(CallContext(admin)).rotate_key(_raw(new)).complete
     assert [e.actor for e in manager.audit_events() if e.type == "key_rotated"] == [admin.actor]
     with pytest.raises(SecretKeyError):
         manager.rotate_key(b"\x00" * 32)  # a weak key is refused like any master key

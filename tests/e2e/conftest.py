@@ -47,7 +47,8 @@ class LiveServer:
         token = self.admin_key if key is True else key or None
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        return httpx.Client(base_url=self.url, timeout=30, headers=headers, **kw)
+        kw.setdefault("timeout", 30)
+        return httpx.Client(base_url=self.url, headers=headers, **kw)
 
     def new_key(self, role: str = "admin", name: str | None = None, **kw: Any) -> str:
         """A fresh API key made directly by the manager (as the local owner)."""
@@ -60,6 +61,7 @@ class ServerThread:
     def __init__(self, app: FastAPI, options: ServeOptions) -> None:
         kwargs = uvicorn_options(replace(options, port=0))
         kwargs["log_level"] = "warning"
+        self.app = app
         self.server = uvicorn.Server(uvicorn.Config(app, **kwargs))  # type: ignore[arg-type]
         self.thread = threading.Thread(target=self.server.run, name="llm-config-live-server", daemon=True)
 
@@ -74,6 +76,9 @@ class ServerThread:
         return port
 
     def stop(self) -> None:
+        hub = getattr(self.app.state, "watch_hub", None)
+        if hub is not None:  # as `serve` does: open watch streams end first
+            hub.close()
         self.server.should_exit = True
         self.thread.join(timeout=15)
 

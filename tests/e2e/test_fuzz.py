@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from llm_config.core.manager import ConfigManager
 from llm_config.crypto.keys import generate_key
+from llm_config.server.routes.watch import WatchSettings
 from llm_config.server.security import query_carries_key
 from tests.e2e.conftest import LiveServer, serve_in_thread, server_options
 from tests.e2e.test_rest import EXPECTED_ROUTES
@@ -69,6 +70,7 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         manager.set(ns, "s", "hidden", secret=True)
         manager.set(ns, "k", 0, env="base")
     thread, server = serve_in_thread(manager, server_options(max_body=256 * 1024))
+    server.app.state.watch = WatchSettings(max_seconds=0.2)  # a watch stream ends, so a fuzz call can
     try:
         yield server
     finally:

@@ -9,12 +9,18 @@ import pytest
 import time_machine
 
 from llm_config import AuthenticationError, ConfigManager, NotFoundError, PermissionDeniedError, rbac
+from llm_config.core.context import CallContext, Caller
 from llm_config.crypto.apikeys import looks_like_api_key
 from llm_config.models import Environment, Principal, Role
 
 
 def principal(role: Role, namespaces: tuple[str, ...] = (), envs: tuple[Environment, ...] = ()) -> Principal:
     return Principal(actor=f"key:{role.value}", role=role, namespaces=namespaces, environments=envs)
+
+
+def as_(manager: ConfigManager, who: Principal) -> Caller:
+    """The manager's methods run as `who` (as the REST routes run them for a request's key)."""
+    return manager.as_caller(CallContext(who))
 
 
 def test_role_matrix_matches_spec() -> None:
@@ -46,17 +52,17 @@ def test_narrower_keys_only() -> None:
     assert not rbac.is_narrower(principal(Role.VIEWER), Role.AUDITOR, (), ())
 
 
-OPERATIONS: dict[str, tuple[str, Callable[[ConfigManager, Principal, str, str], object]]] = {
-    "get": ("config:read", lambda m, p, ns, env: m.get(ns, "k", env=env, principal=p)),
-    "reveal": ("secret:read", lambda m, p, ns, env: m.get(ns, "s", env=env, reveal=True, principal=p)),
-    "set": ("config:create", lambda m, p, ns, env: m.set(ns, "k", 2, env=env, principal=p)),
-    "set secret": ("secret:create", lambda m, p, ns, env: m.set(ns, "s", "x", env=env, secret=True, principal=p)),
-    "delete": ("config:delete", lambda m, p, ns, env: m.delete(ns, "k", env=env, principal=p)),
-    "rollback": ("config:rollback", lambda m, p, ns, env: m.rollback(ns, "k", 1, env=env, principal=p)),
-    "history": ("history:read", lambda m, p, ns, env: m.history(ns, "k", env=env, principal=p)),
-    "list": ("config:list", lambda m, p, ns, env: m.list(ns, env=env, principal=p)),
-    "export": ("config:export", lambda m, p, ns, env: m.export(ns, env=env, principal=p)),
-    "import": ("config:import", lambda m, p, ns, env: m.import_(ns, {"n": 1}, env=env, principal=p)),
+OPERATIONS: dict[str, tuple[str, Callable[[Caller, str, str], object]]] = {
+    "get": ("config:read", lambda c, ns, env: c.get(ns, "k", env=env)),
+    "reveal": ("secret:read", lambda c, ns, env: c.get(ns, "s", env=env, reveal=True)),
+    "set": ("config:create", lambda c, ns, env: c.set(ns, "k", 2, env=env)),
+    "set secret": ("secret:create", lambda c, ns, env: c.set(ns, "s", "x", env=env, secret=True)),
+    "delete": ("config:delete", lambda c, ns, env: c.delete(ns, "k", env=env)),
+    "rollback": ("config:rollback", lambda c, ns, env: c.rollback(ns, "k", 1, env=env)),
+    "history": ("history:read", lambda c, ns, env: c.history(ns, "k", env=env)),
+    "list": ("config:list", lambda c, ns, env: c.list(ns, env=env)),
+    "export": ("config:export", lambda c, ns, env: c.export(ns, env=env)),
+    "import": ("config:import", lambda c, ns, env: c.import_(ns, {"n": 1}, env=env)),
 }
 PRINCIPALS = [
     principal(role, ns, envs)
@@ -83,7 +89,7 @@ def test_generated_matrix(seeded: ConfigManager, who: Principal) -> None:
                 expected = expected and rbac.allowed(who, "config:read", ns, Environment(env))
             denied_before = len([e for e in seeded.audit_events() if e.type == "access_denied"])
             try:
-                call(seeded, who, ns, env)
+                call(as_(seeded, who), ns, env)
                 outcome = True
             except PermissionDeniedError:
                 outcome = False
@@ -98,16 +104,32 @@ def test_generated_matrix(seeded: ConfigManager, who: Principal) -> None:
 def test_denied_events_name_the_principal_not_the_value(seeded: ConfigManager) -> None:
     viewer = principal(Role.VIEWER)
     with pytest.raises(PermissionDeniedError):
-        seeded.set("acme", "k", "sk-do-not-log", env="development", principal=viewer)
+        as_(seeded, viewer).set("acme", "k", "sk-do-not-log", env="development")
     event = seeded.audit_events()[-1]
     assert event.type == "access_denied" and event.actor == "key:viewer" and event.outcome == "denied"
     assert "sk-do-not-log" not in str(event.to_json())
 
 
+def test_a_caller_view_binds_principal_address_and_request_id_once(seeded: ConfigManager) -> None:
+    editor = principal(Role.EDITOR, ("acme",))
+    view = seeded.as_caller(CallContext(editor, "198.51.100.4", "req-7", actor="ignored"))
+    view.set("acme", "k", 3, env="development")
+    with pytest.raises(PermissionDeniedError):
+        view.delete("other", "k", env="production")
+    written, denied = seeded.audit_events()[-2:]
+    assert (written.type, written.actor, written.source_ip, written.request_id) == \
+        ("config_updated", "key:editor", "198.51.100.4", "req-7")
+    assert (denied.type, denied.actor, denied.source_ip, denied.request_id) == \
+        ("access_denied", "key:editor", "198.51.100.4", "req-7")
+    owner = seeded.as_caller(CallContext(actor="ops"))  # no principal: the local owner, recorded as `actor`
+    assert owner.set("other", "k", 4, env="production").metadata.updated_by == "ops"
+    assert seeded.get("other", "k", env="production").value == 4
+
+
 def test_namespaces_and_audit_are_filtered_to_scope(seeded: ConfigManager) -> None:
     scoped = principal(Role.AUDITOR, ("acme",))
-    assert seeded.namespaces(principal=scoped) == ["acme", "acme/sub"]
-    events = seeded.audit_events(principal=scoped)
+    assert as_(seeded, scoped).namespaces() == ["acme", "acme/sub"]
+    events = as_(seeded, scoped).audit_events()
     assert events and all(e.namespace in ("acme", "acme/sub") for e in events)
 
 
@@ -117,13 +139,13 @@ def test_api_key_lifecycle(make_manager: Callable[..., ConfigManager]) -> None:
     assert first is not None and looks_like_api_key(first) and mgr.ensure_initial_admin_key() is None
     admin = mgr.authenticate(first)
     assert admin.role is Role.ADMIN and admin.actor == f"key:initial-admin#{admin.key_id}"
-    record, key = mgr.create_api_key("ci", "editor", namespaces=["acme"], environments=["dev"], principal=admin)
+    record, key = as_(mgr, admin).create_api_key("ci", "editor", namespaces=["acme"], environments=["dev"])
     assert key not in str(mgr.storage.list_api_keys()) and record.key_hash != key
     ci = mgr.authenticate(key)
     assert ci.namespaces == ("acme",) and ci.environments == (Environment.DEVELOPMENT,)
-    mgr.set("acme/bot", "model", "gpt", env="dev", principal=ci)
+    as_(mgr, ci).set("acme/bot", "model", "gpt", env="dev")
     assert mgr.history("acme/bot", "model", env="dev")[0].created_by == f"key:ci#{record.id}"
-    mgr.revoke_api_key(record.id, principal=admin)
+    as_(mgr, admin).revoke_api_key(record.id)
     with pytest.raises(AuthenticationError):
         mgr.authenticate(key)
     other = make_manager()  # another process's view: its cache never saw the key
@@ -154,8 +176,8 @@ def test_expired_keys_stop_working(make_manager: Callable[..., ConfigManager]) -
 def test_a_scoped_admin_cannot_mint_wider_keys(manager: ConfigManager) -> None:
     scoped = principal(Role.ADMIN, ("acme",))
     with pytest.raises(PermissionDeniedError, match="equal or narrower"):
-        manager.create_api_key("wide", "viewer", principal=scoped)
-    _, key = manager.create_api_key("narrow", "viewer", namespaces=["acme/x"], principal=scoped)
+        as_(manager, scoped).create_api_key("wide", "viewer")
+    _, key = as_(manager, scoped).create_api_key("narrow", "viewer", namespaces=["acme/x"])
     assert manager.authenticate(key).namespaces == ("acme/x",)
 
 

@@ -19,6 +19,7 @@ import orjson
 import pytest
 
 from llm_config import audit
+from llm_config.core.context import CallContext
 from llm_config.core.custody import INSTANCE_SECRET
 from llm_config.core.manager import ConfigManager
 from llm_config.crypto.aead import Keyring, derive_key
@@ -434,8 +435,8 @@ def test_a_tampered_key_in_the_tree_cannot_keep_its_parent_alive(
     mgr = seeded.manager
     admin = mgr.authenticate(seeded.admin_key)
     assert admin.key_id is not None
-    child, child_key = mgr.create_api_key("child", "admin", principal=admin)
-    _, grandchild_key = mgr.create_api_key("grandchild", "viewer", principal=mgr.authenticate(child_key))
+    child, child_key = mgr.as_caller(CallContext(admin)).create_api_key("child", "admin")
+    _, grandchild_key = mgr.as_caller(CallContext(mgr.authenticate(child_key))).create_api_key("grandchild", "viewer")
     sql(store_dir, "UPDATE api_keys SET created_by = 'mallory' WHERE id = ?", (child.id,))
     sql(store_dir, "INSERT INTO api_keys (id, name, role, namespaces, environments, key_hash, created_at, "
                    "created_by, expires_at, revoked_at, parent_id, audit_seq, mac) "

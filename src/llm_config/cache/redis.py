@@ -201,7 +201,7 @@ class RedisTier:
         while not self._stopped.is_set():
             client = self._redis.Redis.from_url(self.url, socket_timeout=2.0, socket_connect_timeout=1.0,
                                                 health_check_interval=1)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 channel = self.channel
                 pubsub.subscribe(channel)

@@ -25,9 +25,10 @@ from llm_config import audit, rbac, writes
 from llm_config.cache.record import CacheRecord, make_record
 from llm_config.cache.tiered import TieredCache
 from llm_config.core.access import Access
-from llm_config.core.context import CallContext
+from llm_config.core.context import CallContext, Caller
 from llm_config.core.custody import EPOCH, StoreKeys, need, place, unlock
 from llm_config.core.resolve import merge_with_base, nest
+from llm_config.core.watch import ChangeFeed, Signals
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
 from llm_config.errors import KeyMissingError, NotFoundError, StorageError, ValidationError
 from llm_config.models import (
@@ -87,15 +88,26 @@ def _env(env: str | Environment) -> Environment:
     return found if found is not None else parse_environment(env)
 
 
-def _ctx(principal: Principal | None, source_ip: str | None, request_id: str | None,
-         actor: str | None = None) -> CallContext:
-    return CallContext(principal, source_ip, request_id, actor)
+_OWNER: Final = CallContext()
+"""The local owner of the store with the manager's own actor: the context of a call without `actor=`."""
+
+
+def _owner(actor: str | None) -> CallContext:
+    """The context of a library or CLI call (the local owner, recorded as `actor` if given)."""
+    return _OWNER if actor is None else CallContext(actor=actor)
+
+
+def _ctx(principal: Principal | None, source_ip: str | None, request_id: str | None) -> CallContext:
+    return CallContext(principal, source_ip, request_id)
 
 
 class ConfigManager:
     """Versioned configuration and secrets over one storage backend. Thread-safe.
 
-    Use `ConfigManager.open(...)`; close it (or use it as a context manager) when done.
+    Use `ConfigManager.open(...)`; close it (or use it as a context manager) when done. Its methods run
+    as the local owner of the store (an unrestricted admin, recorded as the manager's actor or the call's
+    `actor=`); `as_caller(CallContext(principal, ...))` gives the same methods run as another caller.
+    Each such public method is a thin wrapper over a private `_name(ctx, ...)` that the view calls too.
     """
 
     def __init__(
@@ -121,6 +133,8 @@ class ConfigManager:
         self.actor = actor or os_account()
         self.audit_reads = audit_reads
         self._clock = clock
+        self.signals = Signals()  # wakes this process's watch streams (core/watch.py)
+        self.feed = ChangeFeed(storage)
         self._key_source = key_source
         keys, self.key_warning = unlock(storage, key_source, create=True)
         if self.key_warning is not None:
@@ -245,6 +259,12 @@ class ConfigManager:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def as_caller(self, ctx: CallContext) -> Caller:
+        """The methods of this manager run as `ctx`'s caller: its principal is authorized (and recorded
+        as the actor), its address and request id go into every audit event. The REST routes use one
+        per request; `CallContext()` is the local owner, as the manager itself."""
+        return Caller(self, ctx)
+
     # ------------------------------------------------------------------ cache plumbing
 
     def _redis_tier(self, url: str | None, keys: StoreKeys | None, ttl: float, timeout: float,
@@ -281,6 +301,7 @@ class ConfigManager:
         api_keys = self.__dict__.get("_api_keys")  # only if this process ever authenticated
         if api_keys is not None:
             api_keys.forget_principals()
+        self.signals.principals()
 
     def _entry(self, row: StoredEntry) -> Entry:
         secret = row.value_type is ValueType.SECRET
@@ -390,29 +411,30 @@ class ConfigManager:
         with_overrides: bool = False,
         reveal: bool = False,
         actor: str | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        principal: Principal | None = None,
     ) -> Entry:
         """One entry. `with_overrides`: the env's value, else base's. `reveal` decrypts (audited)."""
+        return self._get(_OWNER if actor is None else CallContext(actor=actor), namespace, key, env, version,
+                         with_overrides, reveal)
+
+    def _get(self, ctx: CallContext, namespace: str, key: str, env: str | Environment, version: int | None,
+             with_overrides: bool, reveal: bool) -> Entry:
         environment = _ENV_FAST.get(env) or parse_environment(env)
-        if principal is not None:
-            self._access.authorize(_ctx(principal, source_ip, request_id), "config:read", namespace, environment,
-                                   key=key)
+        if ctx.principal is not None:
+            self._access.authorize(ctx, "config:read", namespace, environment, key=key)
         if version is None and not reveal and not with_overrides:
-            # the hot path: one change check and one dict lookup on a hit
-            self._check_foreign_changes()
+            # the hot path: one change check and one dict lookup on a hit (`_check_foreign_changes` inlined)
+            if self._poller is None:
+                self.cache.maybe_poll()
             record = self.cache.peek((namespace, key, environment))
             hit = record.entry if record is not None else self._current(namespace, key, environment, looked=True)
             if hit is not None:
                 if self._read_audit is not None:
-                    self._record_read(hit, _ctx(principal, source_ip, request_id, actor))
+                    self._record_read(hit, ctx)
                 return hit
             raise NotFoundError(
                 f"Config not found: {writes.where(namespace, key, environment)}",
                 namespace=namespace, key=key, environment=environment.value,
             )
-        ctx = _ctx(principal, source_ip, request_id, actor)
         if version is not None:
             entry = self._get_version(namespace, key, environment, version)
         else:
@@ -504,11 +526,10 @@ class ConfigManager:
         recursive: bool = False,
         limit: int | None = None,
         cursor: str | None = None,
-        principal: Principal | None = None,
     ) -> builtins.list[Entry]:
         """Live entries of a namespace ordered by key (secrets unrevealed)."""
-        return self.list_page(namespace, env=env, prefix=prefix, recursive=recursive, limit=limit,
-                              cursor=cursor, principal=principal)[0]
+        return self._list_page(_OWNER, namespace, env=env, prefix=prefix, recursive=recursive, limit=limit,
+                               cursor=cursor)[0]
 
     def list_page(
         self,
@@ -519,14 +540,18 @@ class ConfigManager:
         recursive: bool = False,
         limit: int | None = None,
         cursor: str | None = None,
-        principal: Principal | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
     ) -> tuple[builtins.list[Entry], str | None]:
         """A page of `list` and the cursor of the next page (None at the end)."""
+        return self._list_page(_OWNER, namespace, env=env, prefix=prefix, recursive=recursive, limit=limit,
+                               cursor=cursor)
+
+    def _list_page(
+        self, ctx: CallContext, namespace: str, *, env: str | Environment, prefix: str, recursive: bool,
+        limit: int | None, cursor: str | None,
+    ) -> tuple[builtins.list[Entry], str | None]:
         validate_namespace(namespace)
         environment = _env(env)
-        self._access.authorize(_ctx(principal, source_ip, request_id), "config:list", namespace, environment)
+        self._access.authorize(ctx, "config:list", namespace, environment)
         if prefix and not all(c.isalnum() or c in "_.-" for c in prefix):
             raise ValidationError("Invalid prefix: letters, digits, '_', '.', '-' only")
         if limit is not None and (limit < 1 or limit > 10_000):
@@ -542,13 +567,14 @@ class ConfigManager:
             next_cursor = f"{last.namespace}~{last.key}" if recursive else last.key  # names never hold '~'
         return [self._entry(r) for r in rows], next_cursor
 
-    def namespaces(
-        self, prefix: str = "", *, principal: Principal | None = None, source_ip: str | None = None,
-        request_id: str | None = None,
-    ) -> builtins.list[str]:
-        """Namespaces holding at least one live entry (only those the principal may list)."""
-        self._access.authorize(_ctx(principal, source_ip, request_id), "config:list", None, None)
+    def namespaces(self, prefix: str = "") -> builtins.list[str]:
+        """Namespaces holding at least one live entry (for a caller: only those its key may list)."""
+        return self._namespaces(_OWNER, prefix)
+
+    def _namespaces(self, ctx: CallContext, prefix: str) -> builtins.list[str]:
+        self._access.authorize(ctx, "config:list", None, None)
         found = self.storage.namespaces(prefix)
+        principal = ctx.principal
         if principal is None or not principal.namespaces:
             return found
         return [ns for ns in found if any(rbac.covers_namespace(p, ns) for p in principal.namespaces)]
@@ -560,14 +586,15 @@ class ConfigManager:
         *,
         env: str | Environment = Environment.DEVELOPMENT,
         limit: int | None = None,
-        principal: Principal | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
     ) -> builtins.list[HistoryItem]:
         """Every version newest first; secret values as "<encrypted>", tombstones as null."""
+        return self._history(_OWNER, namespace, key, env=env, limit=limit)
+
+    def _history(
+        self, ctx: CallContext, namespace: str, key: str, *, env: str | Environment, limit: int | None,
+    ) -> builtins.list[HistoryItem]:
         environment = self._target(namespace, key, env)
-        self._access.authorize(_ctx(principal, source_ip, request_id), "history:read", namespace, environment,
-                               key=key)
+        self._access.authorize(ctx, "history:read", namespace, environment, key=key)
         if limit is not None:
             check_version(limit, "limit")
         rows = self.storage.history(namespace, key, environment, limit)
@@ -601,14 +628,15 @@ class ConfigManager:
         nested: bool = False,
         reveal: bool = False,
         actor: str | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """`{KEY: VALUE}` of the environment over base. Secrets are "<encrypted>" unless `reveal`."""
+        return self._resolve(_owner(actor), namespace, env=env, nested=nested, reveal=reveal)
+
+    def _resolve(
+        self, ctx: CallContext, namespace: str, *, env: str | Environment, nested: bool, reveal: bool,
+    ) -> dict[str, Any]:
         validate_namespace(namespace)
         environment = _env(env)
-        ctx = _ctx(principal, source_ip, request_id, actor)
         self._access.authorize(ctx, "config:read", namespace, environment)
         own = self._resolved_entries(namespace, environment)
         if reveal and any(e.secret for e in own.values()):
@@ -617,11 +645,15 @@ class ConfigManager:
         flat = {k: e.value for k, e in own.items()}
         return nest(flat) if nested else flat
 
+    def _list_entries(self, namespace: str, env: Environment) -> builtins.list[Entry]:
+        """Every live entry of one environment, for an operation already authorized as a whole."""
+        return [self._entry(r) for r in self.storage.list_current(namespace, env)]
+
     def _resolved_entries(self, namespace: str, env: Environment) -> dict[str, Entry]:
-        entries = {e.key: e for e in self.list(namespace, env=env)}
+        entries = {e.key: e for e in self._list_entries(namespace, env)}
         if env is Environment.BASE:
             return entries
-        base = {e.key: e for e in self.list(namespace, env=Environment.BASE)}
+        base = {e.key: e for e in self._list_entries(namespace, Environment.BASE)}
         return merge_with_base(base, entries)
 
     # ------------------------------------------------------------------ writes
@@ -636,25 +668,23 @@ class ConfigManager:
         return _env(env)
 
     def _write_target(
-        self, namespace: str, key: str, env: str | Environment, permission: str, principal: Principal | None,
-        actor: str | None, source_ip: str | None, request_id: str | None,
-    ) -> tuple[Environment, str | None]:
-        """Validate and authorize a write's target; returns its environment and the actor to record."""
+        self, ctx: CallContext, namespace: str, key: str, env: str | Environment, permission: str,
+    ) -> Environment:
+        """Validate and authorize a write's target; returns its environment."""
         environment = self._target(namespace, key, env)
-        if principal is None:
-            return environment, actor
-        self._access.authorize(_ctx(principal, source_ip, request_id), permission, namespace, environment, key=key)
-        return environment, principal.actor
+        if ctx.principal is not None:
+            self._access.authorize(ctx, permission, namespace, environment, key=key)
+        return environment
 
     def _request(
-        self, kind: WriteKind, namespace: str, key: str, env: Environment, *, actor: str | None,
-        source_ip: str | None, request_id: str | None, change_description: str, **fields: Any,
+        self, kind: WriteKind, namespace: str, key: str, env: Environment, *, ctx: CallContext,
+        change_description: str, **fields: Any,
     ) -> WriteRequest:
-        """A WriteRequest stamped with the actor (checked) and the time."""
-        who = check_text(actor or self.actor, "actor", 200)
+        """A WriteRequest stamped with the caller's actor (checked), address, request id and the time."""
+        who = check_text(ctx.actor_or(self.actor), "actor", 200)
         return WriteRequest(
             kind=kind, namespace=namespace, key=key, environment=env, actor=who, timestamp=self._now(),
-            change_description=change_description, source_ip=source_ip, request_id=request_id, **fields,
+            change_description=change_description, source_ip=ctx.source_ip, request_id=ctx.request_id, **fields,
         )
 
     def _apply(self, writes: Sequence[WriteRequest]) -> builtins.list[StoredEntry]:
@@ -667,6 +697,7 @@ class ConfigManager:
             raise
         self.cache.invalidate([((r.entry.namespace, r.entry.key, r.entry.environment), r.entry.revision)
                                for r in results])
+        self.signals.changed()
         return [r.entry for r in results]
 
     def _seal_value(
@@ -693,9 +724,7 @@ class ConfigManager:
         tags: Sequence[str] | None,
         change_description: str,
         expected_version: int | None,
-        actor: str | None,
-        source_ip: str | None,
-        request_id: str | None,
+        ctx: CallContext,
         hint: str = writes.FOR_SET,
     ) -> WriteRequest:
         """A SET request; with `current` (an import's plan) the plain-over-secret rule is checked now too."""
@@ -712,7 +741,7 @@ class ConfigManager:
             check_version(expected_version, "expected_version", allow_zero=True)
         value_type, stored, fingerprint = self._seal_value(namespace, key, env, value, bool(secret))
         request = self._request(
-            WriteKind.SET, namespace, key, env, actor=actor, source_ip=source_ip, request_id=request_id,
+            WriteKind.SET, namespace, key, env, ctx=ctx,
             change_description=change_description, value_type=value_type, stored_value=stored,
             fingerprint=fingerprint, expected_version=expected_version, tags=tag_tuple, description=description,
             audit_details={"fingerprint": fingerprint, "fingerprint_scheme": audit.FINGERPRINT_SCHEME},
@@ -734,21 +763,22 @@ class ConfigManager:
         message: str | None = None,
         expected_version: int | None = None,
         actor: str | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        principal: Principal | None = None,
     ) -> Entry:
         """Write a new version; `expected_version` makes it a compare-and-set (0: must not exist)."""
-        environment, actor = self._write_target(
-            namespace, key, env, "secret:create" if secret else "config:create", principal, actor, source_ip,
-            request_id,
-        )
+        return self._set(_owner(actor), namespace, key, value, env=env, secret=secret, description=description,
+                         tags=tags, message=message, expected_version=expected_version)
+
+    def _set(
+        self, ctx: CallContext, namespace: str, key: str, value: Any, *, env: str | Environment,
+        secret: bool | None, description: str | None, tags: Sequence[str] | None, message: str | None,
+        expected_version: int | None,
+    ) -> Entry:
+        environment = self._write_target(ctx, namespace, key, env, "secret:create" if secret else "config:create")
         if message is not None:
             check_text(message, "message")
         request = self._set_request(  # storage enforces the secret rule on the row it locks
             namespace, key, value, environment, None, secret=secret, description=description,
-            tags=tags, change_description=message or "", expected_version=expected_version, actor=actor,
-            source_ip=source_ip, request_id=request_id,
+            tags=tags, change_description=message or "", expected_version=expected_version, ctx=ctx,
         )
         return self._entry(self._apply([request])[0])
 
@@ -760,19 +790,19 @@ class ConfigManager:
         env: str | Environment = Environment.DEVELOPMENT,
         expected_version: int | None = None,
         actor: str | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        principal: Principal | None = None,
     ) -> Entry:
         """Write a tombstone version; returns it (value None). Missing key → NotFoundError."""
-        environment, actor = self._write_target(
-            namespace, key, env, "config:delete", principal, actor, source_ip, request_id
-        )
+        return self._delete(_owner(actor), namespace, key, env=env, expected_version=expected_version)
+
+    def _delete(
+        self, ctx: CallContext, namespace: str, key: str, *, env: str | Environment, expected_version: int | None,
+    ) -> Entry:
+        environment = self._write_target(ctx, namespace, key, env, "config:delete")
         if expected_version is not None:
             check_version(expected_version, "expected_version", allow_zero=True)
         request = self._request(
-            WriteKind.DELETE, namespace, key, environment, actor=actor, source_ip=source_ip,
-            request_id=request_id, change_description="Deleted", expected_version=expected_version,
+            WriteKind.DELETE, namespace, key, environment, ctx=ctx, change_description="Deleted",
+            expected_version=expected_version,
         )
         return self._entry(self._apply([request])[0])
 
@@ -785,22 +815,23 @@ class ConfigManager:
         env: str | Environment = Environment.DEVELOPMENT,
         secret: bool | None = None,
         actor: str | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        principal: Principal | None = None,
     ) -> Entry:
         """Write version max+1 holding version N's value (an undelete after a delete).
 
         Rolling a secret back to a plain version needs `secret=False`, as `set` does (SPEC §5).
         """
-        environment, actor = self._write_target(
-            namespace, key, env, "config:rollback", principal, actor, source_ip, request_id
-        )
+        return self._rollback(_owner(actor), namespace, key, version, env=env, secret=secret)
+
+    def _rollback(
+        self, ctx: CallContext, namespace: str, key: str, version: int, *, env: str | Environment,
+        secret: bool | None,
+    ) -> Entry:
+        environment = self._write_target(ctx, namespace, key, env, "config:rollback")
         if secret is not None and not isinstance(secret, bool):
             raise ValidationError("Invalid secret flag: must be true, false or omitted")
         request = self._request(
-            WriteKind.ROLLBACK, namespace, key, environment, actor=actor, source_ip=source_ip,
-            request_id=request_id, change_description=f"Rollback to version {version}",
+            WriteKind.ROLLBACK, namespace, key, environment, ctx=ctx,
+            change_description=f"Rollback to version {version}",
             target_version=check_version(version), audit_details={"target_version": version},
             refuse_plain_over_secret=secret is not False,
         )
@@ -814,17 +845,14 @@ class ConfigManager:
         *,
         env: str | Environment = Environment.DEVELOPMENT,
         actor: str | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        principal: Principal | None = None,
     ) -> None:
         """Destroy one (non-current) version's value for good (admins only); history keeps a marker."""
-        environment, actor = self._write_target(
-            namespace, key, env, "system:delete", principal, actor, source_ip, request_id
-        )
+        self._purge(_owner(actor), namespace, key, version, env=env)
+
+    def _purge(self, ctx: CallContext, namespace: str, key: str, version: int, *, env: str | Environment) -> None:
+        environment = self._write_target(ctx, namespace, key, env, "system:delete")
         self._apply([self._request(
-            WriteKind.PURGE, namespace, key, environment, actor=actor, source_ip=source_ip,
-            request_id=request_id, change_description=f"Purged version {version}",
+            WriteKind.PURGE, namespace, key, environment, ctx=ctx, change_description=f"Purged version {version}",
             target_version=check_version(version),
         )])
 
@@ -837,18 +865,17 @@ class ConfigManager:
         env: str | Environment = Environment.DEVELOPMENT,
         reveal: bool = False,
         actor: str | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        principal: Principal | None = None,
     ) -> dict[str, Any]:
         """The SPEC §5 document of one environment's own entries (secrets only with `reveal`)."""
+        return self._export(_owner(actor), namespace, env=env, reveal=reveal)
+
+    def _export(self, ctx: CallContext, namespace: str, *, env: str | Environment, reveal: bool) -> dict[str, Any]:
         validate_namespace(namespace)
         environment = _env(env)
-        ctx = _ctx(principal, source_ip, request_id, actor)
         self._access.authorize(ctx, "config:export", namespace, environment)
         if reveal:
             self._access.authorize(ctx, "secret:read", namespace, environment)
-        entries = self.list(namespace, env=environment)
+        entries = self._list_entries(namespace, environment)
         doc: dict[str, Any] = {
             "namespace": namespace,
             "environment": environment.value,
@@ -863,17 +890,18 @@ class ConfigManager:
 
     def export_text(
         self, namespace: str, *, env: str | Environment = Environment.DEVELOPMENT, fmt: str = "json",
-        reveal: bool = False, actor: str | None = None, source_ip: str | None = None,
-        request_id: str | None = None, principal: Principal | None = None,
+        reveal: bool = False, actor: str | None = None,
     ) -> str:
         """`export` rendered as json, yaml or dotenv text."""
+        return self._export_text(_owner(actor), namespace, env=env, fmt=fmt, reveal=reveal)
+
+    def _export_text(self, ctx: CallContext, namespace: str, *, env: str | Environment, fmt: str,
+                     reveal: bool) -> str:
         if fmt not in ("json", "yaml", "dotenv"):
             raise ValidationError(f"Unknown export format {fmt!r}: use json, yaml or dotenv")
         from llm_config.core.transfer import format_export
 
-        doc = self.export(namespace, env=env, reveal=reveal, actor=actor, source_ip=source_ip, request_id=request_id,
-                          principal=principal)
-        return format_export(doc, fmt)
+        return format_export(self._export(ctx, namespace, env=env, reveal=reveal), fmt)
 
     def import_(
         self,
@@ -886,9 +914,6 @@ class ConfigManager:
         dry_run: bool = False,
         secret: bool | None = None,
         actor: str | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
-        principal: Principal | None = None,
     ) -> ImportPlan:
         """Upsert a document's keys all or nothing; unchanged values write nothing.
 
@@ -897,11 +922,17 @@ class ConfigManager:
         (`--no-secret`), as with `set`. `prune` deletes live keys the document lacks — secret keys only
         if it has a secrets section.
         """
+        return self._import(_owner(actor), namespace, document, env=env, fmt=fmt, prune=prune, dry_run=dry_run,
+                            secret=secret)
+
+    def _import(
+        self, ctx: CallContext, namespace: str, document: str | dict[str, Any], *, env: str | Environment,
+        fmt: str | None, prune: bool, dry_run: bool, secret: bool | None,
+    ) -> ImportPlan:
         validate_namespace(namespace)
         environment = _env(env)
         if secret is not None and not isinstance(secret, bool):
             raise ValidationError("Invalid secret flag: must be true, false or omitted")
-        ctx = _ctx(principal, source_ip, request_id, actor)
         self._access.authorize(ctx, "config:import", namespace, environment)
         from llm_config.core.transfer import ImportPlan, parse_import
 
@@ -911,8 +942,6 @@ class ConfigManager:
             self._access.authorize(ctx, "secret:create", namespace, environment)
         if prune:
             self._access.authorize(ctx, "config:delete", namespace, environment)
-        if principal is not None:
-            actor = principal.actor
         keys = self._need("Importing")
         current = {row.key: row for row in self.storage.list_current(namespace, environment)}
         plan = ImportPlan(dry_run=dry_run)
@@ -932,8 +961,7 @@ class ConfigManager:
                 request = self._set_request(
                     namespace, key, value, environment, row, secret=True if sealed else secret,
                     description=None, tags=None, change_description="Imported",
-                    expected_version=row.version if row is not None else 0, actor=actor,
-                    source_ip=source_ip, request_id=request_id, hint=writes.FOR_IMPORT,
+                    expected_version=row.version if row is not None else 0, ctx=ctx, hint=writes.FOR_IMPORT,
                 )
             except ValidationError as exc:
                 refused.append(exc.message)
@@ -950,8 +978,8 @@ class ConfigManager:
                     continue
                 plan.deleted.append(key)
                 requests.append(self._request(
-                    WriteKind.DELETE, namespace, key, environment, actor=actor, source_ip=source_ip,
-                    request_id=request_id, change_description="Deleted", expected_version=row.version,
+                    WriteKind.DELETE, namespace, key, environment, ctx=ctx, change_description="Deleted",
+                    expected_version=row.version,
                 ))
         if requests and not dry_run:
             self._apply(requests)
@@ -967,30 +995,36 @@ class ConfigManager:
         namespaces: Sequence[str] = (),
         environments: Sequence[str | Environment] = (),
         expires_days: float | None = None,
-        principal: Principal | None = None,
-        source_ip: str | None = None,
-        request_id: str | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key; returns its record and the key itself, which is shown once and never stored.
 
         A key can only create keys of equal or narrower role, scope and lifetime (SPEC §4, §8).
         """
-        return self._api_keys.create(_ctx(principal, source_ip, request_id), name, role, namespaces=namespaces,
-                                     environments=environments, expires_days=expires_days)
+        return self._create_api_key(_OWNER, name, role, namespaces=namespaces, environments=environments,
+                                    expires_days=expires_days)
 
-    def list_api_keys(
-        self, *, principal: Principal | None = None, source_ip: str | None = None, request_id: str | None = None
-    ) -> builtins.list[ApiKey]:
+    def _create_api_key(
+        self, ctx: CallContext, name: str, role: str | Role, *, namespaces: Sequence[str],
+        environments: Sequence[str | Environment], expires_days: float | None,
+    ) -> tuple[ApiKey, str]:
+        return self._api_keys.create(ctx, name, role, namespaces=namespaces, environments=environments,
+                                     expires_days=expires_days)
+
+    def list_api_keys(self) -> builtins.list[ApiKey]:
         """Every key (without secrets); a caller sees the keys it could have created itself."""
-        return self._api_keys.list(_ctx(principal, source_ip, request_id))
+        return self._list_api_keys(_OWNER)
 
-    def revoke_api_key(
-        self, key_id: str, *, principal: Principal | None = None, source_ip: str | None = None,
-        request_id: str | None = None,
-    ) -> ApiKey:
+    def _list_api_keys(self, ctx: CallContext) -> builtins.list[ApiKey]:
+        return self._api_keys.list(ctx)
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
         """Revoke a key and every key it created; effective on every process within `AUTH_CACHE_SECONDS`."""
-        revoked = self._api_keys.revoke(_ctx(principal, source_ip, request_id), key_id)
+        return self._revoke_api_key(_OWNER, key_id)
+
+    def _revoke_api_key(self, ctx: CallContext, key_id: str) -> ApiKey:
+        revoked = self._api_keys.revoke(ctx, key_id)
         self.cache.principals_changed()
+        self.signals.principals()
         return revoked
 
     def authenticate(
@@ -1036,31 +1070,35 @@ class ConfigManager:
 
         return Backups(self.storage, self._keys, self._key_source, self._access, self.actor)
 
-    def backup(self, out: IO[bytes], *, principal: Principal | None = None, source_ip: str | None = None,
-               request_id: str | None = None) -> BackupSummary:
+    def backup(self, out: IO[bytes]) -> BackupSummary:
         """Write a consistent, checksummed backup of the whole store to `out` (SPEC §4; secrets stay sealed)."""
-        return self._backups.backup(_ctx(principal, source_ip, request_id), out, now=self._now())
+        return self._backup(_OWNER, out)
+
+    def _backup(self, ctx: CallContext, out: IO[bytes]) -> BackupSummary:
+        return self._backups.backup(ctx, out, now=self._now())
 
     def check_backup(self, stream: IO[bytes]) -> BackupInfo:
         """Verify a backup file and that this master key opens it, touching nothing."""
         return self._backups.check(stream)
 
-    def restore(self, stream: IO[bytes], *, force: bool = False, principal: Principal | None = None,
-                source_ip: str | None = None, request_id: str | None = None) -> RestoreSummary:
+    def restore(self, stream: IO[bytes], *, force: bool = False) -> RestoreSummary:
         """Replace everything in this store with a backup (a non-empty store needs `force`); a new epoch."""
-        summary, keys = self._backups.restore(_ctx(principal, source_ip, request_id), stream, force=force,
-                                              now=self._now())
+        return self._restore(_OWNER, stream, force=force)
+
+    def _restore(self, ctx: CallContext, stream: IO[bytes], *, force: bool) -> RestoreSummary:
+        summary, keys = self._backups.restore(ctx, stream, force=force, now=self._now())
         self._adopt_keys(keys)
         self.cache.restored()
         return summary
 
-    def migrate_to(self, target: str, *, force: bool = False, principal: Principal | None = None,
-                   source_ip: str | None = None, request_id: str | None = None) -> MigrateSummary:
+    def migrate_to(self, target: str, *, force: bool = False) -> MigrateSummary:
         """Copy the whole store to the store at `target` (any backend) and verify the copy there."""
+        return self._migrate_to(_OWNER, target, force=force)
+
+    def _migrate_to(self, ctx: CallContext, target: str, *, force: bool) -> MigrateSummary:
         other = open_storage(target, create=True)
         try:
-            return self._backups.migrate(_ctx(principal, source_ip, request_id), other, force=force,
-                                         now=self._now())
+            return self._backups.migrate(ctx, other, force=force, now=self._now())
         finally:
             other.close()
 
@@ -1076,25 +1114,26 @@ class ConfigManager:
 
     # ------------------------------------------------------------------ audit and health
 
-    def audit_events(
-        self, query: AuditQuery | None = None, *, principal: Principal | None = None,
-        source_ip: str | None = None, request_id: str | None = None,
-    ) -> builtins.list[AuditEvent]:
+    def audit_events(self, query: AuditQuery | None = None) -> builtins.list[AuditEvent]:
         """Audit events oldest first, as the caller may see them (works without the key)."""
-        return self._trail.events(_ctx(principal, source_ip, request_id), query)
+        return self._audit_events(_OWNER, query)
 
-    def audit_verify(
-        self, anchor: str | None = None, *, principal: Principal | None = None, source_ip: str | None = None,
-        request_id: str | None = None,
-    ) -> audit.VerifyReport:
+    def _audit_events(self, ctx: CallContext, query: AuditQuery | None) -> builtins.list[AuditEvent]:
+        return self._trail.events(ctx, query)
+
+    def audit_verify(self, anchor: str | None = None) -> audit.VerifyReport:
         """Check the chain and every row against it; `anchor` is `SEQ:MAC`."""
-        return self._trail.verify(_ctx(principal, source_ip, request_id), anchor)
+        return self._audit_verify(_OWNER, anchor)
 
-    def audit_head(
-        self, *, principal: Principal | None = None, source_ip: str | None = None, request_id: str | None = None
-    ) -> str | None:
+    def _audit_verify(self, ctx: CallContext, anchor: str | None) -> audit.VerifyReport:
+        return self._trail.verify(ctx, anchor)
+
+    def audit_head(self) -> str | None:
         """`SEQ:MAC` of the newest event, to keep outside the database."""
-        return self._trail.head(_ctx(principal, source_ip, request_id))
+        return self._audit_head(_OWNER)
+
+    def _audit_head(self, ctx: CallContext) -> str | None:
+        return self._trail.head(ctx)
 
     def doctor(self, *, public: bool = False, detail: bool | None = None) -> dict[str, Any]:
         """Health of the store, key, row integrity, cache and audit chain (`llm-config doctor`, `/health`).
@@ -1121,27 +1160,29 @@ class ConfigManager:
         return self._keys.keyring.key_ids if self._keys is not None else []
 
     def rotate_key(
-        self, new_key: bytes, *, principal: Principal | None = None, source_ip: str | None = None,
-        request_id: str | None = None, batch_size: int = 200,
-        on_batch: Callable[[RotationProgress], None] | None = None,
+        self, new_key: bytes, *, batch_size: int = 200, on_batch: Callable[[RotationProgress], None] | None = None,
     ) -> RotationSummary:
         """Re-seal every secret version (history too) and the instance secret under `new_key` (32 raw bytes)
         while the store keeps serving; in batches, safe to re-run (SPEC §2). Admins only. From the start this
         manager seals with the new key; its old keys still open what they sealed."""
-        keyring = self._need("Rotating the master key").keyring.with_primary(new_key)
-        return self._rotate(keyring, _ctx(principal, source_ip, request_id), batch_size, on_batch)
+        return self._rotate_key(_OWNER, new_key, batch_size=batch_size, on_batch=on_batch)
 
-    def rotate_key_to(
-        self, key_id: str, *, principal: Principal | None = None, source_ip: str | None = None,
-        request_id: str | None = None, batch_size: int = 200,
-    ) -> RotationSummary:
+    def _rotate_key(self, ctx: CallContext, new_key: bytes, *, batch_size: int,
+                    on_batch: Callable[[RotationProgress], None] | None) -> RotationSummary:
+        keyring = self._need("Rotating the master key").keyring.with_primary(new_key)
+        return self._rotate(keyring, ctx, batch_size, on_batch)
+
+    def rotate_key_to(self, key_id: str, *, batch_size: int = 200) -> RotationSummary:
         """`rotate_key` to a key this process's keyring already holds, named by its id (the REST route: key
         material never travels over HTTP)."""
+        return self._rotate_key_to(_OWNER, key_id, batch_size=batch_size)
+
+    def _rotate_key_to(self, ctx: CallContext, key_id: str, *, batch_size: int) -> RotationSummary:
         keys = self._need("Rotating the master key")
         if key_id not in keys.keyring.key_ids:
             raise ValidationError("Unknown new_key_id: not a key in this server's keyring (add it to "
                                   "LLM_CONFIG_KEY or the key file and restart first)")
-        return self._rotate(keys.keyring.promoted(key_id), _ctx(principal, source_ip, request_id), batch_size, None)
+        return self._rotate(keys.keyring.promoted(key_id), ctx, batch_size, None)
 
     def _rotate(self, keyring: Any, ctx: CallContext, batch_size: int,
                 on_batch: Callable[[RotationProgress], None] | None) -> RotationSummary:

@@ -1,6 +1,6 @@
 """The FastAPI app: routes of SPEC §8 over one `ConfigManager`, behind the edge middleware.
 
-ARCHITECTURE decision 1 (sync core, async edge): `EdgeMiddleware` (see `middleware.py`)
+ARCHITECTURE decision 1 (sync core, async edge): `EdgeMiddleware` (see `edge/`)
 authenticates, rate-limits and answers cached reads on the event loop; everything else — cache
 misses, reveals, writes — runs in a bounded thread pool. The FastAPI route for the hot path
 serves the misses and documents the operation in `/openapi.json`, where every `/api` operation
@@ -24,10 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from llm_config import metrics
 from llm_config.core.manager import ConfigManager
 from llm_config.server.bans import RedisBanList
+from llm_config.server.edge import Edge, EdgeMiddleware
 from llm_config.server.errors import install_error_handlers
 from llm_config.server.limits import RateLimiter, parse_rate
-from llm_config.server.middleware import Edge, EdgeMiddleware
-from llm_config.server.routes import admin, audit, backup, configs, health, keys, namespaces, rotation
+from llm_config.server.paths import DOCS_PATH, body_limits
+from llm_config.server.routes import admin, audit, backup, configs, health, keys, namespaces, rotation, watch
 from llm_config.server.routes import metrics as metrics_routes
 from llm_config.server.routes.common import strict_query
 from llm_config.server.routes.schemas import JSON_VALUE_SCHEMA, ApiKeyCreate, ConfigWrite, ErrorBody
@@ -38,7 +39,7 @@ from llm_config.settings import ServeOptions
 __all__ = ["SECURITY_SCHEMES", "THREAD_POOL_SIZE", "create_app"]
 
 THREAD_POOL_SIZE: Final = 32
-_ROUTERS: Final = (health, metrics_routes, configs, namespaces, audit, keys, admin, backup, rotation)
+_ROUTERS: Final = (health, metrics_routes, configs, namespaces, audit, keys, admin, backup, rotation, watch)
 CACHE_SYNC_SECONDS: Final = 1.0
 
 SECURITY_SCHEMES: Final = {
@@ -69,6 +70,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        hub = getattr(app.state, "watch_hub", None)
+        if hub is not None:
+            hub.close()
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -165,6 +169,7 @@ def _edge(app: FastAPI, manager: ConfigManager, options: ServeOptions, redis_url
         access_log=options.access_log,
         routes=app.state.routes,
         body_timeout=options.body_timeout,
+        body_limits=body_limits(options),
     )
 
 
@@ -202,7 +207,7 @@ def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str 
         description="Versioned configuration and encrypted secrets for LLM applications (SPEC §8). Every "
                     "/api route needs an API key (Authorization: Bearer or X-API-Key) and answers with "
                     "X-RateLimit-Limit/Remaining/Reset.",
-        docs_url="/docs",
+        docs_url=DOCS_PATH,
         redoc_url=None,
         lifespan=_lifespan,
         redirect_slashes=False,
@@ -211,6 +216,7 @@ def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str 
     app.state.options = options
     app.state.executor = ThreadPoolExecutor(max_workers=THREAD_POOL_SIZE, thread_name_prefix="llm-config-api")
     app.state.close_manager = False
+    app.state.watch = watch.WatchSettings()
     source = cache_source(manager)
     audit_head = metrics.AuditHeadCollector(lambda: (head[0] if (head := manager.storage.audit_head()) else 0))
     if metrics.multiprocess_dir() is not None:

@@ -8,7 +8,7 @@ connection, for the first request), and one address may hold at most `max_per_ip
 (trusted proxies, which carry many clients, are exempt). `configure` sets them per process (uvicorn
 imports the class by name in every worker, where `app_from_env` configures it). granian enforces its
 own header read timeout (`HTTP1Settings.header_read_timeout`, set by the runner) but has no hook for
-a per-address cap. Body read timeouts are the edge's (`middleware.py`), the same for both servers.
+a per-address cap. Body read timeouts are the edge's (`edge/body.py`), the same for both servers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`serve`: open the store, show the first admin key once, run uvicorn or granian.
 
-Every `/api` request is authenticated (see `middleware.py`), so any address may be bound; the
+Every `/api` request is authenticated (see `edge/auth.py`), so any address may be bound; the
 default stays 127.0.0.1, and a non-loopback address without TLS gets a warning in the log.
 
 On a store that never had an API key, `serve` creates an unrestricted admin key (SPEC §9) and writes it
@@ -62,6 +62,7 @@ log = get_logger()
 
 APP_FACTORY: Final = "llm_config.server.runner:app_from_env"
 SERVER_IMPLS: Final = ("uvicorn", "granian")
+GRACEFUL_SHUTDOWN_SECONDS: Final = 10
 _MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -315,6 +316,8 @@ def uvicorn_options(options: ServeOptions) -> dict[str, object]:
         "log_level": "info",
         "ssl_certfile": options.tls_cert,
         "ssl_keyfile": options.tls_key,
+        # with several workers open watch streams hold a worker's shutdown until this many seconds
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
     }
 
 
@@ -337,10 +340,16 @@ def _run_uvicorn_single(manager: ConfigManager, options: ServeOptions, redis_url
     import uvicorn
 
     from llm_config.server.app import create_app
+    from llm_config.server.streams import close_all
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            close_all()  # watch streams never end by themselves: end them first, clients reconnect elsewhere
+            await super().shutdown(sockets)
 
     app = create_app(manager, options, redis_url=redis_url)
     app.state.close_manager = True
-    uvicorn.Server(uvicorn.Config(app, **uvicorn_options(options))).run()  # type: ignore[arg-type]
+    Server(uvicorn.Config(app, **uvicorn_options(options))).run()  # type: ignore[arg-type]
 
 
 def _run_uvicorn_workers(options: ServeOptions) -> None:

@@ -76,7 +76,7 @@ SQLITE = Dialect(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "version INTEGER NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     ),
-    latest=3,
+    latest=4,
 )
 
 _PG_LOCK_KEY = "hashtext('llm-config:migrate:' || current_schema())"
@@ -91,7 +91,7 @@ POSTGRES = Dialect(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         "version BIGINT NOT NULL PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     ),
-    latest=1,
+    latest=2,
     placeholder="%s",
     lock=(f"SELECT pg_advisory_lock({_PG_LOCK_KEY})",),
     unlock=(f"SELECT pg_advisory_unlock({_PG_LOCK_KEY})",),
@@ -107,7 +107,7 @@ MYSQL = Dialect(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT NOT NULL PRIMARY KEY, "
         "name VARCHAR(200) NOT NULL, applied_at VARCHAR(40) NOT NULL) ENGINE = InnoDB"
     ),
-    latest=1,
+    latest=2,
     placeholder="%s",
     lock=("SELECT GET_LOCK(CONCAT('llm-config:migrate:', DATABASE()), 600)",),
     unlock=("SELECT RELEASE_LOCK(CONCAT('llm-config:migrate:', DATABASE()))",),

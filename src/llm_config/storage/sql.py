@@ -54,6 +54,7 @@ from llm_config.integrity import (
 from llm_config.models import (
     ApiKey,
     AuditEvent,
+    ChangeRow,
     Environment,
     PendingEvent,
     ResealOutcome,
@@ -437,6 +438,18 @@ class _Statements:
         self.changes_since = s(
             'SELECT namespace, "key", environment, revision FROM entries WHERE revision > ? ORDER BY revision LIMIT ?'
         )
+        # the watch stream: every version written after a revision (the audit event names its kind), and
+        # purges, which write no version but move their entry's revision
+        self.watch_versions = s(
+            'SELECT v.revision, e.namespace, e."key", e.environment, v.version, v.deleted, a.type FROM versions v '
+            "JOIN entries e ON e.id = v.entry_id LEFT JOIN audit_events a ON a.seq = v.audit_seq "
+            "WHERE v.revision > ? ORDER BY v.revision LIMIT ?"
+        )
+        self.watch_purges = s(
+            'SELECT e.revision, e.namespace, e."key", e.environment, e.version FROM entries e WHERE e.revision > ? '
+            "AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.entry_id = e.id AND v.revision = e.revision) "
+            "ORDER BY e.revision LIMIT ?"
+        )
         # what a write batch needs after taking the lock, in one round trip: the chain head, and whether
         # the store still waits for its one-time row-MAC migration
         self.batch_head = s(
@@ -761,6 +774,29 @@ class SQLStorage:
             raise self._error("reading changes", exc) from exc
         return ([(r[0], r[1], _ENVS[r[2]], int(r[3])) for r in rows if r[2] in _ENVS],
                 int(current[0]) if current else 0)
+
+    def watch_since(self, revision: int, limit: int = 1000) -> tuple[list[ChangeRow], int]:
+        """Changes after `revision` in revision order (at most `limit`) and the store's revision, read first
+        (as `changes_since`). A purge is listed once, at its entry's latest revision."""
+        try:
+            current = self._read_one(self._s.get_meta, ("revision",))
+            versions = self._read_all(self._s.watch_versions, (revision, limit))
+            purges = self._read_all(self._s.watch_purges, (revision, limit))
+        except self._d.errors as exc:
+            raise self._error("reading changes", exc) from exc
+        changes: list[ChangeRow] = []
+        for rev, ns, key, env, version, deleted, event in versions:
+            if env in _ENVS:
+                kind = "delete" if deleted else "rollback" if event == "config_rolled_back" else "set"
+                changes.append(ChangeRow(int(rev), ns, key, _ENVS[env], int(version), kind))
+        if purges:
+            # a full page of versions ends the window: a purge after its last revision comes in the next page
+            last = int(versions[-1][0]) if len(versions) >= limit else None
+            changes += [ChangeRow(int(r[0]), r[1], r[2], _ENVS[r[3]], int(r[4]), "purge") for r in purges
+                        if r[3] in _ENVS and (last is None or int(r[0]) <= last)]
+            changes.sort(key=lambda c: c.revision)
+            del changes[limit:]
+        return changes, int(current[0]) if current else 0
 
     def _versions(self, entry: StoredEntry, version: int | None, limit: int | None,
                   cur: Any = None) -> list[StoredVersion]:

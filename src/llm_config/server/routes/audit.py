@@ -78,8 +78,7 @@ async def list_audit(
     cursor: int | None = Query(None, ge=0, le=MAX_SEQ, description="X-Next-Cursor of the previous page"),
 ) -> Response:
     query = _query(since, until, user, type, namespace, cursor, limit + 1)
-    manager = manager_of(request)
-    events = await call(request, "audit_list", None, manager.audit_events, query, **caller(request))
+    events = await call(request, "audit_list", None, caller(request).audit_events, query)
     headers = None
     if len(events) > limit:
         events = events[:limit]
@@ -96,8 +95,7 @@ async def verify_audit(
     request: Request,
     anchor: str | None = Query(None, pattern=ANCHOR_PATTERN, description="SEQ:MAC as printed by audit head"),
 ) -> Response:
-    manager = manager_of(request)
-    report = await call(request, "audit_verify", None, manager.audit_verify, anchor or None, **caller(request))
+    report = await call(request, "audit_verify", None, caller(request).audit_verify, anchor or None)
     return json_response(report.to_json())
 
 
@@ -107,8 +105,7 @@ async def verify_audit(
     responses={200: {"model": AuditHead}, **error_responses(503)},
 )
 async def audit_head(request: Request) -> Response:
-    manager = manager_of(request)
-    head = await call(request, "audit_head", None, manager.audit_head, **caller(request))
+    head = await call(request, "audit_head", None, caller(request).audit_head)
     return json_response({"head": head})
 
 
@@ -130,10 +127,11 @@ async def export_audit(
     manager = manager_of(request)
     principal = principal_of(request)
     source_ip, request_id = source_ip_of(request), request_id_of(request)
+    view = caller(request)
 
     def build() -> bytes:
         # the whole trail with its MACs: unscoped keys with audit_log:export only
         require_unscoped(manager, principal, "audit_log:export", source_ip=source_ip, request_id=request_id)
-        return _export_lines(manager.audit_events(AuditQuery(), principal=principal))
+        return _export_lines(view.audit_events(AuditQuery()))
 
     return Response(await call(request, "audit_export", None, build), media_type="application/x-ndjson")

@@ -1,8 +1,8 @@
 """`/api/v1/admin/backup`, `/api/v1/admin/restore` and `/api/v1/admin/jobs/{id}` (SPEC §8; admins only).
 
 A backup is written in the thread pool to a private temporary file (so any error is still a JSON answer),
-then streamed. A restore is authorized before a single body byte is read; its body bypasses `--max-body`
-and is read here under its own limit (`--max-restore-body`) into a private temporary file; the answer is
+then streamed. A restore is authorized before a single body byte is read; its body is read here under its
+own limit (`--max-restore-body`, not `--max-body`: `paths.body_limits`) into a private temporary file; the answer is
 202 with a job to poll, which checks the file whole (manifest, digest, master key) before replacing
 anything — the same `ConfigManager.restore` as the CLI's.
 """
@@ -22,6 +22,7 @@ from llm_config.errors import NotFoundError
 from llm_config.server.auth import require_unscoped
 from llm_config.server.errors import HTTPError
 from llm_config.server.jobs import Jobs
+from llm_config.server.paths import BACKUP_PATH, RESTORE_PATH, RESTORE_TIMEOUT_S
 from llm_config.server.routes.common import (
     call,
     caller,
@@ -35,11 +36,8 @@ from llm_config.server.routes.common import (
 )
 from llm_config.server.routes.schemas import JobModel
 
-__all__ = ["BACKUP_PATH", "RESTORE_PATH", "router"]
+__all__ = ["router"]
 
-BACKUP_PATH: Final = "/api/v1/admin/backup"
-RESTORE_PATH: Final = "/api/v1/admin/restore"
-RESTORE_TIMEOUT_S: Final = 600.0
 RESTORE_TYPES: Final = ("application/octet-stream", "application/gzip")
 CHUNK: Final = 1 << 16
 _JOB_ID: Final = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -74,10 +72,9 @@ async def _file_chunks(fh: IO[bytes]) -> AsyncIterator[bytes]:
                **error_responses(503)},
 )
 async def get_backup(request: Request) -> Response:
-    manager = manager_of(request)
     spool = _spool()
     try:
-        summary = await call(request, "backup", None, manager.backup, spool, **caller(request))
+        summary = await call(request, "backup", None, caller(request).backup, spool)
     except BaseException:
         spool.close()
         raise
@@ -119,10 +116,10 @@ async def post_restore(
     except BaseException:
         spool.close()
         raise
-    kwargs = caller(request)
+    view = caller(request)
 
     def work() -> dict[str, Any]:
-        return manager.restore(spool, force=force, **kwargs).to_json()
+        return view.restore(spool, force=force).to_json()
 
     job = jobs_of(request).start("restore", principal.actor, work, cleanup=spool.close)
     return json_response(job.to_json(), status_code=202, headers={"Location": f"/api/v1/admin/jobs/{job.id}"})

@@ -1,8 +1,9 @@
 """Helpers shared by the routes: the manager, the thread pool, JSON in and out, caller identity.
 
 The edge middleware authenticates every `/api` request and leaves the principal, the real client
-address and the request id in the ASGI scope; routes pass all three to every manager call, so
-the actor is always the key's principal and never anything from the request body.
+address and the request id in the ASGI scope; `caller(request)` binds all three once into the
+manager's view for that caller, and routes call its methods, so the actor is always the key's
+principal and never anything from the request body.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llm_config import rbac
+from llm_config.core.context import CallContext, Caller
 from llm_config.core.manager import ConfigManager
 from llm_config.errors import AuthenticationError, ValidationError
 from llm_config.models import Entry, Environment, Principal, entry_etag
@@ -107,10 +109,10 @@ def principal_of(request: Request) -> Principal:
     return principal
 
 
-def caller(request: Request) -> dict[str, Any]:
-    """`principal`, `source_ip` and `request_id` keyword arguments for a manager call."""
-    return {"principal": principal_of(request), "source_ip": source_ip_of(request),
-            "request_id": request_id_of(request)}
+def caller(request: Request) -> Caller:
+    """The manager's methods run as this request's caller: its principal, client address and request id."""
+    return manager_of(request).as_caller(
+        CallContext(principal_of(request), source_ip_of(request), request_id_of(request)))
 
 
 async def call(request: Request, operation: str, env: object, fn: Callable[..., T], /, *args: Any,

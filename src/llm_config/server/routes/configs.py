@@ -2,7 +2,7 @@
 
 Every route exists twice: `{ns}` (one segment, the original's form) and `{ns…}/-/` (any namespace
 path; `-` can never be a namespace segment or a key). Cache hits of a plain GET never reach these
-handlers: the edge middleware answers them on the event loop (see `app.py`).
+handlers: the edge answers them on the event loop (`edge/cached.py`, matching with `paths.py`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llm_config.errors import ConflictError, NotFoundError, ValidationError
-from llm_config.names import parse_environment
 from llm_config.server.errors import HTTPError
+from llm_config.server.paths import CONFIGS_NS, CONFIGS_NS_PATH
 from llm_config.server.routes.common import (
     authorize_before_body,
     call,
@@ -28,8 +28,7 @@ from llm_config.server.routes.common import (
     etag_matches,
     etag_matches_strong,
     json_response,
-    manager_of,
-    parse_object_body,
+    parse_json_bytes,
     read_body,
 )
 from llm_config.server.routes.schemas import (
@@ -41,21 +40,18 @@ from llm_config.server.routes.schemas import (
     NAMESPACE_SEGMENT_PATTERN,
     PREFIX_PATTERN,
     ConfigResponse,
-    ConfigWrite,
     HistoryItemModel,
 )
-from llm_config.values import check_text, validate_value
+from llm_config.wire import MAX_VERSION, SetBody
 
 __all__ = ["MAX_VERSION", "IfMatch", "parse_if_match", "router"]
 
 router = APIRouter(tags=["configs"])
 
-MAX_VERSION: Final = 2**63 - 1
 _TAG: Final = r'(?:W/)?"[\x21\x23-\x7e]{0,198}"'
 _IF_MATCH_PATTERN: Final = rf'^(?:\*|[0-9]{{1,19}}|"[0-9]{{1,19}}"|{_TAG}(?:[ \t]*,[ \t]*{_TAG})*)$'
 _ENTITY_TAG: Final = re.compile(_TAG)
 _IF_MATCH: Final = re.compile(_IF_MATCH_PATTERN)
-_WRITE_FIELDS: Final = frozenset(ConfigWrite.model_fields)
 
 _ETAG_HEADER: Final = {"ETag": {"description": "Entity tag of the served entry (id, version, reveal state)",
                                 "schema": {"type": "string"}},
@@ -122,9 +118,8 @@ async def _expected_version(
             raise HTTPError(412, "If-Match: no entry has that version")
         expected: int | None = if_match.version
     else:
-        manager = manager_of(request)
         try:
-            current = await call(request, "get", env, manager.get, ns, key, env=env, **caller(request))
+            current = await call(request, "get", env, caller(request).get, ns, key, env=env)
         except NotFoundError:
             raise HTTPError(412, "If-Match: the entry does not exist (or is deleted)") from None
         if if_match.etags and not any(etag_matches_strong(tag, current) for tag in if_match.etags):
@@ -133,50 +128,6 @@ async def _expected_version(
     if body_expected is not None and body_expected != expected:
         raise HTTPError(412, "If-Match and expected_version name different versions: neither can hold")
     return expected, True
-
-
-def _text_field(body: dict[str, Any], name: str, limit: int) -> str | None:
-    value = body.get(name)
-    return None if value is None else check_text(value, f"field '{name}'", limit)
-
-
-def _parse_write(raw: bytes) -> dict[str, Any]:
-    """Validate a write body's shape (the manager validates names, value and limits)."""
-    body = parse_object_body(raw, _WRITE_FIELDS, "a 'value' field")
-    if "value" not in body:
-        raise ValidationError("Missing field 'value' (use null to store null)")
-    validate_value(body["value"])
-    env = body.get("env")
-    if env is not None:
-        parse_environment(env)
-    secret = body.get("secret")
-    if secret is not None and not isinstance(secret, bool):
-        raise ValidationError("Invalid field 'secret': must be true, false or null")
-    tags = body.get("tags")
-    if tags is not None:
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise ValidationError("Invalid field 'tags': must be an array of strings")
-        for tag in tags:
-            try:
-                tag.encode("utf-8")
-            except UnicodeEncodeError:
-                raise ValidationError("Invalid field 'tags': not valid Unicode text") from None
-    expected = body.get("expected_version")
-    if isinstance(expected, float) and expected.is_integer():
-        expected = int(expected)  # JSON Schema: 3.0 is the integer 3
-    if expected is not None and (
-        not isinstance(expected, int) or isinstance(expected, bool) or not 0 <= expected <= MAX_VERSION
-    ):
-        raise ValidationError("Invalid field 'expected_version': must be an integer >= 0")
-    return {
-        "value": body["value"],
-        "env": env or "development",
-        "secret": secret,
-        "description": _text_field(body, "description", 1000),
-        "tags": tags,
-        "message": _text_field(body, "message", 1000),
-        "expected_version": expected,
-    }
 
 
 def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
@@ -193,10 +144,9 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         version: int | None = Query(None, ge=1, le=MAX_VERSION, description="A past version"),
         reveal: bool = Query(False, description="Decrypt a secret (audited)"),
     ) -> Response:
-        manager = manager_of(request)
         entry = await call(
-            request, "reveal" if reveal else "get", env, manager.get, ns, key, env=env, version=version,
-            with_overrides=with_overrides, reveal=reveal, **caller(request),
+            request, "reveal" if reveal else "get", env, caller(request).get, ns, key, env=env, version=version,
+            with_overrides=with_overrides, reveal=reveal,
         )
         etag = entry_etag(entry, reveal and entry.secret)
         if etag_matches(request.headers.get("if-none-match"), etag):
@@ -212,15 +162,12 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         # the environment (and whether it is a secret) may come from the body: role and namespace first
         await authorize_before_body(request, "set", "config:create", ns)
         raw, _ = await read_body(request)
-        fields = _parse_write(raw)
-        expected, via_if_match = await _expected_version(
-            request, if_match, fields.pop("expected_version"), ns, key, fields["env"]
-        )
-        manager = manager_of(request)
+        body = SetBody.from_json(parse_json_bytes(raw))  # shape only: the core validates the rest, once
+        expected, via_if_match = await _expected_version(request, if_match, body.expected_version, ns, key, body.env)
         try:
             entry = await call(
-                request, "set", fields["env"], manager.set, ns, key, fields.pop("value"), **fields,
-                expected_version=expected, **caller(request),
+                request, "set", body.env, caller(request).set, ns, key, body.value, env=body.env, secret=body.secret,
+                description=body.description, tags=body.tags, message=body.message, expected_version=expected,
             )
         except ConflictError as exc:
             if via_if_match:
@@ -238,12 +185,8 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         expected, via_if_match = await _expected_version(
             request, parse_if_match(request.headers.get("if-match")), None, ns, key, env
         )
-        manager = manager_of(request)
         try:
-            await call(
-                request, "delete", env, manager.delete, ns, key, env=env, expected_version=expected,
-                **caller(request),
-            )
+            await call(request, "delete", env, caller(request).delete, ns, key, env=env, expected_version=expected)
         except ConflictError as exc:
             if via_if_match:
                 raise HTTPError(412, exc.message) from None
@@ -257,9 +200,7 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
         limit: int | None = Query(None, ge=1, le=10_000),
     ) -> Response:
-        manager = manager_of(request)
-        items = await call(request, "history", env, manager.history, ns, key, env=env, limit=limit,
-                           **caller(request))
+        items = await call(request, "history", env, caller(request).history, ns, key, env=env, limit=limit)
         return json_response([item.to_json() for item in items])
 
     async def rollback_config(
@@ -271,9 +212,8 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
         secret: Literal["false"] | None = Query(
             None, description="false: allow rolling a secret back to a plain version (as set's secret=false)"),
     ) -> Response:
-        manager = manager_of(request)
-        entry = await call(request, "rollback", env, manager.rollback, ns, key, version, env=env,
-                           secret=False if secret else None, **caller(request))
+        entry = await call(request, "rollback", env, caller(request).rollback, ns, key, version, env=env,
+                           secret=False if secret else None)
         return json_response(entry.to_json(), headers={"ETag": entry_etag(entry, False),
                                                        "X-Config-Revision": str(entry.revision)})
 
@@ -287,10 +227,9 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
                                    description="X-Next-Cursor of the previous page (opaque)"),
         recursive: bool = Query(False, description="Include sub-namespaces"),
     ) -> Response:
-        manager = manager_of(request)
         entries, next_cursor = await call(
-            request, "list", env, manager.list_page, ns, env=env, prefix=prefix, recursive=recursive, limit=limit,
-            cursor=cursor, **caller(request),
+            request, "list", env, caller(request).list_page, ns, env=env, prefix=prefix, recursive=recursive,
+            limit=limit, cursor=cursor,
         )
         headers = {"X-Next-Cursor": next_cursor} if next_cursor else None
         return json_response([e.to_json() for e in entries], headers=headers)
@@ -340,18 +279,18 @@ def _register(prefix: str, ns_pattern: str, suffix: str) -> None:
     )
 
 
-_register("/api/v1/configs/{ns:path}/-", NAMESPACE_PATH_PATTERN, "_path")
-_register("/api/v1/configs/{ns}", NAMESPACE_SEGMENT_PATTERN, "")
+_register(CONFIGS_NS_PATH, NAMESPACE_PATH_PATTERN, "_path")
+_register(CONFIGS_NS, NAMESPACE_SEGMENT_PATTERN, "")
 
 _list_multi = _endpoints(NAMESPACE_PATH_PATTERN)["list"]
 _list_single = _endpoints(NAMESPACE_SEGMENT_PATTERN)["list"]
 router.add_api_route(
-    "/api/v1/configs/{ns:path}/-/", _list_multi, methods=["GET"], name="list_configs_path",
+    CONFIGS_NS_PATH + "/", _list_multi, methods=["GET"], name="list_configs_path",
     summary="List the configs of a namespace ordered by key",
     responses={200: {"model": list[ConfigResponse], "headers": _CURSOR_HEADER}, **error_responses(400, 503)},
 )
 router.add_api_route(
-    "/api/v1/configs/{ns}", _list_single, methods=["GET"], name="list_configs",
+    CONFIGS_NS, _list_single, methods=["GET"], name="list_configs",
     summary="List the configs of a namespace ordered by key",
     responses={200: {"model": list[ConfigResponse], "headers": _CURSOR_HEADER}, **error_responses(400, 503)},
 )

@@ -20,7 +20,6 @@ from llm_config.server.routes.common import (
     caller,
     error_responses,
     json_response,
-    manager_of,
     parse_object_body,
     read_body,
 )
@@ -64,8 +63,7 @@ def _parse_create(raw: bytes) -> dict[str, Any]:
     responses={200: {"model": list[ApiKeyModel]}, **error_responses(503)},
 )
 async def list_keys(request: Request) -> Response:
-    manager = manager_of(request)
-    keys = await call(request, "keys_list", None, manager.list_api_keys, **caller(request))
+    keys = await call(request, "keys_list", None, caller(request).list_api_keys)
     return json_response([k.to_json() for k in keys])
 
 
@@ -82,9 +80,8 @@ async def create_key(request: Request) -> Response:
     await authorize_before_body(request, "keys_create", "users:create")
     raw, _ = await read_body(request)
     fields = _parse_create(raw)
-    manager = manager_of(request)
-    record, secret = await call(request, "keys_create", None, manager.create_api_key, fields.pop("name"),
-                                fields.pop("role"), **fields, **caller(request))
+    record, secret = await call(request, "keys_create", None, caller(request).create_api_key, fields.pop("name"),
+                                fields.pop("role"), **fields)
     doc = record.to_json()
     body = {name: doc[name] for name in ("id", "name", "role", "namespaces", "environments", "expires_at")}
     body["key"] = secret
@@ -98,6 +95,5 @@ async def create_key(request: Request) -> Response:
     responses={204: {"description": "Revoked"}, **error_responses(400, 503)},
 )
 async def revoke_key(request: Request, key_id: str = Path(pattern=KEY_ID_PATTERN)) -> Response:
-    manager = manager_of(request)
-    await call(request, "keys_revoke", None, manager.revoke_api_key, key_id, **caller(request))
+    await call(request, "keys_revoke", None, caller(request).revoke_api_key, key_id)
     return Response(status_code=204)

@@ -15,7 +15,6 @@ from llm_config.server.routes.common import (
     caller,
     error_responses,
     json_response,
-    manager_of,
     read_body,
 )
 from llm_config.server.routes.schemas import (
@@ -45,8 +44,7 @@ async def list_namespaces(
     request: Request,
     prefix: str = Query("", pattern=r"^[A-Za-z0-9_./-]{0,600}$", description="Namespace prefix"),
 ) -> Response:
-    manager = manager_of(request)
-    return json_response(await call(request, "namespaces", None, manager.namespaces, prefix, **caller(request)))
+    return json_response(await call(request, "namespaces", None, caller(request).namespaces, prefix))
 
 
 @router.get(
@@ -61,10 +59,9 @@ async def resolve_namespace(
     reveal: bool = Query(False, description="Decrypt secrets (audited)"),
     nested: bool = Query(False, description="Split keys on dots into nested objects"),
 ) -> Response:
-    manager = manager_of(request)
     resolved = await call(
-        request, "resolve_reveal" if reveal else "resolve", env, manager.resolve, ns, env=env, nested=nested,
-        reveal=reveal, **caller(request),
+        request, "resolve_reveal" if reveal else "resolve", env, caller(request).resolve, ns, env=env,
+        nested=nested, reveal=reveal,
     )
     return json_response(resolved)
 
@@ -88,10 +85,9 @@ async def export_namespace(
     format: str = Query("json", pattern="^(json|yaml|dotenv)$", description="json, yaml or dotenv"),
     reveal: bool = Query(False, description="Include decrypted secrets (audited)"),
 ) -> Response:
-    manager = manager_of(request)
     text = await call(
-        request, "export_reveal" if reveal else "export", env, manager.export_text, ns, env=env, fmt=format,
-        reveal=reveal, **caller(request),
+        request, "export_reveal" if reveal else "export", env, caller(request).export_text, ns, env=env,
+        fmt=format, reveal=reveal,
     )
     return Response(text.encode(), media_type=_EXPORT_TYPES[format])
 
@@ -129,9 +125,8 @@ async def import_namespace(
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ValidationError("Invalid document: not UTF-8") from None
-    manager = manager_of(request)
     plan = await call(
-        request, "import", env, manager.import_, ns, text, env=env, fmt=fmt, prune=prune, dry_run=dry_run,
-        secret=secret, **caller(request),
+        request, "import", env, caller(request).import_, ns, text, env=env, fmt=fmt, prune=prune,
+        dry_run=dry_run, secret=secret,
     )
     return json_response(plan.to_json())

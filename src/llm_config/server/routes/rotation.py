@@ -74,10 +74,10 @@ async def post_rotate_key(request: Request) -> Response:
     if key_id not in manager.key_ids:
         raise ValidationError("Unknown new_key_id: the server's keyring holds no such key (give the server the new "
                               "key first: LLM_CONFIG_KEY=old,new, then restart it)")
-    kwargs = caller(request)
+    view = caller(request)
 
     def work() -> dict[str, Any]:
-        return manager.rotate_key_to(key_id, **kwargs).to_json()
+        return view.rotate_key_to(key_id).to_json()
 
     job = jobs_of(request).start("rotate-key", principal.actor, work)
     return json_response(job.to_json(), status_code=202, headers={"Location": f"/api/v1/admin/jobs/{job.id}"})
