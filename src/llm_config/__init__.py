@@ -29,6 +29,7 @@ from llm_config.errors import (
 )
 
 if TYPE_CHECKING:
+    from llm_config.client import AsyncClient, Client, ClientStatus
     from llm_config.core.manager import ConfigManager
     from llm_config.core.transfer import ImportPlan
     from llm_config.crypto.keys import generate_key
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
 # Imported on first use, so `import llm_config.errors` (every CLI command) does not pay for the
 # manager, storage and cryptography stack.
 _LAZY = {
+    "AsyncClient": "llm_config.client",
+    "Client": "llm_config.client",
+    "ClientStatus": "llm_config.client",
     "ConfigManager": "llm_config.core.manager",
     "ImportPlan": "llm_config.core.transfer",
     "generate_key": "llm_config.crypto.keys",
@@ -66,10 +70,13 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "AuditError",
     "AuditEvent",
     "AuditQuery",
     "AuthenticationError",
+    "Client",
+    "ClientStatus",
     "ConfigManager",
     "ConflictError",
     "Entry",

@@ -11,7 +11,8 @@ def test_all_is_sorted_and_complete() -> None:
 
 def test_public_api_is_frozen() -> None:
     assert set(llm_config.__all__) == {
-        "AuditError", "AuditEvent", "AuditQuery", "AuthenticationError", "ConfigManager",
+        "AsyncClient", "AuditError", "AuditEvent", "AuditQuery", "AuthenticationError", "Client", "ClientStatus",
+        "ConfigManager",
         "ConflictError", "Entry", "Environment", "HistoryItem", "ImportPlan", "IntegrityError", "KeyMissingError",
         "LLMConfigError", "Metadata", "MissingDependencyError", "NotFoundError",
         "PermissionDeniedError", "SchemaViolationError", "SecretKeyError", "SecretOverwriteError", "StorageError",

@@ -186,12 +186,13 @@ def _endpoints(ns_pattern: str) -> dict[str, Callable[..., Any]]:
             request, parse_if_match(request.headers.get("if-match")), None, ns, key, env
         )
         try:
-            await call(request, "delete", env, caller(request).delete, ns, key, env=env, expected_version=expected)
+            tombstone = await call(request, "delete", env, caller(request).delete, ns, key, env=env,
+                                   expected_version=expected)
         except ConflictError as exc:
             if via_if_match:
                 raise HTTPError(412, exc.message) from None
             raise
-        return Response(status_code=204)
+        return Response(status_code=204, headers={"X-Config-Revision": str(tombstone.revision)})
 
     async def config_history(
         request: Request,
@@ -270,7 +271,9 @@ def _register(prefix: str, ns_pattern: str, suffix: str) -> None:
     router.add_api_route(
         one, ep["delete"], methods=["DELETE"], name=f"delete_config{suffix}", status_code=204,
         summary="Delete a config (writes a tombstone version)",
-        responses={204: {"description": "Deleted"}, **error_responses(400, 404, 409, 412, 503)},
+        responses={204: {"description": "Deleted",
+                         "headers": {"X-Config-Revision": _ETAG_HEADER["X-Config-Revision"]}},
+                   **error_responses(400, 404, 409, 412, 503)},
         openapi_extra={"parameters": [{
             "name": "If-Match", "in": "header", "required": False,
             "description": "Compare-and-set: the current version, this entry's ETag, or `*`; mismatch → 412",
