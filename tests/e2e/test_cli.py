@@ -436,10 +436,11 @@ def test_key_file_flag_and_wrong_key(cli: Runner, cli_env: CLIEnv, tmp_path: Pat
     assert loose.code == 1 and f"chmod 600 {key_file}" in loose.err
 
 
-def test_server_flag_is_refused_for_now(cli: Runner, cli_env: CLIEnv) -> None:
+def test_server_flag_needs_an_api_key_and_never_touches_the_store(cli: Runner, cli_env: CLIEnv) -> None:
+    # the commands against a service: tests/e2e/test_cli_remote.py
     result = cli("--server", "http://127.0.0.1:1", "get", "ns", "k")
     assert result.code == 1
-    assert result.err.strip() == "error: remote mode (--server) is not available yet"
+    assert result.err.strip() == "error: --server needs an API key: set LLM_CONFIG_API_KEY"
     assert not cli_env.store.exists()
 
 
@@ -630,6 +631,7 @@ COMMANDS = [
     ("rollback",), ("purge",), ("export",), ("import",), ("audit",), ("audit", "list"), ("audit", "verify"),
     ("audit", "head"), ("audit", "export"), ("doctor",), ("serve",), ("keys",), ("keys", "create"),
     ("keys", "list"), ("keys", "revoke"), ("backup",), ("restore",), ("migrate",), ("upgrade",), ("rotate-key",),
+    ("watch",),
 ]
 
 

@@ -17,6 +17,7 @@ import click
 from llm_config.errors import LLMConfigError, ValidationError
 
 if TYPE_CHECKING:
+    from llm_config.cli.remote import RemoteManager
     from llm_config.core.manager import ConfigManager
     from llm_config.settings import Settings
 
@@ -30,6 +31,7 @@ __all__ = [
     "confirm",
     "env_option",
     "format_option",
+    "open_local_manager",
     "open_manager",
     "read_text",
     "read_value_arg",
@@ -85,7 +87,6 @@ class ValueCommand(click.Command):
                 positional.append(arg)
             i += 1
         return super().parse_args(ctx, [*options, "--", *positional])
-REMOTE_UNAVAILABLE = "remote mode (--server) is not available yet"
 
 
 @dataclass(slots=True)
@@ -132,21 +133,32 @@ def state_of(ctx: click.Context) -> CLIState:
     return state
 
 
-def refuse_remote(state: CLIState) -> None:
-    """Refuse `--server` / `LLM_CONFIG_SERVER` until the remote client exists."""
-    if state.settings.server:
-        raise LLMConfigError(REMOTE_UNAVAILABLE)
+def refuse_remote(ctx: click.Context) -> None:
+    """Refuse `--server` / `LLM_CONFIG_SERVER` for a command that has no REST route (one line naming it)."""
+    if state_of(ctx).settings.server:
+        raise LLMConfigError(f"'{ctx.info_name}' has no REST route: run it against the store (without --server)")
 
 
-def open_manager(ctx: click.Context, *, create: bool, redis: bool | None = None) -> ConfigManager:
-    """Open the configured store; reading commands pass `create=False` so nothing is created.
+def open_manager(ctx: click.Context, *, create: bool, redis: bool | None = None) -> ConfigManager | RemoteManager:
+    """The configured store's manager, or with `--server` / `LLM_CONFIG_SERVER` a `RemoteManager` offering the
+    same methods over the service's REST API (`llm_config.cli.remote`); see `open_local_manager`."""
+    if state_of(ctx).settings.server:
+        from llm_config.cli.remote import open_remote_manager
+
+        return open_remote_manager(ctx)
+    return open_local_manager(ctx, create=create, redis=redis)
+
+
+def open_local_manager(ctx: click.Context, *, create: bool, redis: bool | None = None) -> ConfigManager:
+    """Open the configured store (commands without a REST route: `--server` is refused); reading commands
+    pass `create=False` so nothing is created.
 
     Writing commands (`create`) pass `--redis-url` / `LLM_CONFIG_REDIS_URL` on, so their writes reach
     every server's cache at once through Redis (without it, servers notice them by their revision poll);
     a one-shot command neither reads through Redis nor listens to it. `redis` overrides (doctor checks it).
     """
+    refuse_remote(ctx)
     state = state_of(ctx)
-    refuse_remote(state)
     from llm_config.core.manager import ConfigManager
 
     encryption_key, key_file = state.key_arguments()

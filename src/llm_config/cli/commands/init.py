@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from llm_config.cli.commands._common import open_manager, refuse_remote, state_of
+from llm_config.cli.commands._common import open_local_manager, refuse_remote, state_of
 from llm_config.cli.output import out
 from llm_config.errors import KeyMissingError, StoreMissingError
 
@@ -14,7 +14,7 @@ __all__ = ["COMMANDS"]
 def _refuse_keyless_existing_store(ctx: click.Context) -> None:
     """A new key cannot open an existing store: say so instead of writing a useless key file."""
     try:
-        manager = open_manager(ctx, create=False)
+        manager = open_local_manager(ctx, create=False)
     except StoreMissingError:
         return
     with manager:
@@ -33,7 +33,7 @@ def init_cmd(ctx: click.Context) -> None:
     The key file is written 0600 outside the store; the key itself is never printed.
     """
     state = state_of(ctx)
-    refuse_remote(state)
+    refuse_remote(ctx)
     from llm_config.crypto.keys import default_key_file, find_keyring, generate_key, write_key_file
 
     encryption_key, key_file = state.key_arguments()
@@ -46,10 +46,10 @@ def init_cmd(ctx: click.Context) -> None:
     else:
         key_line = f"key: {source.origin}"
     try:
-        manager = open_manager(ctx, create=False)
+        manager = open_local_manager(ctx, create=False)
         created = False
     except StoreMissingError:
-        manager = open_manager(ctx, create=True)
+        manager = open_local_manager(ctx, create=True)
         created = True
     with manager:
         store = manager.storage.url

@@ -64,7 +64,7 @@ _SERVER_IMPLS = ("granian", "uvicorn")
 def serve_cmd(ctx: click.Context, /, **flags: Any) -> None:
     """Serve the REST API (needs the master key)."""
     state = state_of(ctx)
-    refuse_remote(state)
+    refuse_remote(ctx)
     from llm_config.settings import ServeOptions, load_settings
 
     given = {k: (list(v) if isinstance(v, tuple) else v) for k, v in flags.items()}

@@ -11,7 +11,15 @@ from typing import IO, Any
 
 import click
 
-from llm_config.cli.commands._common import confirm, format_option, open_manager, state_of, yes_option
+from llm_config.cli.commands._common import (
+    confirm,
+    format_option,
+    open_local_manager,
+    open_manager,
+    refuse_remote,
+    state_of,
+    yes_option,
+)
 from llm_config.cli.output import dump_json, err, out, write_private_stream
 from llm_config.errors import IntegrityError, SecretKeyError, ValidationError
 
@@ -93,7 +101,7 @@ def restore_cmd(ctx: click.Context, file: str, force: bool, yes: bool, fmt: str)
 @click.pass_context
 def migrate_cmd(ctx: click.Context, target: str, force: bool, fmt: str) -> None:
     """Copy the whole store to the store at URL, then prove the copy (digest, counts, audit verify)."""
-    with open_manager(ctx, create=False) as manager:
+    with open_local_manager(ctx, create=False) as manager:
         summary = manager.migrate_to(target, force=force)
     if fmt == "json":
         out(dump_json(summary.to_json()))
@@ -109,6 +117,7 @@ def migrate_cmd(ctx: click.Context, target: str, force: bool, fmt: str) -> None:
 @click.pass_context
 def upgrade_cmd(ctx: click.Context) -> None:
     """Apply pending schema migrations under the database lock, then exit (what a deploy Job runs)."""
+    refuse_remote(ctx)
     from llm_config.storage import open_storage
 
     state = state_of(ctx)
@@ -139,6 +148,7 @@ def rotate_key_cmd(ctx: click.Context, new_key_file: str | None, new_key: str | 
     run it again to catch values sealed meanwhile, and drop the old key once 'llm-config doctor' shows it
     seals nothing.
     """
+    refuse_remote(ctx)  # POST /api/v1/admin/rotate-key takes the id of a key the server holds, not a key
     from pathlib import Path
 
     from llm_config.crypto.aead import parse_key
@@ -148,7 +158,7 @@ def rotate_key_cmd(ctx: click.Context, new_key_file: str | None, new_key: str | 
         raise ValidationError("Give the new master key with exactly one of --new-key-file FILE or --new-key B64 "
                               "(make one with 'llm-config keygen')")
     key = read_single_key(Path(new_key_file)) if new_key_file is not None else parse_key(new_key or "")
-    with open_manager(ctx, create=False) as manager:
+    with open_local_manager(ctx, create=False) as manager:
         summary = manager.rotate_key(key, batch_size=batch_size)
     if fmt == "json":
         out(dump_json(summary.to_json()))

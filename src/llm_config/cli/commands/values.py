@@ -14,6 +14,7 @@ from llm_config.cli.commands._common import (
     confirm,
     env_option,
     format_option,
+    open_local_manager,
     open_manager,
     read_value_arg,
     yes_option,
@@ -219,7 +220,7 @@ def rollback_cmd(
 @click.pass_context
 def purge_cmd(ctx: click.Context, namespace: str, key: str, version: int, env: str, yes: bool) -> None:
     """Destroy one past version's value for good (history keeps a marker)."""
-    with open_manager(ctx, create=True) as manager:
+    with open_local_manager(ctx, create=True) as manager:
         confirm(f"Destroy version {version} of {_where(namespace, key, env)} for good?", yes)
         manager.purge(namespace, key, version, env=env)
     out(f"purged version {version} of {_where(namespace, key, env)}")
