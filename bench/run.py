@@ -11,12 +11,15 @@ to etcd (`bench.backends`); then read latency per cache tier (L1, Redis L2, stor
 the cached GET on granian and uvicorn next to etcd (`bench.cache`); then 1 vs 3 replicas on one PostgreSQL
 and Redis and the staleness between them (`bench.replicas`); then backup, restore and migrate of a
 100,000-entry store (`bench.backup`);
-then master-key rotation of 20,000 secrets on each backend (`bench.rotation`).
+then master-key rotation of 20,000 secrets on each backend (`bench.rotation`); then the remote SDK: a
+cached `Client.get` next to the manager's L1 get, change propagation from a write's acknowledgement to
+a client's callback, and an uncached get next to a raw httpx GET (`bench.client`).
 Prints Markdown tables and writes them into BENCHMARKS.md between the markers `<!-- core:begin -->` /
 `<!-- core:end -->`, `<!-- rest:begin -->` / `<!-- rest:end -->`, `<!-- etcd:begin -->` /
 `<!-- etcd:end -->`, `<!-- backends:begin -->` / `<!-- backends:end -->`, `<!-- cache:begin -->` /
 `<!-- cache:end -->`, `<!-- replicas:begin -->` / `<!-- replicas:end -->`, `<!-- backup:begin -->` /
-`<!-- backup:end -->` and `<!-- rotation:begin -->` / `<!-- rotation:end -->`. Every run uses fresh
+`<!-- backup:end -->`, `<!-- rotation:begin -->` / `<!-- rotation:end -->` and `<!-- client:begin -->` /
+`<!-- client:end -->`. Every run uses fresh
 temporary stores and a fresh master key.
 """
 
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -45,6 +49,10 @@ from bench.cli import KEY as CLI_KEY
 from bench.cli import NS as CLI_NS
 from bench.cli import VALUE as CLI_VALUE
 from bench.cli import bench_cli
+from bench.client import BEGIN as CLIENT_BEGIN
+from bench.client import END as CLIENT_END
+from bench.client import Sizes as ClientSizes
+from bench.client import run_section as run_client_section
 from bench.common import Sizes
 from bench.core import bench_bulk, bench_get, bench_set
 from bench.harness import Row, progress
@@ -151,6 +159,28 @@ def _server_sections(args: argparse.Namespace, args_list: list[str], output: Pat
             progress(f"wrote the {name} section of {output}")
 
 
+def _tail_sections(args: argparse.Namespace, args_list: list[str], output: Path | None) -> None:
+    """Backup, rotation, and (with the servers) the remote SDK."""
+    command = command_line("bench.run", args_list)
+    sections: list[tuple[str, Callable[[], str], str, str]] = [
+        ("backup", lambda: run_backup_section(quick=args.quick, command=command, parent=args.dir),
+         BACKUP_BEGIN, BACKUP_END),
+        ("rotation", lambda: run_rotation_section(quick=args.quick, command=command, parent=args.dir),
+         ROTATION_BEGIN, ROTATION_END),
+    ]
+    if not args.skip_rest:
+        # the section names the command that reproduces it alone: `python -m bench.client [--quick]`
+        sections.append(("client", lambda: run_client_section(ClientSizes.quick() if args.quick else ClientSizes(),
+                                                              ["--quick"] if args.quick else []),
+                         CLIENT_BEGIN, CLIENT_END))
+    for name, run, begin, end in sections:
+        section = run()
+        print(section)
+        if output is not None and not args.no_write:
+            write_section(output, section, begin=begin, end=end)
+            progress(f"wrote the {name} section of {output}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     args = _parse(args_list)
@@ -189,16 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     progress(f"core done in {runtime:.0f} s")
     if not args.skip_rest:
         _server_sections(args, args_list, output)
-    backup = run_backup_section(quick=args.quick, command=command_line("bench.run", args_list), parent=args.dir)
-    print(backup)
-    if output is not None and not args.no_write:
-        write_section(output, backup, begin=BACKUP_BEGIN, end=BACKUP_END)
-        progress(f"wrote the backup section of {output}")
-    rotation = run_rotation_section(quick=args.quick, command=command_line("bench.run", args_list), parent=args.dir)
-    print(rotation)
-    if output is not None and not args.no_write:
-        write_section(output, rotation, begin=ROTATION_BEGIN, end=ROTATION_END)
-        progress(f"wrote the rotation section of {output}")
+    _tail_sections(args, args_list, output)
     progress(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 

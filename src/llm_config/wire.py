@@ -9,6 +9,7 @@ validated once, in the core, whatever the entry point.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -30,8 +31,13 @@ from llm_config.names import parse_environment
 
 __all__ = [
     "MAX_VERSION",
+    "KEY_CREATE_FIELDS",
+    "MASTER_KEY_ID_PATTERN",
+    "ROTATE_FIELDS",
     "SET_FIELDS",
     "ErrorBody",
+    "KeyCreateBody",
+    "RotateBody",
     "Job",
     "SetBody",
     "WatchChange",
@@ -148,6 +154,83 @@ def _text(body: Mapping[str, Any], name: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ValidationError(f"Invalid field '{name}': must be a string")
     return value
+
+
+KEY_CREATE_FIELDS: Final = frozenset({"name", "role", "namespaces", "environments", "expires_days"})
+_MAX_SCOPE: Final = 50
+
+
+def _object_with(body: Any, allowed: frozenset[str], expected: str) -> dict[str, Any]:
+    """A JSON object with only `allowed` fields (mass assignment refused, names not echoed raw)."""
+    if not isinstance(body, dict):
+        raise ValidationError(f"Invalid body: expected a JSON object with {expected}")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
+        raise ValidationError(f"Unknown field(s) in body: {shown}; allowed: {', '.join(sorted(allowed))}")
+    return body
+
+
+def _scope_list(body: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = body.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > _MAX_SCOPE:
+        raise ValidationError(f"Invalid field '{name}': must be an array of at most {_MAX_SCOPE} strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCreateBody:
+    """The body of `POST /api/v1/keys`; names, role and scope are checked by the core."""
+
+    name: str
+    role: str
+    namespaces: tuple[str, ...] = ()
+    environments: tuple[str, ...] = ()
+    expires_days: float | None = None
+
+    @classmethod
+    def from_json(cls, body: Any) -> KeyCreateBody:
+        fields = _object_with(body, KEY_CREATE_FIELDS, "'name' and 'role'")
+        name, role = fields.get("name"), fields.get("role")
+        if not isinstance(name, str):
+            raise ValidationError("Missing or invalid field 'name': a string of 1-100 printable characters")
+        if not isinstance(role, str) or len(role) > 32:
+            raise ValidationError("Missing or invalid field 'role': admin, editor, viewer or auditor")
+        expires = fields.get("expires_days")
+        if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int | float)):
+            raise ValidationError("Invalid field 'expires_days': a number of days")
+        return cls(name, role, _scope_list(fields, "namespaces"), _scope_list(fields, "environments"),
+                   float(expires) if expires is not None else None)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": self.name, "role": self.role, "namespaces": list(self.namespaces),
+                                "environments": list(self.environments)}
+        if self.expires_days is not None:
+            body["expires_days"] = self.expires_days
+        return body
+
+
+ROTATE_FIELDS: Final = frozenset({"new_key_id"})
+MASTER_KEY_ID_PATTERN: Final = r"^[0-9a-f]{16}$"
+
+
+@dataclass(frozen=True, slots=True)
+class RotateBody:
+    """The body of `POST /api/v1/admin/rotate-key`: the id of a key the server's keyring already holds."""
+
+    new_key_id: str
+
+    @classmethod
+    def from_json(cls, body: Any) -> RotateBody:
+        key_id = _object_with(body, ROTATE_FIELDS, "'new_key_id'").get("new_key_id")
+        if not isinstance(key_id, str) or not re.fullmatch(MASTER_KEY_ID_PATTERN, key_id):
+            raise ValidationError("Missing or invalid field 'new_key_id': the 16 hex digits of a key id")
+        return cls(key_id)
+
+    def to_json(self) -> dict[str, str]:
+        return {"new_key_id": self.new_key_id}
 
 
 # ---------------------------------------------------------------------------------------------- reads

@@ -79,3 +79,19 @@ def test_entries_and_history_items_read_back_from_their_json() -> None:
     assert wire.entry_from_json(entry.to_json(), revision=12) == entry
     with pytest.raises(errors.ValidationError):
         wire.entry_from_json({"id": "x"})
+
+
+def test_key_create_and_rotate_bodies_are_the_documented_ones_and_round_trip() -> None:
+    from llm_config.server.routes.schemas import ApiKeyCreate
+
+    assert frozenset(ApiKeyCreate.model_fields) == wire.KEY_CREATE_FIELDS
+    body = wire.KeyCreateBody("ci", "viewer", ("acme",), ("production",), 30.0)
+    assert wire.KeyCreateBody.from_json(body.to_json()) == body
+    assert wire.RotateBody.from_json({"new_key_id": "0123456789abcdef"}).new_key_id == "0123456789abcdef"
+    for bad in ({"name": "x"}, {"role": "viewer"}, {"name": "x", "role": "viewer", "expires_days": True},
+                {"name": "x", "role": "viewer", "namespaces": "acme"}, {"name": "x", "role": "viewer", "root": 1}):
+        with pytest.raises(errors.ValidationError):
+            wire.KeyCreateBody.from_json(bad)
+    for bad_rotate in ({}, {"new_key_id": "XYZ"}, {"new_key_id": "0123456789abcdef", "old": 1}, []):
+        with pytest.raises(errors.ValidationError):
+            wire.RotateBody.from_json(bad_rotate)

@@ -201,11 +201,9 @@ class RemoteManager:
     def create_api_key(self, name: str, role: str | Role, *, namespaces: Sequence[str] = (),
                        environments: Sequence[str | Environment] = (),
                        expires_days: float | None = None) -> tuple[ApiKey, str]:
-        body: dict[str, Any] = {"name": name, "role": str(role), "namespaces": builtins.list(namespaces),
-                                "environments": [str(e) for e in environments]}
-        if expires_days is not None:
-            body["expires_days"] = expires_days
-        response = self._client.request("POST", f"{API}/keys", json=body)
+        body = wire.KeyCreateBody(name, str(role), tuple(namespaces), tuple(str(e) for e in environments),
+                                  expires_days)
+        response = self._client.request("POST", f"{API}/keys", json=body.to_json())
         return wire.created_api_key_from_json(_json(response))
 
     def list_api_keys(self) -> builtins.list[ApiKey]:

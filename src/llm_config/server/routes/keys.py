@@ -7,54 +7,29 @@ Unknown body fields (`id`, `created_by`, `key`, …) are refused: nobody picks t
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from fastapi import APIRouter, Path
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llm_config.errors import ValidationError
 from llm_config.server.routes.common import (
     authorize_before_body,
     call,
     caller,
     error_responses,
     json_response,
-    parse_object_body,
+    parse_json_bytes,
     read_body,
 )
-from llm_config.server.routes.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyModel
+from llm_config.server.routes.schemas import ApiKeyCreated, ApiKeyModel
+from llm_config.wire import KeyCreateBody
 
 __all__ = ["KEY_ID_PATTERN", "router"]
 
 router = APIRouter(tags=["keys"])
 
 KEY_ID_PATTERN: Final = r"^key_[0-9a-f]{16}$"
-_CREATE_FIELDS: Final = frozenset(ApiKeyCreate.model_fields)
-
-
-def _string_list(body: dict[str, Any], name: str) -> list[str]:
-    value = body.get(name)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 50:
-        raise ValidationError(f"Invalid field '{name}': must be an array of at most 50 strings")
-    return value
-
-
-def _parse_create(raw: bytes) -> dict[str, Any]:
-    body = parse_object_body(raw, _CREATE_FIELDS, "'name' and 'role'")
-    name, role = body.get("name"), body.get("role")
-    if not isinstance(name, str):
-        raise ValidationError("Missing or invalid field 'name': a string of 1-100 printable characters")
-    if not isinstance(role, str) or len(role) > 32:
-        raise ValidationError("Missing or invalid field 'role': admin, editor, viewer or auditor")
-    expires = body.get("expires_days")
-    if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int | float)):
-        raise ValidationError("Invalid field 'expires_days': a number of days")
-    return {"name": name, "role": role, "namespaces": _string_list(body, "namespaces"),
-            "environments": _string_list(body, "environments"),
-            "expires_days": float(expires) if expires is not None else None}
 
 
 @router.get(
@@ -79,13 +54,14 @@ async def list_keys(request: Request) -> Response:
 async def create_key(request: Request) -> Response:
     await authorize_before_body(request, "keys_create", "users:create")
     raw, _ = await read_body(request)
-    fields = _parse_create(raw)
-    record, secret = await call(request, "keys_create", None, caller(request).create_api_key, fields.pop("name"),
-                                fields.pop("role"), **fields)
+    body = KeyCreateBody.from_json(parse_json_bytes(raw))
+    record, secret = await call(request, "keys_create", None, caller(request).create_api_key, body.name, body.role,
+                                namespaces=body.namespaces, environments=body.environments,
+                                expires_days=body.expires_days)
     doc = record.to_json()
-    body = {name: doc[name] for name in ("id", "name", "role", "namespaces", "environments", "expires_at")}
-    body["key"] = secret
-    return json_response(body, status_code=201)
+    created = {name: doc[name] for name in ("id", "name", "role", "namespaces", "environments", "expires_at")}
+    created["key"] = secret
+    return json_response(created, status_code=201)
 
 
 @router.delete(

@@ -10,7 +10,6 @@ CLI's `rotate-key`, and its result holds key ids and counts only.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 from fastapi import APIRouter
@@ -26,19 +25,19 @@ from llm_config.server.routes.common import (
     error_responses,
     json_response,
     manager_of,
-    parse_object_body,
+    parse_json_bytes,
     principal_of,
     read_body,
     request_id_of,
     source_ip_of,
 )
 from llm_config.server.routes.schemas import JobModel
+from llm_config.wire import MASTER_KEY_ID_PATTERN, RotateBody
 
 __all__ = ["KEY_ID_PATTERN", "ROTATE_PATH", "router"]
 
 ROTATE_PATH: Final = "/api/v1/admin/rotate-key"
-KEY_ID_PATTERN: Final = r"^[0-9a-f]{16}$"
-_FIELDS: Final = frozenset({"new_key_id"})
+KEY_ID_PATTERN: Final = MASTER_KEY_ID_PATTERN
 _BODY_SCHEMA: Final = {
     "type": "object",
     "required": ["new_key_id"],
@@ -67,10 +66,7 @@ async def post_rotate_key(request: Request) -> Response:
     await call(request, "rotate_key", None, require_unscoped, manager, principal, "system:update",
                source_ip=source_ip_of(request), request_id=request_id_of(request))
     raw, _ = await read_body(request)
-    body = parse_object_body(raw, _FIELDS, "'new_key_id'")
-    key_id = body.get("new_key_id")
-    if not isinstance(key_id, str) or not re.fullmatch(KEY_ID_PATTERN, key_id):
-        raise ValidationError("Missing or invalid field 'new_key_id': the 16 hex digits of a key id")
+    key_id = RotateBody.from_json(parse_json_bytes(raw)).new_key_id
     if key_id not in manager.key_ids:
         raise ValidationError("Unknown new_key_id: the server's keyring holds no such key (give the server the new "
                               "key first: LLM_CONFIG_KEY=old,new, then restart it)")
