@@ -213,9 +213,11 @@ class Storage(Protocol):
         """(namespace, key, environment, revision) of entries changed after `revision`, oldest first, at
         most `limit`; and the store's current revision."""
 
-    def watch_since(self, revision: int, limit: int = 1000) -> tuple[list[ChangeRow], int]:
-        """Changes (writes, deletes, rollbacks, purges) after `revision` in revision order, at most `limit`;
-        and the store's current revision, read first."""
+    def watch_since(self, revision: int, limit: int = 1000, *, namespace: str | None = None,
+                    recursive: bool = False) -> tuple[list[ChangeRow], int]:
+        """Changes (writes, deletes, rollbacks, purges) after `revision` in revision order, at most `limit`
+        (only `namespace`'s, and its sub-namespaces' with `recursive`, if given); and the store's current
+        revision, read first."""
 
     def sealed_row(self, row: StoredEntry) -> bytes | None:
         """`row` in its stored form with its row MAC, for a shared cache (None without the row key)."""

@@ -347,8 +347,9 @@ class WatchHello:
 
 @dataclass(frozen=True, slots=True)
 class WatchResync:
-    """The stream cannot continue from the asked revision (another epoch, ahead of the store, or older than
-    kept history): reload everything, then continue from `revision`."""
+    """The stream cannot continue from the asked revision — `reason` "epoch" (another store epoch), "ahead" (of
+    the store) or "expired" (older than the change feed's history, which a restore starts again): reload
+    everything, then continue from `revision`."""
 
     reason: str
     epoch: str

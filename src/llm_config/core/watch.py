@@ -23,6 +23,7 @@ from llm_config import rbac
 from llm_config.core.custody import EPOCH
 from llm_config.models import ChangeRow, Environment, Principal
 from llm_config.names import parse_environment, validate_namespace
+from llm_config.storage.sql import WATCH_FLOOR
 from llm_config.types import Storage
 from llm_config.wire import WatchChange, WatchHello, WatchKind, WatchResync
 
@@ -82,23 +83,31 @@ class ChangeFeed:
         """The store's revision: the last write's."""
         return int(self._storage.get_meta("revision") or 0)
 
-    def read(self, since: int, limit: int = PAGE) -> tuple[list[ChangeRow], int]:
-        """Changes after `since`, oldest first (at most `limit`), and the store's revision, read before them:
-        with fewer than `limit` changes, every change up to that revision is in the list."""
-        return self._storage.watch_since(since, limit)
+    def read(self, since: int, limit: int = PAGE, scope: WatchScope | None = None) -> tuple[list[ChangeRow], int]:
+        """Changes after `since`, oldest first (at most `limit`; only `scope`'s namespaces if given), and the
+        store's revision, read before them: with fewer than `limit` changes, every change up to that revision
+        is in the list."""
+        if scope is None:
+            return self._storage.watch_since(since, limit)
+        return self._storage.watch_since(since, limit, namespace=scope.namespace, recursive=scope.recursive)
+
+    def floor(self) -> int:
+        """The revision the feed starts after: changes before it are not kept (a restore starts it again)."""
+        return int(self._storage.get_meta(WATCH_FLOOR) or 0)
 
     def begin(self, since: int | None, client_epoch: str | None) -> tuple[WatchHello, WatchResync | None, int]:
         """Where a stream starts: its hello, a resync if it cannot continue from `since`, and the revision it
-        continues after. History is kept in full, so a `since` is never too old — only from another epoch
-        (a restore happened since the client last looked) or ahead of this store."""
+        continues after. Resync when the client saw another epoch, or `since` is ahead of this store, or older
+        than the feed's floor — a restore restarts the feed above every revision served before it, so a
+        client resuming from before a restore learns of it even with a bare `Last-Event-ID`."""
         epoch = self.epoch()
         current = self.current()
         if since is None:
             return WatchHello(epoch, current), None, current
-        if client_epoch is not None and client_epoch != epoch:
-            return WatchHello(epoch, current), WatchResync("epoch", epoch, current), current
-        if since > current:
-            return WatchHello(epoch, current), WatchResync("ahead", epoch, current), current
+        reason = ("epoch" if client_epoch is not None and client_epoch != epoch
+                  else "ahead" if since > current else "expired" if since < self.floor() else None)
+        if reason is not None:
+            return WatchHello(epoch, current), WatchResync(reason, epoch, current), current
         return WatchHello(epoch, since), None, since
 
 

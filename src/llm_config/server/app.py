@@ -33,6 +33,7 @@ from llm_config.server.routes import metrics as metrics_routes
 from llm_config.server.routes.common import strict_query
 from llm_config.server.routes.schemas import JSON_VALUE_SCHEMA, ApiKeyCreate, ConfigWrite, ErrorBody
 from llm_config.server.security import BanList, IPFilter, parse_networks, parse_origins
+from llm_config.server.streams import close_on_signals
 from llm_config.server.telemetry import RouteTable, cache_source
 from llm_config.settings import ServeOptions
 
@@ -67,6 +68,7 @@ _AUTH_RESPONSES: Final = {
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     sync: metrics.CacheStatsSync | None = app.state.cache_sync
     task = asyncio.create_task(_sync_forever(sync)) if sync is not None else None
+    close_on_signals()  # a shutdown ends the watch streams first, or the server would wait for them
     try:
         yield
     finally:

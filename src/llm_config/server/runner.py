@@ -375,4 +375,5 @@ def _run_granian(options: ServeOptions) -> None:
         ssl_cert=Path(options.tls_cert) if options.tls_cert else None,
         ssl_key=Path(options.tls_key) if options.tls_key else None,
         http1_settings=HTTP1Settings(header_read_timeout=max(1, int(options.header_timeout * 1000))),
+        workers_kill_timeout=GRACEFUL_SHUTDOWN_SECONDS,  # a worker still serving watch streams is stopped
     ).serve()

@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import itertools
 import logging
+import signal
+import threading
 import time
 import weakref
 from collections import deque
@@ -34,6 +37,8 @@ T = TypeVar("T")
 RING: Final = 8192
 """Changes kept in memory for streams that are (nearly) caught up."""
 EPOCH_CHECK_SECONDS: Final = 1.0
+CATCH_UP_READS: Final = 4
+"""Streams behind the ring read storage for themselves, at most this many at a time per process."""
 
 _HUBS: weakref.WeakSet[WatchHub] = weakref.WeakSet()
 
@@ -42,6 +47,29 @@ def close_all() -> None:
     """End every open watch stream of this process (server shutdown: clients reconnect elsewhere)."""
     for hub in list(_HUBS):
         hub.close()
+
+
+def close_on_signals() -> None:
+    """Chain `close_all` in front of the server's SIGTERM/SIGINT handlers, so a shutdown ends the streams
+    first (a server waits for open responses before it exits; a stream never ends by itself). Only in the
+    main thread (where the server installed them); elsewhere, whoever stops the server closes the hub."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if getattr(previous, "_closes_streams", False):
+            continue
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            close_all()
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(signum)
+
+        handler._closes_streams = True  # type: ignore[attr-defined]
+        signal.signal(sig, handler)
 
 
 class Subscription:
@@ -69,6 +97,8 @@ class WatchHub:
         self._base = 0  # the ring holds every change with _base < revision <= revision
         self.revision = -1  # -1: not running
         self.epoch = ""
+        self.generation = 0  # bumped when the reader sees a new epoch (a restore)
+        self.catch_up = asyncio.Semaphore(CATCH_UP_READS)  # streams reading storage themselves, at once
         self._subs: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._kick: asyncio.Event | None = None
@@ -105,7 +135,7 @@ class WatchHub:
         if since >= self.revision:
             return []
         start = bisect.bisect_right(self._revisions, since)
-        return [self._ring[i] for i in range(start, len(self._ring))]
+        return list(itertools.islice(self._ring, start, None))
 
     def close(self) -> None:
         """End every stream (shutdown); new subscriptions are closed at once."""
@@ -169,9 +199,10 @@ class WatchHub:
                             await self._new_epoch(epoch)
                     if self.revision >= 0:
                         await self._read()
-                except StorageError as exc:
+                except Exception as exc:  # the reader must live on: streams wait, the next tick tries again
                     if not failing:
-                        log.warning("watch: cannot read changes (%s); streams wait for the store", exc.message)
+                        why = exc.message if isinstance(exc, StorageError) else type(exc).__name__
+                        log.warning("watch: cannot read changes (%s); streams wait for the store", why)
                     failing = True
                 else:
                     failing = False
@@ -209,6 +240,7 @@ class WatchHub:
     async def _new_epoch(self, epoch: str) -> None:
         """A restore: start over from the restored store's revision; every stream sends `resync`."""
         self.epoch = epoch
+        self.generation += 1
         current = await self._blocking(self._feed.current)
         self.revision = self._base = current
         self._ring.clear()

@@ -75,7 +75,7 @@ from llm_config.times import utc_now
 from llm_config.types import AuditQuery, Fingerprinter
 from llm_config.writes import FOR_ROLLBACK, check_expected, check_plain_over_secret, check_purge, check_target, where
 
-__all__ = ["MAX_BATCH", "ROW_COLUMNS", "ROW_TABLES", "Dialect", "SQLStorage", "new_id", "open_dialect"]
+__all__ = ["MAX_BATCH", "ROW_COLUMNS", "ROW_TABLES", "WATCH_FLOOR", "Dialect", "SQLStorage", "new_id", "open_dialect"]
 
 log = logging.getLogger("llm_config.storage")
 
@@ -131,6 +131,12 @@ ROW_COLUMNS: Final = {
 """The columns of every table, as backups carry them (a backup row is these values in this order)."""
 ROW_TABLES: Final = tuple(ROW_COLUMNS)
 """Tables in the order a backup holds and a restore loads them (parents before children)."""
+_CHANGE_KIND: Final = {WriteKind.SET: "set", WriteKind.DELETE: "delete", WriteKind.ROLLBACK: "rollback",
+                       WriteKind.PURGE: "purge"}
+"""The watch stream's name for each kind of write."""
+WATCH_FLOOR: Final = "watch_floor"
+"""Meta row: the revision the change feed starts after (a restore or a load starts it again)."""
+
 _FIRST_KEYS: Final = {"meta": ("",), "entries": ("",), "versions": ("", -1), "api_keys": ("",),
                       "audit_events": (-1,)}
 
@@ -438,18 +444,18 @@ class _Statements:
         self.changes_since = s(
             'SELECT namespace, "key", environment, revision FROM entries WHERE revision > ? ORDER BY revision LIMIT ?'
         )
-        # the watch stream: every version written after a revision (the audit event names its kind), and
-        # purges, which write no version but move their entry's revision
-        self.watch_versions = s(
-            'SELECT v.revision, e.namespace, e."key", e.environment, v.version, v.deleted, a.type FROM versions v '
-            "JOIN entries e ON e.id = v.entry_id LEFT JOIN audit_events a ON a.seq = v.audit_seq "
-            "WHERE v.revision > ? ORDER BY v.revision LIMIT ?"
+        # the watch stream's feed: one row per write, keyed by its revision, in the write's transaction; read
+        # in one statement (one snapshot); a namespace's own rows through (namespace, revision)
+        self.insert_change = s(
+            'INSERT INTO changes (revision, namespace, "key", environment, version, kind) VALUES (?, ?, ?, ?, ?, ?)'
         )
-        self.watch_purges = s(
-            'SELECT e.revision, e.namespace, e."key", e.environment, e.version FROM entries e WHERE e.revision > ? '
-            "AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.entry_id = e.id AND v.revision = e.revision) "
-            "ORDER BY e.revision LIMIT ?"
-        )
+        _change_columns = 'SELECT revision, namespace, "key", environment, version, kind FROM changes '
+        self.watch_all = s(_change_columns + "WHERE revision > ? ORDER BY revision LIMIT ?")
+        self.watch_namespace = s(_change_columns + "WHERE namespace = ? AND revision > ? ORDER BY revision LIMIT ?")
+        # a namespace and its sub-namespaces: 'ns' itself, or 'ns/' <= namespace < 'ns0' ('0' follows '/')
+        self.watch_tree = s(_change_columns + "WHERE (namespace = ? OR (namespace >= ? AND namespace < ?)) "
+                            "AND revision > ? ORDER BY revision LIMIT ?")
+        self.delete_changes = "DELETE FROM changes"
         # what a write batch needs after taking the lock, in one round trip: the chain head, and whether
         # the store still waits for its one-time row-MAC migration
         self.batch_head = s(
@@ -775,28 +781,26 @@ class SQLStorage:
         return ([(r[0], r[1], _ENVS[r[2]], int(r[3])) for r in rows if r[2] in _ENVS],
                 int(current[0]) if current else 0)
 
-    def watch_since(self, revision: int, limit: int = 1000) -> tuple[list[ChangeRow], int]:
-        """Changes after `revision` in revision order (at most `limit`) and the store's revision, read first
-        (as `changes_since`). A purge is listed once, at its entry's latest revision."""
+    def watch_since(self, revision: int, limit: int = 1000, *, namespace: str | None = None,
+                    recursive: bool = False) -> tuple[list[ChangeRow], int]:
+        """Changes after `revision` in revision order (at most `limit`; of one namespace, and with `recursive`
+        its sub-namespaces, if given) and the store's revision, read first: revisions are taken under the
+        write lock and committed in their order, so every change up to it is visible to the one statement
+        that follows."""
+        params: tuple[Any, ...]
+        if namespace is None:
+            sql, params = self._s.watch_all, (revision, limit)
+        elif recursive:
+            sql, params = self._s.watch_tree, (namespace, namespace + "/", namespace + "0", revision, limit)
+        else:
+            sql, params = self._s.watch_namespace, (namespace, revision, limit)
         try:
             current = self._read_one(self._s.get_meta, ("revision",))
-            versions = self._read_all(self._s.watch_versions, (revision, limit))
-            purges = self._read_all(self._s.watch_purges, (revision, limit))
+            rows = self._read_all(sql, params)
         except self._d.errors as exc:
             raise self._error("reading changes", exc) from exc
-        changes: list[ChangeRow] = []
-        for rev, ns, key, env, version, deleted, event in versions:
-            if env in _ENVS:
-                kind = "delete" if deleted else "rollback" if event == "config_rolled_back" else "set"
-                changes.append(ChangeRow(int(rev), ns, key, _ENVS[env], int(version), kind))
-        if purges:
-            # a full page of versions ends the window: a purge after its last revision comes in the next page
-            last = int(versions[-1][0]) if len(versions) >= limit else None
-            changes += [ChangeRow(int(r[0]), r[1], r[2], _ENVS[r[3]], int(r[4]), "purge") for r in purges
-                        if r[3] in _ENVS and (last is None or int(r[0]) <= last)]
-            changes.sort(key=lambda c: c.revision)
-            del changes[limit:]
-        return changes, int(current[0]) if current else 0
+        return ([ChangeRow(int(r[0]), r[1], r[2], _ENVS[r[3]], int(r[4]), str(r[5])) for r in rows if r[3] in _ENVS],
+                int(current[0]) if current else 0)
 
     def _versions(self, entry: StoredEntry, version: int | None, limit: int | None,
                   cur: Any = None) -> list[StoredVersion]:
@@ -1136,6 +1140,9 @@ class SQLStorage:
             head.revision += 1
             seq = head.seq + 1
             entry, old_version, new_version, secret, existed, details = self._apply_one(cur, write, seq, head.revision)
+            changed = old_version if write.kind is WriteKind.PURGE else new_version  # a purge names its version
+            cur.execute(self._s.insert_change, (head.revision, write.namespace, write.key, write.environment.value,
+                                                changed, _CHANGE_KIND[write.kind]))
             if write.kind is WriteKind.SET and write.value_type is ValueType.SECRET:
                 self._count_seal(head, write.stored_value)
             self._append(cur, head, audit_key, PendingEvent(
@@ -1535,6 +1542,8 @@ class SQLStorage:
                     return tuple(row[:width])
 
                 for row in self._pages(sql, _FIRST_KEYS[table], after, f"reading {table}"):
+                    if table == "meta" and row[0] == WATCH_FLOOR:
+                        continue  # where this store's change feed starts: the store's own, like the feed
                     yield table, tuple(row)
 
     def is_empty(self) -> bool:
@@ -1555,6 +1564,8 @@ class SQLStorage:
         counts = dict.fromkeys(ROW_TABLES, 0)
 
         def body(cur: Any, head: _Head) -> dict[str, int]:
+            before = head.revision
+            cur.execute(self._s.delete_changes)  # the feed's history is this store's, never a backup's
             if replace_all:
                 head.seals = {}  # the loaded store's counters replace ours (earlier tickets' rows go too)
                 for table in reversed(ROW_TABLES):
@@ -1581,6 +1592,16 @@ class SQLStorage:
             head.epoch = None if epoch is None else str(epoch[0])  # later writes of the batch meet the fence
             self._migrated_known = False
             revision = _one(cur, self._s.get_meta, ("revision",))
+            # the feed starts again at the loaded revision, or above every revision this store served before
+            # if that is higher: a watcher resuming from before the load gets `resync`, never a silent jump
+            # into the loaded store's history (a store that served nothing keeps the loaded revision, so a
+            # copy reads back exactly as it was sent)
+            loaded = int(revision[0]) if revision else 0
+            if 0 < before >= loaded:
+                loaded = before + 1
+                cur.execute(self._s.set_meta, ("revision", str(loaded)))
+            cur.execute(self._s.set_meta, (WATCH_FLOOR, str(loaded)))
+            revision = (loaded,)
             chain = _one(cur, self._s.audit_head)
             # the batch's head is the loaded store's from here on (nothing after this in the batch may
             # write the revision it read before the load)

@@ -4,7 +4,8 @@ Standard SSE any client can read: a first `hello` (the store epoch, and the revi
 after), then one `change` per write, delete, rollback or purge the key may see, each with `id:` = its
 revision (so `Last-Event-ID` resumes), `resync` when the stream cannot continue from the asked revision
 (another epoch, or ahead of the store) — the client reloads and goes on from the revision it names —,
-`: keepalive` comments, and a last `error` event when the key stops being valid (revoked, expired). A
+`: keepalive` comments, and a last `error` event when the key stops being valid (revoked, expired: checked
+every `auth_check` second, before anything else is sent). A
 stream ends after `max_seconds` (default 15 minutes); the client resumes from its last revision.
 
 The stream is an async generator fed by the process's hub (`server/streams.py`): no thread per stream.
@@ -17,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 import orjson
 from fastapi import APIRouter, Path, Query
@@ -30,6 +32,7 @@ from llm_config import metrics
 from llm_config.core.manager import ConfigManager
 from llm_config.core.watch import PAGE, WatchScope, to_wire
 from llm_config.errors import AuthenticationError, ValidationError
+from llm_config.models import ChangeRow
 from llm_config.names import parse_environment
 from llm_config.server.auth import extract_token
 from llm_config.server.paths import WATCH_PATH
@@ -48,6 +51,7 @@ from llm_config.wire import MAX_VERSION, ErrorBody, WatchResync
 __all__ = ["WatchSettings", "hub_of", "router"]
 
 router = APIRouter(tags=["watch"])
+T = TypeVar("T")
 
 _KEEPALIVE: Final = b": keepalive\n\n"
 _EPOCH_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -68,7 +72,7 @@ class WatchSettings:
     """Timings of the watch streams (tests shorten them)."""
 
     keepalive: float = 15.0  # a comment line after this long without an event
-    auth_check: float = 5.0  # re-check the stream's API key this often (and at once after a local revoke)
+    auth_check: float = 1.0  # re-check the stream's API key this often (and at once after a local revoke)
     poll: float = 0.1  # the hub's look for other processes' commits
     # a stream ends after this long (a client resumes where it was, with Last-Event-ID or since=), so
     # streams spread over replicas added since they opened
@@ -80,15 +84,16 @@ class EventStream(StreamingResponse):
 
 
 def hub_of(request: Request) -> WatchHub:
-    """The app's hub, made on the first stream."""
+    """The app's hub, made on the first stream (it keeps the app's executor, never a request)."""
     state = request.app.state
     hub: WatchHub | None = getattr(state, "watch_hub", None)
     if hub is None:
         manager = manager_of(request)
         settings: WatchSettings = state.watch
+        executor: ThreadPoolExecutor = state.executor
 
-        async def blocking(fn):  # type: ignore[no-untyped-def]
-            return await run_blocking(request, fn)
+        async def blocking(fn: Callable[[], T]) -> T:
+            return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
         hub = WatchHub(manager.feed, manager.signals, blocking, poll=settings.poll)
         state.watch_hub = hub
@@ -106,7 +111,7 @@ def _last_event_id(request: Request) -> int | None:
     if header is None or not header.strip():
         return None
     text = header.strip()
-    if not text.isdigit() or len(text) > 19 or int(text) > MAX_VERSION:
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or int(text) > MAX_VERSION:
         raise ValidationError("Invalid Last-Event-ID: expected a revision (an integer >= 0)")
     return int(text)
 
@@ -155,6 +160,7 @@ async def _events(request: Request, manager: ConfigManager, hub: WatchHub, scope
                   epoch: str, token: str | None, first: list[bytes]) -> AsyncIterator[bytes]:
     settings: WatchSettings = request.app.state.watch
     sub = await hub.subscribe()
+    generation = hub.generation
     metrics.WATCH_STREAMS.inc()
     try:
         yield b"".join(first)
@@ -163,25 +169,8 @@ async def _events(request: Request, manager: ConfigManager, hub: WatchHub, scope
         ends = last_sent + settings.max_seconds
         while not sub.closed and time.monotonic() < ends:
             sub.wake.clear()
-            if hub.epoch != epoch and hub.revision >= 0:  # a restore while streaming
-                epoch, since = hub.epoch, hub.revision
-                metrics.WATCH_EVENTS.labels("resync").inc()
-                yield frame("resync", WatchResync("epoch", epoch, since).to_json(), since)
-                last_sent = time.monotonic()
-                continue
-            changes = hub.changes_after(since)
-            if changes is None:  # further behind than the hub's ring: read storage for this stream alone
-                changes, _ = await run_blocking(request, manager.feed.read, since, PAGE)
-            if changes:
-                since = changes[-1].revision
-                shown = [frame("change", to_wire(c).to_json(), c.revision) for c in changes if scope.sees(c)]
-                if shown:
-                    metrics.WATCH_EVENTS.labels("change").inc(len(shown))
-                    yield b"".join(shown)
-                    last_sent = time.monotonic()
-                continue
             now = time.monotonic()
-            if sub.recheck or now >= next_check:
+            if sub.recheck or now >= next_check:  # first, however busy the store: a revoked key gets nothing more
                 sub.recheck = False
                 next_check = now + settings.auth_check
                 problem = await _key_problem(request, manager, token)
@@ -189,6 +178,22 @@ async def _events(request: Request, manager: ConfigManager, hub: WatchHub, scope
                     metrics.WATCH_EVENTS.labels("error").inc()
                     yield frame("error", ErrorBody("Unauthorized", problem).to_json(), None)
                     return
+            if hub.generation != generation and hub.revision >= 0:  # the reader saw a restore
+                generation = hub.generation
+                if hub.epoch != epoch:
+                    epoch, since = hub.epoch, hub.revision
+                    metrics.WATCH_EVENTS.labels("resync").inc()
+                    yield frame("resync", WatchResync("epoch", epoch, since).to_json(), since)
+                    last_sent = time.monotonic()
+                    continue
+            changes, since = await _pending(request, manager, hub, scope, since)
+            if changes:
+                shown = [frame("change", to_wire(c).to_json(), c.revision) for c in changes if scope.sees(c)]
+                if shown:
+                    metrics.WATCH_EVENTS.labels("change").inc(len(shown))
+                    yield b"".join(shown)
+                    last_sent = time.monotonic()
+                continue
             timeout = max(0.0, min(last_sent + settings.keepalive, next_check, ends) - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.wake.wait(), timeout)
@@ -198,6 +203,23 @@ async def _events(request: Request, manager: ConfigManager, hub: WatchHub, scope
     finally:
         hub.unsubscribe(sub)
         metrics.WATCH_STREAMS.dec()
+
+
+async def _pending(request: Request, manager: ConfigManager, hub: WatchHub, scope: WatchScope,
+                   since: int) -> tuple[list[ChangeRow], int]:
+    """The changes after `since` (from the hub's ring, or — further behind than it — read from storage for this
+    stream alone), and the revision the stream stands at after them."""
+    ring = hub.changes_after(since)
+    if ring is not None:
+        changes = ring
+    else:
+        async with hub.catch_up:
+            changes, current = await run_blocking(request, manager.feed.read, since, PAGE, scope)
+        if len(changes) < PAGE:  # every change of its namespaces up to `current` was listed
+            since = max(since, current)
+    if changes:
+        since = max(since, changes[-1].revision)
+    return changes, since
 
 
 async def _key_problem(request: Request, manager: ConfigManager, token: str | None) -> str | None:
