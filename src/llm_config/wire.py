@@ -105,12 +105,7 @@ class SetBody:
     def from_json(cls, body: Any) -> SetBody:
         """Check a parsed body's shape: only known fields, each of its type (mass assignment refused, names
         not echoed raw)."""
-        if not isinstance(body, dict):
-            raise ValidationError("Invalid body: expected a JSON object with a 'value' field")
-        unknown = sorted(set(body) - SET_FIELDS)
-        if unknown:
-            shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
-            raise ValidationError(f"Unknown field(s) in body: {shown}; allowed: {', '.join(sorted(SET_FIELDS))}")
+        body = _object_with(body, SET_FIELDS, "a 'value' field")
         if "value" not in body:
             raise ValidationError("Missing field 'value' (use null to store null)")
         env = body.get("env")

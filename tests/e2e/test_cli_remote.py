@@ -14,31 +14,20 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
 
 from llm_config.storage.backup import scan
 from tests.e2e.conftest import LiveServer
+from tests.e2e.test_cli import SCRIPT, Result
 
-SCRIPT = Path(sys.executable).with_name("llm-config")
 NS = "acme/bot"
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 @dataclass

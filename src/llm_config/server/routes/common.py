@@ -45,7 +45,6 @@ __all__ = [
     "json_response",
     "manager_of",
     "parse_json_bytes",
-    "parse_object_body",
     "principal_of",
     "read_body",
     "request_id_of",
@@ -227,18 +226,6 @@ def parse_json_bytes(raw: bytes) -> Any:
     if not raw.strip():
         raise ValidationError("Request body is required")
     return loads_strict(raw, wrapper_depth=2)
-
-
-def parse_object_body(raw: bytes, allowed: frozenset[str], expected: str) -> dict[str, Any]:
-    """A JSON object body with only `allowed` fields (mass assignment refused, names not echoed raw)."""
-    body = parse_json_bytes(raw)
-    if not isinstance(body, dict):
-        raise ValidationError(f"Invalid body: expected a JSON object with {expected}")
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        shown = ", ".join(ascii(name[:40]) for name in unknown[:5])
-        raise ValidationError(f"Unknown field(s) in body: {shown}; allowed: {', '.join(sorted(allowed))}")
-    return body
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
