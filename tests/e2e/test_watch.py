@@ -372,3 +372,31 @@ def test_a_change_written_on_one_replica_is_streamed_by_another(
                 hub.close()
             for w in opened:
                 w.close()
+
+
+def test_a_change_row_removed_behind_our_back_makes_every_stream_resync(
+    server: LiveServer, watchers: list[Watcher], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Change rows carry no MAC, but every write takes the next revision and adds its row in the same
+    transaction: a database writer who deletes one (to keep a client on a stale value) leaves a gap, and
+    the streams are told to reload instead of missing it."""
+    import sqlite3
+
+    w = _watch(watchers, server)
+    _hello(w)
+    server.manager.set("app", "a", 1)
+    assert w.changes(1)[0]["key"] == "a"
+    db = sqlite3.connect(server.manager.storage.url.removeprefix("sqlite:///"))
+    # the attacker's timing: the row of the next write goes before the hub reads it
+    with db:
+        db.execute("CREATE TRIGGER hide AFTER INSERT ON changes WHEN NEW.\"key\" = 'b' "
+                   "BEGIN DELETE FROM changes WHERE revision = NEW.revision; END")
+    server.manager.set("app", "b", 1)
+    event = w.next()
+    assert event.event == "resync"
+    assert orjson.loads(event.data)["reason"] == "expired"
+    with db:
+        db.execute("DROP TRIGGER hide")
+    db.close()
+    server.manager.set("app", "c", 1)
+    assert w.changes(1)[0]["key"] == "c"

@@ -98,6 +98,7 @@ class WatchHub:
         self.revision = -1  # -1: not running
         self.epoch = ""
         self.generation = 0  # bumped when the reader sees a new epoch (a restore)
+        self.gaps = 0  # bumped when the feed lacks a revision's row: streams resync
         self.catch_up = asyncio.Semaphore(CATCH_UP_READS)  # streams reading storage themselves, at once
         self._subs: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
@@ -216,7 +217,14 @@ class WatchHub:
 
     async def _read(self) -> None:
         while True:
-            rows, current = await self._blocking(lambda: self._feed.read(self.revision, PAGE))
+            start = self.revision
+            rows, current = await self._blocking(lambda start=start: self._feed.read(start, PAGE))
+            if self._gap(start, rows, current) and await self._blocking(self._feed.floor) <= start:
+                # every write takes the next revision and adds its row in the same transaction: a missing
+                # row was removed behind our back — tell every stream to reload rather than miss it
+                self.gaps += 1
+                log.warning("watch: the change feed lacks rows after revision %d (removed outside llm-config?); "
+                            "streams are told to resync", start)
             if rows:
                 self._keep(rows)
                 self.revision = rows[-1].revision
@@ -228,6 +236,16 @@ class WatchHub:
                     self._wake_all()
                 return
             self._wake_all()
+
+    @staticmethod
+    def _gap(start: int, rows: list[ChangeRow], current: int) -> bool:
+        """Whether revisions after `start` are missing from `rows` (up to `current` for a short page)."""
+        expected = start + 1
+        for row in rows:
+            if row.revision != expected:
+                return True
+            expected += 1
+        return len(rows) < PAGE and current >= expected
 
     def _keep(self, rows: list[ChangeRow]) -> None:
         ring, revisions = self._ring, self._revisions

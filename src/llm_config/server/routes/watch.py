@@ -160,7 +160,7 @@ async def _events(request: Request, manager: ConfigManager, hub: WatchHub, scope
                   epoch: str, token: str | None, first: list[bytes]) -> AsyncIterator[bytes]:
     settings: WatchSettings = request.app.state.watch
     sub = await hub.subscribe()
-    generation = hub.generation
+    marks = (hub.generation, hub.gaps)
     metrics.WATCH_STREAMS.inc()
     try:
         yield b"".join(first)
@@ -178,12 +178,13 @@ async def _events(request: Request, manager: ConfigManager, hub: WatchHub, scope
                     metrics.WATCH_EVENTS.labels("error").inc()
                     yield frame("error", ErrorBody("Unauthorized", problem).to_json(), None)
                     return
-            if hub.generation != generation and hub.revision >= 0:  # the reader saw a restore
-                generation = hub.generation
-                if hub.epoch != epoch:
+            if (hub.generation, hub.gaps) != marks and hub.revision >= 0:  # a restore, or the feed lost rows
+                reason = "epoch" if hub.epoch != epoch else "expired" if hub.gaps != marks[1] else None
+                marks = (hub.generation, hub.gaps)
+                if reason is not None:
                     epoch, since = hub.epoch, hub.revision
                     metrics.WATCH_EVENTS.labels("resync").inc()
-                    yield frame("resync", WatchResync("epoch", epoch, since).to_json(), since)
+                    yield frame("resync", WatchResync(reason, epoch, since).to_json(), since)
                     last_sent = time.monotonic()
                     continue
             changes, since = await _pending(request, manager, hub, scope, since)
