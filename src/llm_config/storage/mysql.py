@@ -42,7 +42,8 @@ _SESSION = (
     "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
 )
 # Server gone, lost, refused, too many connections, shutting down, killed, lock wait, deadlock: retry later.
-_UNAVAILABLE = {1040, 1053, 1205, 1213, 1927, 2003, 2006, 2013, 2055}
+_DEADLOCK = 1213
+_UNAVAILABLE = {1040, 1053, 1205, _DEADLOCK, 1927, 2003, 2006, 2013, 2055}
 
 
 class _NoFailoverError(Exception):
@@ -168,6 +169,12 @@ class MySQLDialect(Dialect):
                 cur.fetchall()
         except pymysql.err.MySQLError as exc:
             log.warning("purge: OPTIMIZE TABLE after the purge failed (%s)", exc.args[-1] if exc.args else exc)
+
+    def aborts_transaction(self, exc: BaseException) -> bool:
+        """A deadlock victim (1213): InnoDB has rolled back the whole transaction; a later statement of the
+        batch would run in a new one, and the earlier tickets' writes would be acknowledged yet gone."""
+        args: tuple[Any, ...] = getattr(exc, "args", ())
+        return bool(args) and args[0] == _DEADLOCK
 
     def pending_migrations(self) -> list[int]:
         conn = self._need_pool().connection()

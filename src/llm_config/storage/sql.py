@@ -226,6 +226,11 @@ class Dialect:
     def after_purge(self) -> None:
         """Make a purged value's old copies go away where the database allows (checkpoint, vacuum)."""
 
+    def aborts_transaction(self, exc: BaseException) -> bool:
+        """Whether `exc` rolled the whole transaction back, savepoints and all (InnoDB's deadlock victim):
+        then no ticket of the batch may be acknowledged, and none may go on in a new transaction."""
+        return False
+
     def change_token(self) -> object:
         """A value that changes when any connection commits a write: the audit chain's length (every write
         transaction appends to it) and the store epoch (a restore may leave the length where it was).
@@ -1083,8 +1088,8 @@ class SQLStorage:
                 if not single:
                     cur.execute("RELEASE SAVEPOINT w")
             except Exception as exc:  # one ticket's failure is its own: its savepoint goes, the batch stays
-                if single:
-                    raise
+                if single or d.aborts_transaction(exc):
+                    raise  # the whole batch fails (the caller rolls back and answers every ticket)
                 try:
                     cur.execute("ROLLBACK TO SAVEPOINT w")
                     cur.execute("RELEASE SAVEPOINT w")
