@@ -290,6 +290,12 @@ def test_many_streams_do_not_take_a_thread_each(server: LiveServer, admin: httpx
                                                watchers: list[Watcher]) -> None:
     from llm_config.server.app import THREAD_POOL_SIZE
 
+    def sent() -> float:  # the process's counter: other tests' streams counted into it too
+        line = next((x for x in admin.get("/metrics").text.splitlines()
+                     if x.startswith('llm_config_watch_events_total{event="change"}')), None)
+        return float(line.split()[-1]) if line else 0.0
+
+    before = sent()
     streams = [_watch(watchers, server) for _ in range(THREAD_POOL_SIZE + 8)]
     for w in streams:
         _hello(w)
@@ -297,6 +303,8 @@ def test_many_streams_do_not_take_a_thread_each(server: LiveServer, admin: httpx
     for w in streams:
         assert w.changes(1)[0]["key"] == "k"
     assert admin.get("/health/live").status_code == 200  # the pool still answers
+    assert f"llm_config_watch_streams {float(len(streams))}" in admin.get("/metrics").text
+    assert sent() - before == len(streams)
 
 
 @pytest.mark.parametrize(("params", "headers", "why"), [
