@@ -27,7 +27,6 @@ from llm_config.client._base import (
     parse_retry_after,
     resolve_path,
     rollback_path,
-    same_write,
     stream_error,
     tombstone,
     watch_path,
@@ -228,14 +227,6 @@ def test_unreachable_names_the_url_never_the_key() -> None:
     exc = core.unreachable(httpx.ConnectError("[Errno 111] Connection refused"))
     assert isinstance(exc, StorageUnavailableError)
     assert "http://127.0.0.1:9" in exc.message and "llmc_secret" not in exc.message
-
-
-def test_a_retried_cas_write_recognises_its_own_first_attempt() -> None:
-    current = entry(value={"a": 1, "b": 2}, version=5)
-    assert same_write(current, {"b": 2, "a": 1}, None, 4)
-    assert not same_write(current, {"a": 1}, None, 4)
-    assert not same_write(current, {"a": 1, "b": 2}, None, 3)
-    assert not same_write(current, {"a": 1, "b": 2}, True, 4)
 
 
 def test_a_tombstone_keeps_identity_and_takes_who_and_when_from_history() -> None:

@@ -268,6 +268,11 @@ class TieredCache:
         if self.l2 is not None:
             self.l2.publish(b'{"p":1}')
 
+    def forget(self, changes: Sequence[tuple[str, str, Environment, int]]) -> None:
+        """Evict records older than these changes from L1: what a reader of the change feed learned of
+        before this process's own poll did (a watcher's refetch must not be served the old record)."""
+        self._evict(changes)
+
     def _evict(self, changes: Sequence[tuple[str, str, Environment, int]]) -> None:
         """Evict records older than these changes from L1 (a newer record stays)."""
         for namespace, key, env, revision in changes:

@@ -73,7 +73,6 @@ __all__ = [
     "resolve_path",
     "route",
     "revision_of",
-    "same_write",
     "rollback_path",
     "watch_path",
 ]
@@ -297,18 +296,6 @@ def entry_of(content: bytes, headers: Mapping[str, str]) -> Entry:
     return wire.entry_from_json(_json(content), revision_of(headers))
 
 
-def same_write(current: Entry, value: Any, secret: bool | None, expected_version: int) -> bool:
-    """Is `current` the compare-and-set write of `value` over `expected_version`? (A retried write whose
-    first attempt applied meets a conflict; this recognises it. Secrets are never compared: a conflict.)"""
-    if current.version != expected_version + 1 or current.secret or secret:
-        return False
-    try:
-        return bool(orjson.dumps(current.value, option=orjson.OPT_SORT_KEYS)
-                    == orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
-    except TypeError:
-        return False
-
-
 def entries_of(content: bytes) -> list[Entry]:
     data = _json(content)
     if not isinstance(data, list):
@@ -473,6 +460,7 @@ class ClientCore:
         max_stale: float = 0.0,
         watch: bool = True,
         max_entries: int = 10_000,
+        max_watched: int = 32,
         policy: RetryPolicy | None = None,
         offline_retry: float = 1.0,
         page_size: int | None = None,
@@ -492,6 +480,9 @@ class ClientCore:
         self.ttl = float(ttl)
         self.max_stale = float(max_stale)
         self.watch_enabled = bool(watch)
+        if isinstance(max_watched, bool) or not isinstance(max_watched, int) or max_watched < 0:
+            raise ValueError("max_watched: a number of namespaces >= 0")
+        self.max_watched = max_watched  # namespaces read beyond it are kept by `ttl`, without a stream
         self.max_entries = max_entries
         self.policy = policy or RetryPolicy()
         self.offline_retry = float(offline_retry)
@@ -903,6 +894,8 @@ class ClientCore:
         with self.lock:
             if namespace in self.watches or self.closed:
                 return None
+            if len(self.watches) >= self.max_watched and not self._subs.get(namespace):
+                return None  # read-only beyond the cap: `ttl` and revalidation; an `on_change` always watches
             w = WatchState(namespace)
             self.watches[namespace] = w
             return w

@@ -46,7 +46,6 @@ from llm_config.client._base import (
     query,
     revision_of,
     route,
-    same_write,
     strings_of,
     tombstone,
 )
@@ -84,6 +83,7 @@ class AsyncClient:
         watch: bool = True,
         watch_idle_timeout: float = 60.0,
         max_entries: int = 10_000,
+        max_watched: int = 32,
         page_size: int | None = None,
         offline_retry: float = 1.0,
         snapshot_path: str | os.PathLike[str] | None = None,
@@ -95,6 +95,7 @@ class AsyncClient:
     ) -> None:
         self._core = core = ClientCore(
             url, api_key, ttl=ttl, max_stale=max_stale, watch=watch, max_entries=max_entries,
+            max_watched=max_watched,
             policy=RetryPolicy(retries, backoff, backoff_max, retry_after_max), offline_retry=offline_retry,
             page_size=page_size,
         )
@@ -112,6 +113,13 @@ class AsyncClient:
             event_hooks=dict(event_hooks) if event_hooks else None, follow_redirects=False,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json",
                      "User-Agent": f"llm-config-client/{llm_config.__version__}"},
+        )
+        # watch streams hold their connection for as long as they live: a pool of their own (unbounded — the
+        # number of streams is bounded by `max_watched` and `on_change`), so they never starve the requests
+        self._streams = httpx.AsyncClient(
+            base_url=core.url, timeout=self._stream_timeout, verify=verify, transport=transport,
+            follow_redirects=False, headers=self._http.headers,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
         )
         if not core.url.startswith("https:") and not is_loopback(core.url):
             log.warning("llm-config client: %s is plain HTTP: the API key crosses the network unencrypted",
@@ -145,7 +153,8 @@ class AsyncClient:
             slot = self._hits.get((namespace, key, env, version, with_overrides, reveal))
         except TypeError:  # an unhashable argument: the slow path refuses it as the manager does
             slot = None
-        if slot is not None and slot.fresh_until > self._clock():
+        # (a version of another type — True, 1.0 — hashes like an int: the slow path refuses it as the manager)
+        if slot is not None and slot.fresh_until > self._clock() and (version is None or type(version) is int):
             entry: Entry = slot.item
             return entry
         return await self._get(namespace, key, env, version, with_overrides, reveal)
@@ -356,26 +365,18 @@ class AsyncClient:
             if expected_version is None:
                 raise core.not_compare_and_set(exc)
             if ambiguous and isinstance(exc, ConflictError):
-                applied = await self._applied(namespace, key, environment, value, secret, expected_version)
-                if applied is not None:
-                    return applied
+                # an earlier attempt may have been applied, or someone else may have written the same: the
+                # client cannot tell which, so the caller re-reads (never a guess that loses an update)
+                raise ConflictError(
+                    f"{exc.message} (an earlier attempt of this write got no answer and may have been applied: "
+                    "read the entry to see)", namespace=namespace, key=key, environment=environment.value,
+                ) from None
             raise exc
         entry = entry_of(response.content, response.headers)
         core.wrote(namespace, key, environment, entry, response.headers.get("etag"), token)
         self._watch(namespace)  # what it cached (read your writes) is kept fresh like any read
         self._after_change()
         return entry
-
-    async def _applied(self, namespace: str, key: str, env: Environment, value: Any, secret: bool | None,
-                       expected_version: int) -> Entry | None:
-        try:
-            response, _ = await self._send(self._core.get_call(namespace, key, env, None, False, False, None))
-        except httpx.TransportError:
-            return None
-        if response.status_code != 200:
-            return None
-        current = entry_of(response.content, response.headers)
-        return current if same_write(current, value, secret, expected_version) else None
 
     async def delete(
         self,
@@ -536,6 +537,7 @@ class AsyncClient:
         if self._snapshot is not None:
             await asyncio.to_thread(self._snapshot.save, core)
         await self._http.aclose()
+        await self._streams.aclose()
 
     async def close(self) -> None:
         """`aclose()`."""

@@ -48,7 +48,6 @@ from llm_config.client._base import (
     object_of,
     parse_retry_after,
     revision_of,
-    same_write,
     strings_of,
     tombstone,
 )
@@ -73,7 +72,9 @@ class Client:
     failure, 429 or 502-504, with exponential backoff and jitter, honouring `Retry-After` up to
     `retry_after_max` seconds. `ttl`: how long a cached answer counts as fresh when its namespace is not
     watched (or its stream is down); `max_stale`: how much longer it may be served while it is revalidated
-    behind the caller. `watch=False`: no streams (and no `on_change`), only `ttl` and ETag revalidation.
+    behind the caller. `watch=False`: no streams (and no `on_change`), only `ttl` and ETag revalidation;
+    `max_watched`: at most this many namespaces get a stream for being read (each holds a connection and a
+    thread or task); others are kept by `ttl` (a namespace with an `on_change` always gets one).
     `snapshot_path` / `snapshot_key` (or `LLM_CONFIG_SNAPSHOT_KEY`): keep an encrypted copy of the cache
     on disk, served when the service cannot be reached at start. `transport`, `event_hooks`, `verify`:
     passed to `httpx.Client`.
@@ -95,6 +96,7 @@ class Client:
         watch: bool = True,
         watch_idle_timeout: float = 60.0,
         max_entries: int = 10_000,
+        max_watched: int = 32,
         page_size: int | None = None,
         offline_retry: float = 1.0,
         snapshot_path: str | os.PathLike[str] | None = None,
@@ -106,6 +108,7 @@ class Client:
     ) -> None:
         self._core = core = ClientCore(
             url, api_key, ttl=ttl, max_stale=max_stale, watch=watch, max_entries=max_entries,
+            max_watched=max_watched,
             policy=RetryPolicy(retries, backoff, backoff_max, retry_after_max), offline_retry=offline_retry,
             page_size=page_size,
         )
@@ -125,6 +128,13 @@ class Client:
             event_hooks=dict(event_hooks) if event_hooks else None, follow_redirects=False,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json",
                      "User-Agent": f"llm-config-client/{llm_config.__version__}"},
+        )
+        # watch streams hold their connection for as long as they live: a pool of their own (unbounded — the
+        # number of streams is bounded by `max_watched` and `on_change`), so they never starve the requests
+        self._streams = httpx.Client(
+            base_url=core.url, timeout=self._stream_timeout, verify=verify, transport=transport,
+            follow_redirects=False, headers=self._http.headers,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
         )
         if not core.url.startswith("https:") and not is_loopback(core.url):
             log.warning("llm-config client: %s is plain HTTP: the API key crosses the network unencrypted",
@@ -158,7 +168,8 @@ class Client:
             slot = self._hits.get((namespace, key, env, version, with_overrides, reveal))
         except TypeError:  # an unhashable argument: the slow path refuses it as the manager does
             slot = None
-        if slot is not None and slot.fresh_until > self._clock():
+        # (a version of another type — True, 1.0 — hashes like an int: the slow path refuses it as the manager)
+        if slot is not None and slot.fresh_until > self._clock() and (version is None or type(version) is int):
             entry: Entry = slot.item
             return entry
         return self._get(namespace, key, env, version, with_overrides, reveal)
@@ -370,28 +381,18 @@ class Client:
             if expected_version is None:
                 raise core.not_compare_and_set(exc)
             if ambiguous and isinstance(exc, ConflictError):
-                applied = self._applied(namespace, key, environment, value, secret, expected_version)
-                if applied is not None:
-                    return applied
+                # an earlier attempt may have been applied, or someone else may have written the same: the
+                # client cannot tell which, so the caller re-reads (never a guess that loses an update)
+                raise ConflictError(
+                    f"{exc.message} (an earlier attempt of this write got no answer and may have been applied: "
+                    "read the entry to see)", namespace=namespace, key=key, environment=environment.value,
+                ) from None
             raise exc
         entry = entry_of(response.content, response.headers)
         core.wrote(namespace, key, environment, entry, response.headers.get("etag"), token)
         self._watch(namespace)  # what it cached (read your writes) is kept fresh like any read
         self._after_change()
         return entry
-
-    def _applied(self, namespace: str, key: str, env: Environment, value: Any, secret: bool | None,
-                 expected_version: int) -> Entry | None:
-        """After a lost answer and a retried compare-and-set that conflicted: our first attempt, if it is the
-        current version (one past the expected one, holding our plain value)."""
-        try:
-            response, _ = self._send(self._core.get_call(namespace, key, env, None, False, False, None))
-        except httpx.TransportError:
-            return None
-        if response.status_code != 200:
-            return None
-        current = entry_of(response.content, response.headers)
-        return current if same_write(current, value, secret, expected_version) else None
 
     def delete(
         self,
@@ -512,6 +513,7 @@ class Client:
         if self._snapshot is not None:
             self._snapshot.save(core)
         self._http.close()
+        self._streams.close()
 
     # ------------------------------------------------------------------ plumbing
 

@@ -182,7 +182,7 @@ class SyncWatcher:
             delay: float | None = None
             reason: str | None = None
             try:
-                with connect_sse(client._http, "GET", watch_path(w.namespace), params=core.watch_params(w),
+                with connect_sse(client._streams, "GET", watch_path(w.namespace), params=core.watch_params(w),
                                  timeout=client._stream_timeout) as source:
                     response = source.response
                     self.response = response
@@ -305,7 +305,7 @@ class AsyncWatcher:
             delay: float | None = None
             reason: str | None = None
             try:
-                async with aconnect_sse(client._http, "GET", watch_path(w.namespace), params=core.watch_params(w),
+                async with aconnect_sse(client._streams, "GET", watch_path(w.namespace), params=core.watch_params(w),
                                         timeout=client._stream_timeout) as source:
                     response = source.response
                     if response.status_code != 200:

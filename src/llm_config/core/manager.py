@@ -134,7 +134,9 @@ class ConfigManager:
         self.audit_reads = audit_reads
         self._clock = clock
         self.signals = Signals()  # wakes this process's watch streams (core/watch.py)
-        self.feed = ChangeFeed(storage)
+        # the feed tells this process's cache of what it read (late-bound: the cache is built below)
+        self.feed = ChangeFeed(storage, lambda rows: self.cache.forget(
+            [(r.namespace, r.key, r.environment, r.revision) for r in rows]))
         self._key_source = key_source
         keys, self.key_warning = unlock(storage, key_source, create=True)
         if self.key_warning is not None:

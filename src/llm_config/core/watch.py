@@ -72,8 +72,9 @@ def to_wire(change: ChangeRow) -> WatchChange:
 class ChangeFeed:
     """Reads changes in commit order; blocking (storage I/O): front ends call it from a worker thread."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, seen: Callable[[list[ChangeRow]], None] | None = None) -> None:
         self._storage = storage
+        self._seen = seen  # told of every change read: the process's cache drops what they replaced
 
     def epoch(self) -> str:
         """The store epoch: a new one after every restore (a store never restored has epoch "0")."""
@@ -88,8 +89,13 @@ class ChangeFeed:
         store's revision, read before them: with fewer than `limit` changes, every change up to that revision
         is in the list."""
         if scope is None:
-            return self._storage.watch_since(since, limit)
-        return self._storage.watch_since(since, limit, namespace=scope.namespace, recursive=scope.recursive)
+            rows, current = self._storage.watch_since(since, limit)
+        else:
+            rows, current = self._storage.watch_since(since, limit, namespace=scope.namespace,
+                                                      recursive=scope.recursive)
+        if rows and self._seen is not None:
+            self._seen(rows)  # before anyone hears of them: a watcher's refetch must find the new value
+        return rows, current
 
     def floor(self) -> int:
         """The revision the feed starts after: changes before it are not kept (a restore starts it again)."""
