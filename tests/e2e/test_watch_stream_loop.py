@@ -19,6 +19,7 @@ class BusyHub:
 
     epoch = "e"
     generation = 0
+    gaps = 0
 
     def __init__(self) -> None:
         self.revision = 0

@@ -351,6 +351,7 @@ def _old_store(store_dir: Path, key: str) -> None:
                  "NULL, 1)", (NS, text, fp1))
     conn.execute("INSERT INTO versions VALUES ('e-1', 1, 0, 0, 'plain', ?, ?, 't', 'alice', 'Created', 1, 1)",
                  (text, fp1))
+    conn.execute("UPDATE meta SET value = '1' WHERE name = 'revision'")  # as the write of revision 1 left it
     event(type="key_created", actor="alice", details={"key_id": "key_00000000000000aa", "name": "old",
                                                        "role": "viewer"})
     conn.execute("INSERT INTO api_keys VALUES ('key_00000000000000aa', 'old', 'viewer', '[]', '[]', 'h', 't', "

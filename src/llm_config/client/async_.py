@@ -118,7 +118,7 @@ class AsyncClient:
         # number of streams is bounded by `max_watched` and `on_change`), so they never starve the requests
         self._streams = httpx.AsyncClient(
             base_url=core.url, timeout=self._stream_timeout, verify=verify, transport=transport,
-            follow_redirects=False, headers=self._http.headers,
+            event_hooks=dict(event_hooks) if event_hooks else None, follow_redirects=False, headers=self._http.headers,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
         )
         if not core.url.startswith("https:") and not is_loopback(core.url):
