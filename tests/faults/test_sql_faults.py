@@ -622,7 +622,7 @@ def _assert_store_complete(maria: PrivateMariaDB, database: str, key: str) -> No
         assert storage.pending_migrations() == [], database
     finally:
         storage.close()
-    assert maria.tables(database) == {"entries", "versions", "audit_events", "meta", "api_keys",
+    assert maria.tables(database) == {"entries", "versions", "audit_events", "meta", "api_keys", "changes",
                                       "schema_migrations"}
     with ConfigManager.open(url, encryption_key=key, actor="after-crash") as manager:
         first = manager.set("app", "k", {"n": 1})

@@ -1597,12 +1597,12 @@ class SQLStorage:
             head.epoch = None if epoch is None else str(epoch[0])  # later writes of the batch meet the fence
             self._migrated_known = False
             revision = _one(cur, self._s.get_meta, ("revision",))
-            # the feed starts again at the loaded revision, or above every revision this store served before
-            # if that is higher: a watcher resuming from before the load gets `resync`, never a silent jump
-            # into the loaded store's history (a store that served nothing keeps the loaded revision, so a
-            # copy reads back exactly as it was sent)
+            # the feed starts again at the loaded revision — above every revision this store served before, for
+            # a restore (a new epoch): a watcher resuming from before it gets `resync`, never a silent jump into
+            # the restored store's history. A copy (`migrate`: no new epoch) keeps the loaded revision, so it
+            # reads back exactly as it was sent; its target served nobody.
             loaded = int(revision[0]) if revision else 0
-            if 0 < before >= loaded:
+            if settings and _EPOCH in settings and 0 < before >= loaded:
                 loaded = before + 1
                 cur.execute(self._s.set_meta, ("revision", str(loaded)))
             cur.execute(self._s.set_meta, (WATCH_FLOOR, str(loaded)))
