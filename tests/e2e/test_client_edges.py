@@ -16,14 +16,6 @@ from tests.e2e.conftest import LiveServer
 NS = "acme/bot"
 
 
-def wait_for(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("timeout")
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def server(make_live_server) -> LiveServer:
     return make_live_server()

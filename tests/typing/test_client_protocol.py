@@ -4,19 +4,17 @@ time: each shared method has exactly the manager's parameter names, kinds and de
 from __future__ import annotations
 
 import inspect
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
-import mypy.api
 import pytest
 
 from llm_config import AsyncClient, Client
 from llm_config.core.manager import ConfigManager
 from llm_config.types import AsyncConfigAPI, ConfigAPI
+from tests.typing.test_protocols import _mypy
 
-REPO = Path(__file__).resolve().parents[2]
 METHODS = ("get", "set", "delete", "list", "history", "rollback", "resolve", "namespaces")
 
 GOOD = '''
@@ -60,17 +58,6 @@ def main() -> None:
     Client("http://h", api_key="k").get("ns", "k", environment="prod")  # E
     print(sync_as_async, async_as_sync)
 '''
-
-
-def _mypy(snippet: str, folder: Path) -> tuple[str, int]:
-    path = folder / "snippet.py"
-    path.write_text(textwrap.dedent(snippet))
-    stdout, stderr, status = mypy.api.run([
-        str(path), "--strict", "--config-file", str(REPO / "pyproject.toml"), "--python-executable", sys.executable,
-        "--cache-dir", str(folder / ".mypy_cache"), "--show-error-codes", "--no-error-summary",
-    ])
-    assert not stderr, stderr
-    return stdout, status
 
 
 def test_mypy_accepts_the_clients_as_the_protocols(tmp_path: Path) -> None:
