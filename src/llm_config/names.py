@@ -14,12 +14,19 @@ __all__ = [
     "KEY_PATTERN",
     "LABEL_PATTERN",
     "NAMESPACE_PATTERN",
+    "RESERVED",
+    "SCHEMA_PATTERN",
+    "SCHEMA_PREFIX",
     "SEGMENT_PATTERN",
+    "TEMPLATE_PREFIX",
     "parse_environment",
+    "stored_kind",
     "validate_key",
     "validate_label",
     "validate_name",
     "validate_namespace",
+    "validate_schema_pattern",
+    "validate_stored_key",
 ]
 
 SEGMENT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -27,12 +34,23 @@ SEGMENT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 KEY_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}"
 _MAX_SEGMENTS = 8
 NAMESPACE_PATTERN = rf"{SEGMENT_PATTERN}(?:/{SEGMENT_PATTERN}){{0,{_MAX_SEGMENTS - 1}}}"
+SCHEMA_PATTERN = r"[A-Za-z0-9*?][A-Za-z0-9_.*?-]{0,199}"
+"""A schema's key pattern: a key, or a glob of one with `*` (any run, dots included) and `?` (one character)."""
 LABEL_PATTERN = r"[^\u0000-\u001f\u007f-\u009f]{1,100}"
 """A tag or an API key's name: 1-100 characters, none of them a control character."""
 
 _SEGMENT = re.compile(SEGMENT_PATTERN)
 _KEY = re.compile(KEY_PATTERN)
 _LABEL = re.compile(LABEL_PATTERN)
+_SCHEMA = re.compile(SCHEMA_PATTERN)
+
+RESERVED = "~"
+"""First character of the stored keys of llm-config's own objects. No key can start with it, and it sorts
+after every character a key can start with, so a listing of keys is one range that excludes them."""
+TEMPLATE_PREFIX = "~t:"
+"""Templates are entries whose stored key is this prefix and the template's name (versioned like values)."""
+SCHEMA_PREFIX = "~s:"
+"""Schemas are entries whose stored key is this prefix and the key pattern (environment `base`)."""
 
 DEFAULT_ENVIRONMENT = Environment.DEVELOPMENT
 
@@ -90,6 +108,36 @@ def validate_key(key: object) -> str:
             "starting with a letter or digit"
         )
     return key
+
+
+def validate_schema_pattern(pattern: object) -> str:
+    """A schema's key pattern: a key, or a glob of one using `*` and `?` only (SPEC §6)."""
+    if not isinstance(pattern, str) or not pattern:
+        raise ValidationError("Invalid schema pattern: must be a non-empty string")
+    if not _SCHEMA.fullmatch(pattern):
+        raise ValidationError(
+            f"Invalid schema pattern {_shown(pattern)}: a key (1-200 characters of letters, digits, '_', '.', '-') "
+            "or a glob of one using '*' and '?'"
+        )
+    return pattern
+
+
+def stored_kind(stored_key: str) -> str:
+    """What a stored key holds: "config", "template" or "schema"."""
+    if not stored_key.startswith(RESERVED):
+        return "config"
+    return "template" if stored_key.startswith(TEMPLATE_PREFIX) else "schema"
+
+
+def validate_stored_key(key: object) -> str:
+    """A key as storage holds it: a config key, `~t:` + a template name or `~s:` + a schema pattern."""
+    if isinstance(key, str) and key.startswith(TEMPLATE_PREFIX):
+        validate_key(key[len(TEMPLATE_PREFIX):])
+        return key
+    if isinstance(key, str) and key.startswith(SCHEMA_PREFIX):
+        validate_schema_pattern(key[len(SCHEMA_PREFIX):])
+        return key
+    return validate_key(key)
 
 
 def validate_name(name: object, what: str = "name") -> str:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from llm_config.documents import Promotion
 from llm_config.errors import (
     AuthenticationError,
     ConflictError,
@@ -34,8 +35,16 @@ __all__ = [
     "KEY_CREATE_FIELDS",
     "MASTER_KEY_ID_PATTERN",
     "ROTATE_FIELDS",
+    "PROMOTE_FIELDS",
+    "RENDER_FIELDS",
+    "SCHEMA_FIELDS",
     "SET_FIELDS",
+    "TEMPLATE_FIELDS",
     "ErrorBody",
+    "PromoteBody",
+    "RenderBody",
+    "SchemaBody",
+    "TemplateBody",
     "KeyCreateBody",
     "RotateBody",
     "Job",
@@ -318,10 +327,155 @@ def error_for(status: int, body: ErrorBody, retry_after: float | None = None) ->
     return cls(body.message)
 
 
+# ------------------------------------------------------------------------------- templates, schemas, promotion
+
+TEMPLATE_FIELDS: Final = frozenset({"content", "env", "description", "defaults", "message", "expected_version"})
+RENDER_FIELDS: Final = frozenset({"env", "variables", "allow_extra"})
+SCHEMA_FIELDS: Final = frozenset({"schema", "builtin", "description", "expected_version"})
+PROMOTE_FIELDS: Final = frozenset({"from", "to", "keys", "prune", "dry_run", "plan", "secret"})
+
+
+def _opt_env(body: Mapping[str, Any], name: str = "env") -> str:
+    env = body.get(name)
+    if env is None:
+        return "development"
+    parse_environment(env)
+    return str(env)
+
+
+def _flag(body: Mapping[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ValidationError(f"Invalid field '{name}': must be true or false")
+    return value
+
+
+def _json_object(body: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise ValidationError(f"Invalid field '{name}': must be a JSON object")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateBody:
+    """The body of `PUT /api/v1/templates/{ns…}/-/{name}`."""
+
+    content: str
+    env: str = "development"
+    description: str | None = None
+    defaults: dict[str, Any] | None = None
+    message: str | None = None
+    expected_version: int | None = None
+
+    @classmethod
+    def from_json(cls, body: Any) -> TemplateBody:
+        body = _object_with(body, TEMPLATE_FIELDS, "a 'content' field")
+        return cls(content=_str(body, "content", "template body"), env=_opt_env(body),
+                   description=_text(body, "description"), defaults=_json_object(body, "defaults"),
+                   message=_text(body, "message"),
+                   expected_version=_opt_int(body, "expected_version", "field 'expected_version'"))
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"content": self.content, "env": self.env}
+        for name in ("description", "defaults", "message", "expected_version"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class RenderBody:
+    """The body of `POST /api/v1/templates/{ns…}/-/{name}/render` (the answer is `{"text": ...}`)."""
+
+    env: str = "development"
+    variables: dict[str, Any] | None = None
+    allow_extra: bool = False
+
+    @classmethod
+    def from_json(cls, body: Any) -> RenderBody:
+        body = _object_with(body, RENDER_FIELDS, "'env', 'variables', 'allow_extra'")
+        return cls(env=_opt_env(body), variables=_json_object(body, "variables"),
+                   allow_extra=_flag(body, "allow_extra"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"env": self.env, "variables": self.variables or {}, "allow_extra": self.allow_extra}
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaBody:
+    """The body of `PUT /api/v1/schemas/{ns…}/-/{pattern}`: a JSON Schema (`schema`) or a built-in's name."""
+
+    schema: dict[str, Any] | None = None
+    builtin: str | None = None
+    description: str | None = None
+    expected_version: int | None = None
+
+    @classmethod
+    def from_json(cls, body: Any) -> SchemaBody:
+        body = _object_with(body, SCHEMA_FIELDS, "a 'schema' or a 'builtin' field")
+        schema, builtin = _json_object(body, "schema"), _text(body, "builtin")
+        if (schema is None) == (builtin is None):
+            raise ValidationError("Give exactly one of 'schema' (a JSON Schema) and 'builtin' (a built-in's name)")
+        return cls(schema=schema, builtin=builtin, description=_text(body, "description"),
+                   expected_version=_opt_int(body, "expected_version", "field 'expected_version'"))
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        for name in ("schema", "builtin", "description", "expected_version"):
+            if getattr(self, name) is not None:
+                body[name] = getattr(self, name)
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class PromoteBody:
+    """The body of `POST /api/v1/namespaces/{ns…}/-/promote`; `plan` is a dry run's answer, applied only if
+    nothing moved since."""
+
+    source: str
+    target: str
+    keys: tuple[str, ...] | None = None
+    prune: bool = False
+    dry_run: bool = False
+    plan: Promotion | None = None
+    secret: bool | None = None
+
+    @classmethod
+    def from_json(cls, body: Any) -> PromoteBody:
+        body = _object_with(body, PROMOTE_FIELDS, "'from' and 'to' fields")
+        keys = body.get("keys")
+        if keys is not None:
+            if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) > 10_000:
+                raise ValidationError("Invalid field 'keys': must be an array of at most 10000 key names")
+            keys = tuple(keys)
+        plan, secret = body.get("plan"), body.get("secret")
+        if secret is not None and not isinstance(secret, bool):
+            raise ValidationError("Invalid field 'secret': must be false (a plain value may replace a secret) or null")
+        return cls(source=_str(body, "from", "promote body"), target=_str(body, "to", "promote body"),
+                   keys=keys, prune=_flag(body, "prune"), dry_run=_flag(body, "dry_run"),
+                   plan=Promotion.from_json(plan) if plan is not None else None, secret=secret)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"from": self.source, "to": self.target, "prune": self.prune,
+                                "dry_run": self.dry_run}
+        if self.keys is not None:
+            body["keys"] = list(self.keys)
+        if self.plan is not None:
+            body["plan"] = self.plan.to_json()
+        if self.secret is not None:
+            body["secret"] = self.secret
+        return body
+
+
 # ---------------------------------------------------------------------------------------------- watch
 
-WatchKind = Literal["set", "delete", "rollback", "purge"]
-_KINDS: Final = frozenset({"set", "delete", "rollback", "purge"})
+WatchKind = Literal["set", "delete", "rollback", "purge", "template", "schema"]
+"""A config entry's change is its write's kind; a template's or a schema's (any write) is "template" or "schema",
+with `key` its name or pattern and `version` its new version."""
+_KINDS: Final = frozenset({"set", "delete", "rollback", "purge", "template", "schema"})
+CONFIG_KINDS: Final = frozenset({"set", "delete", "rollback", "purge"})
+"""The kinds of change events about config entries (the others name a template or a schema)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +516,8 @@ class WatchResync:
 
 @dataclass(frozen=True, slots=True)
 class WatchChange:
-    """One change: a write, delete, rollback or purge of one key in one environment, at one revision."""
+    """One change: a write, delete, rollback or purge of one key in one environment, at one revision — or
+    any change of a template (`kind` "template", `key` its name) or a schema ("schema", `key` its pattern)."""
 
     revision: int
     namespace: str

@@ -95,9 +95,15 @@ class TieredCache:
     ) -> None:
         # L1 expiry follows the owner's clock; the wall clock itself becomes the monotonic one (an NTP step
         # back must not stretch a TTL). L2 stamps stay on the wall clock: they are compared across processes.
+        mono = time.monotonic if clock is time.time else clock
         self.l1: L1Cache[CacheRecord] = L1Cache(ttl=ttl, max_entries=max_entries, max_bytes=max_bytes,
-                                                clock=time.monotonic if clock is time.time else clock,
-                                                rank=_revision)
+                                                clock=mono, rank=_revision)
+        # places storage just said hold nothing (resolution's fall-through to base asks for them on every
+        # read): each valid while no invalidation happened since (L1's generation) and for at most the TTL
+        self._absent: dict[Place, tuple[int, float]] = {}
+        self._absent_max = max_entries
+        self._mono = mono
+        self._ttl = ttl
         self.l2 = l2
         self.l2_reads = l2 is not None and l2_reads
         self._feed = feed
@@ -143,6 +149,9 @@ class TieredCache:
             if hit is not None:
                 return hit
         generation = self.l1.generation
+        absent = self._absent.get(place)
+        if absent is not None and absent[0] == generation and absent[1] > self._mono():
+            return None
         l2, tag_key = self.l2, self._tag_key
         rkey = ""
         if l2 is not None and tag_key is not None and self.l2_reads:
@@ -196,6 +205,9 @@ class TieredCache:
                       tag_key: bytes | None) -> CacheRecord | None:
         row = read()
         if row is None or row.deleted:
+            if len(self._absent) >= self._absent_max:
+                self._absent.clear()
+            self._absent[place] = (generation, self._mono() + self._ttl)
             return None
         record = self._build(row)
         self.l1.put(place, record, record.size, generation)

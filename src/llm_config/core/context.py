@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, TYPE_CHECKING, Any
 
+from llm_config.core.llm_methods import LLMMethods
 from llm_config.models import Entry, Environment, HistoryItem, Principal
 
 if TYPE_CHECKING:  # the manager imports this module; these are only annotations here
@@ -43,7 +44,7 @@ class CallContext:
         return self.actor or default
 
 
-class Caller:
+class Caller(LLMMethods):
     """The methods of one `ConfigManager` run as one caller (`ConfigManager.as_caller(ctx)`).
 
     Each method takes the manager's parameters less `actor=` (the context's principal, or else its
@@ -62,6 +63,14 @@ class Caller:
     def context(self) -> CallContext:
         """The caller these methods run as."""
         return self._ctx
+
+    def _call_context(self, actor: str | None) -> CallContext:
+        if actor is None or self._ctx.principal is not None:
+            return self._ctx
+        return replace(self._ctx, actor=actor)
+
+    def _owner_manager(self) -> ConfigManager:
+        return self._manager
 
     @property
     def manager(self) -> ConfigManager:

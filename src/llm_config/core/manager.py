@@ -27,10 +27,12 @@ from llm_config.cache.tiered import TieredCache
 from llm_config.core.access import Access
 from llm_config.core.context import CallContext, Caller
 from llm_config.core.custody import EPOCH, StoreKeys, need, place, unlock
+from llm_config.core.llm_methods import LLMMethods
 from llm_config.core.resolve import merge_with_base, nest
+from llm_config.core.schema_store import NO_CHECK
 from llm_config.core.watch import ChangeFeed, Signals
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
-from llm_config.errors import KeyMissingError, NotFoundError, StorageError, ValidationError
+from llm_config.errors import KeyMissingError, NotFoundError, SchemaViolationError, StorageError, ValidationError
 from llm_config.models import (
     ENCRYPTED_PLACEHOLDER,
     ApiKey,
@@ -60,9 +62,12 @@ if TYPE_CHECKING:  # imported where first used: `llm-config get` must start fast
     from llm_config.core.apikeys import ApiKeys
     from llm_config.core.auditing import AuditTrail
     from llm_config.core.backups import Backups, BackupSummary, MigrateSummary, RestoreSummary
+    from llm_config.core.environments import Environments
     from llm_config.core.polling import ChangePoller
     from llm_config.core.read_audit import ReadAuditBuffer
     from llm_config.core.rotation import RotationProgress, RotationSummary
+    from llm_config.core.schema_store import Checker, SchemaStore
+    from llm_config.core.template_store import TemplateStore
     from llm_config.core.transfer import ImportPlan
     from llm_config.storage.backup import BackupInfo
 
@@ -101,7 +106,7 @@ def _ctx(principal: Principal | None, source_ip: str | None, request_id: str | N
     return CallContext(principal, source_ip, request_id)
 
 
-class ConfigManager:
+class ConfigManager(LLMMethods):
     """Versioned configuration and secrets over one storage backend. Thread-safe.
 
     Use `ConfigManager.open(...)`; close it (or use it as a context manager) when done. Its methods run
@@ -193,6 +198,30 @@ class ConfigManager:
         from llm_config.core.apikeys import ApiKeys
 
         return ApiKeys(self.storage, self._keys, self._access, self._clock, self.actor, self.key_warning)
+
+    @functools.cached_property
+    def _templates(self) -> TemplateStore:
+        from llm_config.core.template_store import TemplateStore
+
+        return TemplateStore(self)
+
+    @functools.cached_property
+    def _schemas(self) -> SchemaStore:
+        from llm_config.core.schema_store import SchemaStore
+
+        return SchemaStore(self)
+
+    @functools.cached_property
+    def _environments(self) -> Environments:
+        from llm_config.core.environments import Environments
+
+        return Environments(self)
+
+    def _call_context(self, actor: str | None) -> CallContext:
+        return _owner(actor)
+
+    def _owner_manager(self) -> ConfigManager:
+        return self
 
     @functools.cached_property
     def _trail(self) -> AuditTrail:
@@ -727,9 +756,11 @@ class ConfigManager:
         change_description: str,
         expected_version: int | None,
         ctx: CallContext,
+        check: Checker,
         hint: str = writes.FOR_SET,
     ) -> WriteRequest:
-        """A SET request; with `current` (an import's plan) the plain-over-secret rule is checked now too."""
+        """A SET request; with `current` (an import's plan) the plain-over-secret rule is checked now too.
+        `check`: the namespace's schemas (`SchemaStore.checker`), which the value must satisfy."""
         if description is not None:
             check_text(description, "description")
         tag_tuple = None
@@ -742,6 +773,7 @@ class ConfigManager:
         if expected_version is not None:
             check_version(expected_version, "expected_version", allow_zero=True)
         value_type, stored, fingerprint = self._seal_value(namespace, key, env, value, bool(secret))
+        check(key, env, value)  # after the value's own checks (size, depth, NaN)
         request = self._request(
             WriteKind.SET, namespace, key, env, ctx=ctx,
             change_description=change_description, value_type=value_type, stored_value=stored,
@@ -781,6 +813,7 @@ class ConfigManager:
         request = self._set_request(  # storage enforces the secret rule on the row it locks
             namespace, key, value, environment, None, secret=secret, description=description,
             tags=tags, change_description=message or "", expected_version=expected_version, ctx=ctx,
+            check=self._schemas.checker(namespace),
         )
         return self._entry(self._apply([request])[0])
 
@@ -831,6 +864,7 @@ class ConfigManager:
         environment = self._write_target(ctx, namespace, key, env, "config:rollback")
         if secret is not None and not isinstance(secret, bool):
             raise ValidationError("Invalid secret flag: must be true, false or omitted")
+        self._check_rollback(namespace, key, environment, version)
         request = self._request(
             WriteKind.ROLLBACK, namespace, key, environment, ctx=ctx,
             change_description=f"Rollback to version {version}",
@@ -838,6 +872,19 @@ class ConfigManager:
             refuse_plain_over_secret=secret is not False,
         )
         return self._entry(self._apply([request])[0])
+
+    def _check_rollback(self, namespace: str, key: str, env: Environment, version: int) -> None:
+        """The value a rollback restores must satisfy today's schemas (it may predate them)."""
+        check = self._schemas.checker(namespace)
+        if check is NO_CHECK:
+            return
+        stored = self.storage.get_version(namespace, key, env, check_version(version))
+        if stored is None or stored.stored_value is None:
+            return  # storage refuses it with the right message
+        text = stored.stored_value
+        if stored.value_type is ValueType.SECRET:
+            text = self._need("Rolling back a secret").keyring.open(text, place(namespace, key, env)).decode()
+        check(key, env, orjson.loads(text))
 
     def purge(
         self,
@@ -945,10 +992,12 @@ class ConfigManager:
         if prune:
             self._access.authorize(ctx, "config:delete", namespace, environment)
         keys = self._need("Importing")
+        check = self._schemas.checker(namespace)
         current = {row.key: row for row in self.storage.list_current(namespace, environment)}
         plan = ImportPlan(dry_run=dry_run)
         requests: builtins.list[WriteRequest] = []
         refused: builtins.list[str] = []
+        violated = False
         wanted: builtins.list[tuple[str, Any, bool]] = [(k, v, secret is True) for k, v in doc.values.items()]
         wanted += [(k, v, True) for k, v in (doc.secrets or {}).items()]
         for key, value, sealed in sorted(wanted):
@@ -963,16 +1012,18 @@ class ConfigManager:
                 request = self._set_request(
                     namespace, key, value, environment, row, secret=True if sealed else secret,
                     description=None, tags=None, change_description="Imported",
-                    expected_version=row.version if row is not None else 0, ctx=ctx, hint=writes.FOR_IMPORT,
+                    expected_version=row.version if row is not None else 0, ctx=ctx, check=check,
+                    hint=writes.FOR_IMPORT,
                 )
             except ValidationError as exc:
                 refused.append(exc.message)
+                violated = violated or isinstance(exc, SchemaViolationError)
                 continue
             (plan.updated if row is not None else plan.created).append(key)
             requests.append(request)
         if refused:  # every key that cannot be imported as asked, before anything is written
             shown = "; ".join(refused[:10]) + (f" (and {len(refused) - 10} more)" if len(refused) > 10 else "")
-            raise ValidationError(f"Nothing imported: {shown}")
+            raise (SchemaViolationError if violated else ValidationError)(f"Nothing imported: {shown}")
         if prune:
             keep = set(doc.values) | set(doc.secrets or {})
             for key, row in sorted(current.items()):

@@ -31,9 +31,9 @@ __all__ = ["iter_events", "verify_store"]
 
 _PAGE: Final = 5000
 _WRITE_TYPES: Final = frozenset({
-    "config_created", "config_updated", "config_deleted", "config_rolled_back", "secret_modified",
+    "config_created", "config_updated", "config_deleted", "config_rolled_back", "secret_modified", "schema_changed",
 })
-_PURGE_TYPES: Final = frozenset({"config_purged", "secret_modified"})
+_PURGE_TYPES: Final = frozenset({"config_purged", "secret_modified", "schema_changed"})
 
 Place = tuple[str, str, str]
 

@@ -22,7 +22,7 @@ from typing import Final
 from llm_config import rbac
 from llm_config.core.custody import EPOCH
 from llm_config.models import ChangeRow, Environment, Principal
-from llm_config.names import parse_environment, validate_namespace
+from llm_config.names import RESERVED, SCHEMA_PREFIX, TEMPLATE_PREFIX, parse_environment, validate_namespace
 from llm_config.storage.sql import WATCH_FLOOR
 from llm_config.types import Storage
 from llm_config.wire import WatchChange, WatchHello, WatchKind, WatchResync
@@ -61,12 +61,20 @@ class WatchScope:
             return False
         if self.environments is not None and change.environment not in self.environments:
             return False
-        return self.principal is None or rbac.allowed(self.principal, "config:read", ns, change.environment)
+        if self.principal is None:
+            return True
+        permission = "system:read" if change.key.startswith(SCHEMA_PREFIX) else "config:read"  # schemas: admins
+        return rbac.allowed(self.principal, permission, ns, change.environment)
 
 
 def to_wire(change: ChangeRow) -> WatchChange:
-    kind: WatchKind = change.kind  # type: ignore[assignment]  # storage only writes the four kinds
-    return WatchChange(change.revision, change.namespace, change.key, change.environment, change.version, kind)
+    key = change.key
+    if key.startswith(RESERVED):  # a template or a schema: named as users name it, kind says which
+        kind: WatchKind = "template" if key.startswith(TEMPLATE_PREFIX) else "schema"
+        name = key[len(TEMPLATE_PREFIX if kind == "template" else SCHEMA_PREFIX):]
+        return WatchChange(change.revision, change.namespace, name, change.environment, change.version, kind)
+    kind = change.kind  # type: ignore[assignment]  # storage only writes the four kinds
+    return WatchChange(change.revision, change.namespace, key, change.environment, change.version, kind)
 
 
 class ChangeFeed:

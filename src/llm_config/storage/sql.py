@@ -68,7 +68,7 @@ from llm_config.models import (
     WriteRequest,
     WriteResult,
 )
-from llm_config.names import validate_key, validate_namespace
+from llm_config.names import RESERVED, validate_namespace, validate_stored_key
 from llm_config.storage.migrate import Dialect as MigrationDialect
 from llm_config.storage.migrate import migration_lock
 from llm_config.times import utc_now
@@ -631,7 +631,7 @@ class SQLStorage:
             if macs is not None and row[0] is not None:
                 # a crafted invalid name could spell another entry's subject: only a valid one may fail here
                 validate_namespace(namespace)
-                validate_key(key)
+                validate_stored_key(key)
                 raise self._fail(("entries", namespace, key, env.value),
                                  f"entry {where(namespace, key, env)} has audit events but no row "
                                  "(deleted outside llm-config)")
@@ -863,10 +863,11 @@ class SQLStorage:
         if prefix:
             clauses.append('e."key" >= ?')
             params.append(prefix)
-            upper = _successor(prefix)
-            if upper is not None:
-                clauses.append('e."key" < ?')
-                params.append(upper)
+        # config keys only, unless asked for: templates and schemas are stored from RESERVED on
+        upper = _successor(prefix) if prefix.startswith(RESERVED) else min(_successor(prefix) or RESERVED, RESERVED)
+        if upper is not None:
+            clauses.append('e."key" < ?')
+            params.append(upper)
         if after_key is not None:
             if recursive:
                 after_ns, sep, after_k = after_key.partition("~")
