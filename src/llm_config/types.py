@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from llm_config.models import (
     ApiKey,
@@ -25,6 +25,9 @@ from llm_config.models import (
     WriteRequest,
     WriteResult,
 )
+
+if TYPE_CHECKING:  # annotations only (`documents` is a sibling of this module's layer)
+    from llm_config.documents import EnvDiff, Promotion
 
 __all__ = [
     "AsyncConfigAPI",
@@ -311,6 +314,18 @@ class ConfigReader(Protocol):
         """Namespaces holding at least one live entry (that the caller may list)."""
         ...
 
+    def render(
+        self, namespace: str, name: str, variables: Mapping[str, Any] | None = None, *,
+        env: str | Environment = Environment.DEVELOPMENT, allow_extra: bool = False,
+    ) -> str:
+        """A prompt template rendered strictly (every variable supplied or defaulted; unknown ones refused
+        unless `allow_extra`), its `{{ config:K }}` / `{{ secret:K }}` resolved with the caller's permissions."""
+        ...
+
+    def diff(self, namespace: str, *, from_env: str | Environment, to_env: str | Environment) -> EnvDiff:
+        """Each environment's own entries compared (added, removed, changed, unchanged, not_compared keys)."""
+        ...
+
 
 @runtime_checkable
 class ConfigWriter(Protocol):
@@ -343,6 +358,16 @@ class ConfigWriter(Protocol):
         self, namespace: str, key: str, version: int, *, env: str | Environment = Environment.DEVELOPMENT,
     ) -> Entry:
         """Write a new version holding version `version`'s value."""
+        ...
+
+    def promote(
+        self, namespace: str, *, from_env: str | Environment, to_env: str | Environment,
+        keys: Sequence[str] | None = None, prune: bool = False, dry_run: bool = False,
+        plan: Promotion | None = None, secret: bool | None = None,
+    ) -> Promotion:
+        """Copy the source environment's own entries (or `keys`) to the target in one transaction of
+        compare-and-set writes (`prune`: delete target keys the source lacks); `dry_run` returns the plan,
+        which passed back as `plan` is applied only if nothing moved since (else ConflictError)."""
         ...
 
 
@@ -393,6 +418,17 @@ class AsyncConfigAPI(Protocol):
         """`ConfigReader.namespaces`."""
         ...
 
+    async def render(
+        self, namespace: str, name: str, variables: Mapping[str, Any] | None = None, *,
+        env: str | Environment = Environment.DEVELOPMENT, allow_extra: bool = False,
+    ) -> str:
+        """`ConfigReader.render`."""
+        ...
+
+    async def diff(self, namespace: str, *, from_env: str | Environment, to_env: str | Environment) -> EnvDiff:
+        """`ConfigReader.diff`."""
+        ...
+
     async def set(
         self,
         namespace: str,
@@ -420,4 +456,12 @@ class AsyncConfigAPI(Protocol):
         self, namespace: str, key: str, version: int, *, env: str | Environment = Environment.DEVELOPMENT,
     ) -> Entry:
         """`ConfigWriter.rollback`."""
+        ...
+
+    async def promote(
+        self, namespace: str, *, from_env: str | Environment, to_env: str | Environment,
+        keys: Sequence[str] | None = None, prune: bool = False, dry_run: bool = False,
+        plan: Promotion | None = None, secret: bool | None = None,
+    ) -> Promotion:
+        """`ConfigWriter.promote`."""
         ...

@@ -631,7 +631,10 @@ COMMANDS = [
     ("rollback",), ("purge",), ("export",), ("import",), ("audit",), ("audit", "list"), ("audit", "verify"),
     ("audit", "head"), ("audit", "export"), ("doctor",), ("serve",), ("keys",), ("keys", "create"),
     ("keys", "list"), ("keys", "revoke"), ("backup",), ("restore",), ("migrate",), ("upgrade",), ("rotate-key",),
-    ("watch",),
+    ("watch",), ("run",), ("diff",), ("promote",), ("template",), ("template", "set"), ("template", "get"),
+    ("template", "list"), ("template", "render"), ("template", "history"), ("template", "rollback"),
+    ("template", "delete"), ("schema",), ("schema", "set"), ("schema", "get"), ("schema", "list"),
+    ("schema", "delete"), ("schema", "history"), ("schema", "rollback"), ("schema", "builtins"),
 ]
 
 

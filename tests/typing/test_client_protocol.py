@@ -15,7 +15,7 @@ from llm_config.core.manager import ConfigManager
 from llm_config.types import AsyncConfigAPI, ConfigAPI
 from tests.typing.test_protocols import _mypy
 
-METHODS = ("get", "set", "delete", "list", "history", "rollback", "resolve", "namespaces")
+METHODS = ("get", "set", "delete", "list", "history", "rollback", "resolve", "namespaces", "render", "diff", "promote")
 
 GOOD = '''
 from __future__ import annotations
@@ -28,11 +28,17 @@ from llm_config.types import AsyncConfigAPI, ConfigAPI, ConfigReader, ConfigWrit
 
 def use(api: ConfigAPI) -> str:
     api.set("acme", "k", 1, env="production", expected_version=0)
-    return str(api.get("acme", "k", env="production").value)
+    plan = api.promote("acme", from_env="staging", to_env="production", keys=["k"], dry_run=True)
+    api.promote("acme", from_env="staging", to_env="production", plan=plan)
+    added: tuple[str, ...] = api.diff("acme", from_env="staging", to_env="production").added
+    return str(api.get("acme", "k", env="production").value) + api.render("acme", "t", {"x": 1}) + str(added)
 
 
 async def ause(api: AsyncConfigAPI) -> Entry:
     await api.set("acme", "k", 1, env="production", tags=["a"])
+    text: str = await api.render("acme", "t", {"x": 1}, env="production", allow_extra=True)
+    plan = await api.promote("acme", from_env="staging", to_env="production", dry_run=True)
+    print(text, plan.steps, (await api.diff("acme", from_env="dev", to_env="prod")).changed)
     return await api.get("acme", "k", env="production", with_overrides=True)
 
 

@@ -23,7 +23,8 @@ from llm_config.types import AsyncConfigAPI, ConfigAPI, ConfigReader, ConfigWrit
 
 REPO = Path(__file__).resolve().parents[2]
 
-PROTOCOL_METHODS = ("get", "set", "delete", "list", "history", "rollback", "resolve", "namespaces")
+PROTOCOL_METHODS = ("get", "set", "delete", "list", "history", "rollback", "resolve", "namespaces", "render", "diff",
+                    "promote")
 CONTEXT_ARGUMENTS = frozenset({"principal", "source_ip", "request_id"})
 # the edge's own calls: it authenticates, bans and answers cached GETs before a caller view exists
 EDGE_METHODS = frozenset({"authorize", "cached_principal", "peek", "peek_record", "authenticate",
@@ -33,11 +34,12 @@ GOOD = '''
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from llm_config import ConfigManager, Entry, HistoryItem
 from llm_config.core.context import CallContext
+from llm_config.documents import EnvDiff, Promotion
 from llm_config.types import AsyncConfigAPI, ConfigAPI, ConfigReader, ConfigWriter
 
 
@@ -61,6 +63,13 @@ class Remote:
                      expected_version: int | None = None) -> Entry: raise NotImplementedError
     async def rollback(self, namespace: str, key: str, version: int, *,
                        env: str = "development") -> Entry: raise NotImplementedError
+    async def render(self, namespace: str, name: str, variables: Mapping[str, Any] | None = None, *,
+                     env: str = "development", allow_extra: bool = False) -> str: raise NotImplementedError
+    async def diff(self, namespace: str, *, from_env: str, to_env: str) -> EnvDiff: raise NotImplementedError
+    async def promote(self, namespace: str, *, from_env: str, to_env: str, keys: Sequence[str] | None = None,
+                      prune: bool = False, dry_run: bool = False,
+                      plan: Promotion | None = None,
+                      secret: bool | None = None) -> Promotion: raise NotImplementedError
 
 
 def use(api: ConfigAPI) -> str:

@@ -13,7 +13,21 @@ from collections.abc import Sequence
 
 import click
 
-from llm_config.cli.commands import audit, doctor, init, keys, serve, store, transfer, values, watching
+from llm_config.cli.commands import (
+    audit,
+    doctor,
+    environments,
+    init,
+    keys,
+    running,
+    schemas,
+    serve,
+    store,
+    templates,
+    transfer,
+    values,
+    watching,
+)
 from llm_config.cli.commands._common import CLIState
 from llm_config.cli.output import err, route_library_warnings
 from llm_config.errors import LLMConfigError, exit_code_for
@@ -53,7 +67,8 @@ def cli(
     )
 
 
-for _module in (init, values, transfer, keys, audit, doctor, store, serve, watching):
+for _module in (init, values, transfer, environments, templates, schemas, running, keys, audit, doctor, store, serve,
+                watching):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -11,9 +11,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import orjson
+
+if TYPE_CHECKING:
+    from llm_config.models import HistoryItem
 
 _T = TypeVar("_T")
 
@@ -22,6 +25,7 @@ __all__ = [
     "dump_yaml",
     "emit",
     "err",
+    "history_table",
     "out",
     "out_raw",
     "release_library_logging",
@@ -82,6 +86,16 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], *, max_w
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+def history_table(items: Sequence[HistoryItem]) -> str:
+    """History items as the text table of `history`, `template history` and `schema history`."""
+    rows = [
+        [str(i.version), i.created_at, i.created_by, i.change_description,
+         "(deleted)" if i.deleted else value_text(i.value)]
+        for i in items
+    ]
+    return render_table(["VERSION", "CREATED_AT", "CREATED_BY", "CHANGE", "VALUE"], rows)
 
 
 def emit(data: Any, fmt: str, text: Callable[[], str] | None = None) -> None:

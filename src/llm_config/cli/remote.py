@@ -10,6 +10,13 @@ code is the same in both modes. Reads and writes of values go through the SDK's 
 `ConfigAPI` Protocol); the other routes through `Client.request`, their bodies read with `llm_config.wire`:
 
     get set list namespaces delete history     Client methods (/api/v1/configs/…, /api/v1/namespaces)
+    set_template get_template list_templates   Client methods (/api/v1/templates/{ns…}/-/…: PUT, GET, …/render,
+    template_history rollback_template         …/history, …/rollback/N, DELETE)
+    delete_template render
+    set_schema get_schema list_schemas         Client methods (/api/v1/schemas/{ns…}/-/{pattern}…;
+    schema_history rollback_schema             /api/v1/schemas/builtins)
+    delete_schema schema_builtins
+    diff promote                               Client methods (/api/v1/namespaces/{ns…}/-/diff, …/-/promote)
     rollback                                   Client.rollback; with secret=False POST …/rollback/N?secret=false
     export_text / import_                      GET /api/v1/namespaces/{ns…}/-/export, POST …/-/import
     create_api_key / list_api_keys / revoke    POST, GET /api/v1/keys, DELETE /api/v1/keys/{id}
@@ -30,7 +37,7 @@ from __future__ import annotations
 import builtins
 import io
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final
 from urllib.parse import quote
@@ -56,6 +63,7 @@ if TYPE_CHECKING:
     from llm_config.client import Client
     from llm_config.core.backups import BackupSummary, RestoreSummary
     from llm_config.core.transfer import ImportPlan
+    from llm_config.documents import EnvDiff, Promotion, Schema, Template
     from llm_config.models import ApiKey, AuditEvent, Role
     from llm_config.storage.backup import BackupInfo
     from llm_config.types import AuditQuery
@@ -166,6 +174,71 @@ class RemoteManager:
         path = f"{_config_path(namespace, key)}/rollback/{int(version)}"
         response = self._client.request("POST", path, params={"env": environment.value, "secret": "false"})
         return wire.entry_from_json(_json(response), _revision(response))
+
+    # ------------------------------------------------------------------ templates, schemas, environments (the SDK's)
+
+    def set_template(self, namespace: str, name: str, content: str, *, env: str | Environment = _DEV,
+                     description: str | None = None, defaults: Mapping[str, Any] | None = None,
+                     expected_version: int | None = None, message: str | None = None) -> Template:
+        return self._client.set_template(namespace, name, content, env=env, description=description,
+                                         defaults=defaults, expected_version=expected_version, message=message)
+
+    def get_template(self, namespace: str, name: str, *, env: str | Environment = _DEV,
+                     version: int | None = None) -> Template:
+        return self._client.get_template(namespace, name, env=env, version=version)
+
+    def list_templates(self, namespace: str, *, env: str | Environment = _DEV) -> builtins.list[Template]:
+        return self._client.list_templates(namespace, env=env)
+
+    def template_history(self, namespace: str, name: str, *, env: str | Environment = _DEV,
+                         limit: int | None = None) -> builtins.list[HistoryItem]:
+        return self._client.template_history(namespace, name, env=env, limit=limit)
+
+    def rollback_template(self, namespace: str, name: str, version: int, *,
+                          env: str | Environment = _DEV) -> Template:
+        return self._client.rollback_template(namespace, name, version, env=env)
+
+    def delete_template(self, namespace: str, name: str, *, env: str | Environment = _DEV,
+                        expected_version: int | None = None) -> None:
+        self._client.delete_template(namespace, name, env=env, expected_version=expected_version)
+
+    def render(self, namespace: str, name: str, variables: Mapping[str, Any] | None = None, *,
+               env: str | Environment = _DEV, allow_extra: bool = False) -> str:
+        return self._client.render(namespace, name, variables, env=env, allow_extra=allow_extra)
+
+    def set_schema(self, namespace: str, pattern: str, schema: Mapping[str, Any] | None = None, *,
+                   builtin: str | None = None, description: str | None = None,
+                   expected_version: int | None = None) -> Schema:
+        return self._client.set_schema(namespace, pattern, schema, builtin=builtin, description=description,
+                                       expected_version=expected_version)
+
+    def get_schema(self, namespace: str, pattern: str, *, version: int | None = None) -> Schema:
+        return self._client.get_schema(namespace, pattern, version=version)
+
+    def list_schemas(self, namespace: str) -> builtins.list[Schema]:
+        return self._client.list_schemas(namespace)
+
+    def schema_history(self, namespace: str, pattern: str, *, limit: int | None = None) -> builtins.list[HistoryItem]:
+        return self._client.schema_history(namespace, pattern, limit=limit)
+
+    def rollback_schema(self, namespace: str, pattern: str, version: int) -> Schema:
+        return self._client.rollback_schema(namespace, pattern, version)
+
+    def delete_schema(self, namespace: str, pattern: str, *, expected_version: int | None = None) -> None:
+        self._client.delete_schema(namespace, pattern, expected_version=expected_version)
+
+    def schema_builtins(self) -> builtins.list[dict[str, str]]:
+        """The service's built-in schemas (`[{"name", "description"}]`)."""
+        return self._client.schema_builtins()
+
+    def diff(self, namespace: str, *, from_env: str | Environment, to_env: str | Environment) -> EnvDiff:
+        return self._client.diff(namespace, from_env=from_env, to_env=to_env)
+
+    def promote(self, namespace: str, *, from_env: str | Environment, to_env: str | Environment,
+                keys: Sequence[str] | None = None, prune: bool = False, dry_run: bool = False,
+                plan: Promotion | None = None, secret: bool | None = None) -> Promotion:
+        return self._client.promote(namespace, from_env=from_env, to_env=to_env, keys=keys, prune=prune,
+                                    dry_run=dry_run, plan=plan, secret=secret)
 
     # ------------------------------------------------------------------ export and import
 

@@ -38,6 +38,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from llm_config import wire
+from llm_config.documents import EnvDiff, Promotion, Schema, Template
 from llm_config.errors import (
     AuthenticationError,
     ConflictError,
@@ -48,7 +49,13 @@ from llm_config.errors import (
     ValidationError,
 )
 from llm_config.models import Entry, Environment, HistoryItem, build_entry
-from llm_config.names import parse_environment, validate_key, validate_namespace
+from llm_config.names import (
+    parse_environment,
+    validate_key,
+    validate_name,
+    validate_namespace,
+    validate_schema_pattern,
+)
 from llm_config.values import check_version, validate_value
 
 __all__ = [
@@ -65,16 +72,31 @@ __all__ = [
     "body_of",
     "WatchState",
     "config_path",
+    "diff_path",
+    "env_diff_of",
     "history_path",
     "list_path",
     "namespace_path",
     "parse_retry_after",
+    "promote_path",
+    "promotion_of",
     "query",
+    "render_text_of",
     "resolve_path",
     "route",
     "revision_of",
     "rollback_path",
+    "schema_builtins_of",
+    "schema_list_path",
+    "schema_of",
+    "schema_path",
+    "schemas_of",
+    "template_list_path",
+    "template_of",
+    "template_path",
+    "templates_of",
     "watch_path",
+    "write_failure",
 ]
 
 log = logging.getLogger("llm_config.client")
@@ -145,6 +167,38 @@ def watch_path(namespace: str) -> str:
     return f"{API}/watch/{namespace_path(namespace)}"
 
 
+def template_list_path(namespace: str) -> str:
+    """`/api/v1/templates/{ns…}/-/`: the environment's templates."""
+    return f"{API}/templates/{namespace_path(namespace)}/-/"
+
+
+def template_path(namespace: str, name: str) -> str:
+    """`/api/v1/templates/{ns…}/-/{name}` (then `/render`, `/history`, `/rollback/{version}`)."""
+    return f"{API}/templates/{namespace_path(namespace)}/-/{_segment(name)}"
+
+
+SCHEMA_BUILTINS_PATH: Final = f"{API}/schemas/builtins"
+
+
+def schema_list_path(namespace: str) -> str:
+    """`/api/v1/schemas/{ns…}/-/`: the namespace's schemas."""
+    return f"{API}/schemas/{namespace_path(namespace)}/-/"
+
+
+def schema_path(namespace: str, pattern: str) -> str:
+    """`/api/v1/schemas/{ns…}/-/{pattern}`: the pattern is one segment, its `*` and `?` percent-encoded (`?`
+    would start the query; `*` is encoded too, as every character outside the unreserved set)."""
+    return f"{API}/schemas/{namespace_path(namespace)}/-/{_segment(pattern)}"
+
+
+def diff_path(namespace: str) -> str:
+    return f"{API}/namespaces/{namespace_path(namespace)}/-/diff"
+
+
+def promote_path(namespace: str) -> str:
+    return f"{API}/namespaces/{namespace_path(namespace)}/-/promote"
+
+
 def _flag(value: bool) -> str:
     return "true" if value else "false"
 
@@ -184,6 +238,28 @@ def body_of(json: Any, content: Any, headers: Mapping[str, str] | None
         if not any(name.lower() == "content-type" for name in sent):
             sent["Content-Type"] = "application/json"
     return content, tuple(sent.items())
+
+
+_JSON_BODY: Final = (("Content-Type", "application/json"),)
+
+
+def _encode(body: Any) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        raise ValidationError("Invalid body: not serializable as JSON (strings, numbers, booleans, null, "
+                              "lists and objects with string keys)") from None
+
+
+def _template_env(namespace: str, name: str, env: str | Environment) -> Environment:
+    validate_namespace(namespace)
+    validate_name(name, "template name")
+    return parse_environment(env)
+
+
+def _schema_names(namespace: str, pattern: str) -> None:
+    validate_namespace(namespace)
+    validate_schema_pattern(pattern)
 
 
 # ---------------------------------------------------------------------------------------------- requests
@@ -322,6 +398,65 @@ def strings_of(content: bytes) -> list[str]:
     if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
         raise ValidationError("Invalid response from the service: expected an array of strings")
     return data
+
+
+def _array(content: bytes) -> list[Any]:
+    data = _json(content)
+    if not isinstance(data, list):
+        raise ValidationError("Invalid response from the service: expected a JSON array")
+    return data
+
+
+def template_of(content: bytes) -> Template:
+    return Template.from_json(_json(content))
+
+
+def templates_of(content: bytes) -> list[Template]:
+    return [Template.from_json(item) for item in _array(content)]
+
+
+def schema_of(content: bytes) -> Schema:
+    return Schema.from_json(_json(content))
+
+
+def schemas_of(content: bytes) -> list[Schema]:
+    return [Schema.from_json(item) for item in _array(content)]
+
+
+def env_diff_of(content: bytes) -> EnvDiff:
+    return EnvDiff.from_json(_json(content))
+
+
+def promotion_of(content: bytes) -> Promotion:
+    return Promotion.from_json(_json(content))
+
+
+def render_text_of(content: bytes) -> str:
+    """`{"text": "..."}` → the rendered text."""
+    text = object_of(content).get("text")
+    if not isinstance(text, str):
+        raise ValidationError("Invalid response from the service: expected {\"text\": a string}")
+    return text
+
+
+def schema_builtins_of(content: bytes) -> list[dict[str, str]]:
+    """`[{"name", "description"}]` of `GET /api/v1/schemas/builtins`."""
+    items = _array(content)
+    if not all(isinstance(i, dict) and isinstance(i.get("name"), str) and isinstance(i.get("description"), str)
+               for i in items):
+        raise ValidationError("Invalid response from the service: expected [{\"name\", \"description\"}]")
+    return [{"name": i["name"], "description": i["description"]} for i in items]
+
+
+def write_failure(exc: LLMConfigError, ambiguous: bool) -> LLMConfigError:
+    """The error a write that is safe to repeat raises: a conflict met after an attempt whose answer was lost
+    may be that attempt's own doing, which the client cannot tell: it says so (the caller re-reads)."""
+    if ambiguous and type(exc) is ConflictError:
+        return ConflictError(
+            f"{exc.message} (an earlier attempt of this write got no answer and may have been applied: "
+            "read it again to see)", namespace=exc.namespace, key=exc.key, environment=exc.environment,
+        )
+    return exc
 
 
 # ---------------------------------------------------------------------------------------------- status
@@ -593,6 +728,148 @@ class ClientCore:
             raise ValidationError("Invalid prefix: must be a string")
         return Call("GET", f"{API}/namespaces", (("prefix", prefix),) if prefix else ())
 
+    # ------------------------------------------------------------------ templates, schemas, environments
+    # (never cached: each call asks the service; their names are checked here as the manager checks them,
+    # so a bad one fails with the same words and never reaches a path)
+
+    @staticmethod
+    def template_list_call(namespace: str, env: str | Environment) -> Call:
+        validate_namespace(namespace)
+        return Call("GET", template_list_path(namespace), (("env", parse_environment(env).value),))
+
+    @staticmethod
+    def template_get_call(namespace: str, name: str, env: str | Environment, version: int | None) -> Call:
+        params = [("env", _template_env(namespace, name, env).value)]
+        if version is not None:
+            params.append(("version", str(check_version(version))))
+        return Call("GET", template_path(namespace, name), tuple(params))
+
+    @staticmethod
+    def template_set_call(namespace: str, name: str, content: str, env: str | Environment,
+                          description: str | None, defaults: Mapping[str, Any] | None,
+                          expected_version: int | None, message: str | None) -> Call:
+        environment = _template_env(namespace, name, env)
+        if expected_version is not None:
+            check_version(expected_version, "expected_version", allow_zero=True)
+        if defaults is not None and not isinstance(defaults, Mapping):
+            raise ValidationError("Invalid defaults: a mapping of variable names to values")
+        body = wire.TemplateBody(content=content, env=environment.value, description=description,
+                                 defaults=None if defaults is None else dict(defaults), message=message,
+                                 expected_version=expected_version)
+        return Call("PUT", template_path(namespace, name), body=_encode(body.to_json()), headers=_JSON_BODY,
+                    retry=expected_version is not None)
+
+    @staticmethod
+    def template_delete_call(namespace: str, name: str, env: str | Environment,
+                             expected_version: int | None) -> Call:
+        params = [("env", _template_env(namespace, name, env).value)]
+        if expected_version is not None:
+            params.append(("expected_version", str(check_version(expected_version, "expected_version",
+                                                                 allow_zero=True))))
+        return Call("DELETE", template_path(namespace, name), tuple(params), retry=expected_version is not None)
+
+    @staticmethod
+    def template_history_call(namespace: str, name: str, env: str | Environment, limit: int | None) -> Call:
+        params = [("env", _template_env(namespace, name, env).value)]
+        if limit is not None:
+            params.append(("limit", str(check_version(limit, "limit"))))
+        return Call("GET", template_path(namespace, name) + "/history", tuple(params))
+
+    @staticmethod
+    def template_rollback_call(namespace: str, name: str, version: int, env: str | Environment) -> Call:
+        environment = _template_env(namespace, name, env)
+        return Call("POST", f"{template_path(namespace, name)}/rollback/{check_version(version)}",
+                    (("env", environment.value),), retry=False)
+
+    @staticmethod
+    def render_call(namespace: str, name: str, variables: Mapping[str, Any] | None, env: str | Environment,
+                    allow_extra: bool) -> Call:
+        """A POST that changes nothing (an audit event at most): retried like a read."""
+        environment = _template_env(namespace, name, env)
+        if variables is not None and not isinstance(variables, Mapping):
+            raise ValidationError("Invalid variables: a mapping of variable names to values")
+        if not isinstance(allow_extra, bool):
+            raise ValidationError("Invalid allow_extra flag: must be true or false")
+        body = wire.RenderBody(env=environment.value, variables=None if variables is None else dict(variables),
+                               allow_extra=allow_extra)
+        return Call("POST", template_path(namespace, name) + "/render", body=_encode(body.to_json()),
+                    headers=_JSON_BODY, retry=True)
+
+    @staticmethod
+    def schema_builtins_call() -> Call:
+        return Call("GET", SCHEMA_BUILTINS_PATH)
+
+    @staticmethod
+    def schema_list_call(namespace: str) -> Call:
+        validate_namespace(namespace)
+        return Call("GET", schema_list_path(namespace))
+
+    @staticmethod
+    def schema_get_call(namespace: str, pattern: str, version: int | None) -> Call:
+        _schema_names(namespace, pattern)
+        params = () if version is None else (("version", str(check_version(version))),)
+        return Call("GET", schema_path(namespace, pattern), params)
+
+    @staticmethod
+    def schema_set_call(namespace: str, pattern: str, schema: Mapping[str, Any] | None, builtin: str | None,
+                        description: str | None, expected_version: int | None) -> Call:
+        _schema_names(namespace, pattern)
+        if expected_version is not None:
+            check_version(expected_version, "expected_version", allow_zero=True)
+        if schema is not None and not isinstance(schema, Mapping):
+            raise ValidationError("Invalid schema: a JSON Schema is a JSON object")
+        body = wire.SchemaBody(schema=None if schema is None else dict(schema), builtin=builtin,
+                               description=description, expected_version=expected_version)
+        return Call("PUT", schema_path(namespace, pattern), body=_encode(body.to_json()), headers=_JSON_BODY,
+                    retry=expected_version is not None)
+
+    @staticmethod
+    def schema_delete_call(namespace: str, pattern: str, expected_version: int | None) -> Call:
+        _schema_names(namespace, pattern)
+        params = () if expected_version is None else (
+            ("expected_version", str(check_version(expected_version, "expected_version", allow_zero=True))),)
+        return Call("DELETE", schema_path(namespace, pattern), params, retry=expected_version is not None)
+
+    @staticmethod
+    def schema_history_call(namespace: str, pattern: str, limit: int | None) -> Call:
+        _schema_names(namespace, pattern)
+        params = () if limit is None else (("limit", str(check_version(limit, "limit"))),)
+        return Call("GET", schema_path(namespace, pattern) + "/history", params)
+
+    @staticmethod
+    def schema_rollback_call(namespace: str, pattern: str, version: int) -> Call:
+        _schema_names(namespace, pattern)
+        return Call("POST", f"{schema_path(namespace, pattern)}/rollback/{check_version(version)}", retry=False)
+
+    @staticmethod
+    def diff_call(namespace: str, from_env: str | Environment, to_env: str | Environment) -> Call:
+        validate_namespace(namespace)
+        return Call("GET", diff_path(namespace), (("from", parse_environment(from_env).value),
+                                                  ("to", parse_environment(to_env).value)))
+
+    @staticmethod
+    def promote_call(namespace: str, from_env: str | Environment, to_env: str | Environment,
+                     keys: Sequence[str] | None, prune: bool, dry_run: bool, plan: Promotion | None,
+                     secret: bool | None = None) -> Call:
+        """Safe to repeat with a `plan` (applied only if the store is still as planned, so never twice) or as a
+        dry run (writes nothing); a blind promotion is sent once."""
+        validate_namespace(namespace)
+        source, target = parse_environment(from_env), parse_environment(to_env)
+        if keys is not None:
+            if isinstance(keys, str) or not all(isinstance(k, str) for k in keys):
+                raise ValidationError("Invalid keys: a list of key names")
+            keys = tuple(validate_key(k) for k in keys)
+        if not isinstance(prune, bool) or not isinstance(dry_run, bool):
+            raise ValidationError("Invalid prune or dry_run flag: must be true or false")
+        if plan is not None and not isinstance(plan, Promotion):
+            raise ValidationError("Invalid plan: the Promotion a dry run returned")
+        if secret is not None and not isinstance(secret, bool):
+            raise ValidationError("Invalid secret flag: must be false or omitted")
+        body = wire.PromoteBody(source=source.value, target=target.value, keys=keys, prune=prune,
+                                dry_run=dry_run, plan=plan, secret=secret)
+        return Call("POST", promote_path(namespace), body=_encode(body.to_json()), headers=_JSON_BODY,
+                    retry=plan is not None or dry_run)
+
     def watch_params(self, w: WatchState) -> tuple[tuple[str, str], ...]:
         params: list[tuple[str, str]] = []
         if w.revision >= 0:
@@ -855,6 +1132,16 @@ class ClientCore:
                 ck: GetKey = (namespace, key, env, None, False, False)
                 self.install(ck, entry, etag, self._token(namespace, key))
 
+    def promoted(self, promotion: Promotion) -> None:
+        """Our own promotion was applied: what it wrote in the target environment is stale (the entries are
+        read again on demand; the watch stream, if any, reports the same writes later)."""
+        if not promotion.applied:
+            return
+        with self.lock:
+            for step in promotion.steps:
+                self._changed(promotion.namespace, step.key, promotion.target,
+                              "delete" if step.action == "delete" else "set")
+
     def _changed(self, namespace: str, key: str, env: Environment, kind: str) -> list[GetKey]:
         """Bump generations and take out what a change of (namespace, key, env) makes stale; the get slots
         to refetch are returned (they stay in place, marked stale, to be served if the service is down)."""
@@ -979,6 +1266,8 @@ class ClientCore:
         with self.lock:
             if change.revision <= w.revision or change.namespace != w.namespace:
                 return None
+            if change.kind not in wire.CONFIG_KINDS:  # a template or schema: no cached value moved
+                return [], []
             refetch = self._changed(change.namespace, change.key, change.environment, change.kind)
             return refetch, self.matching(change.namespace, change.key)
 

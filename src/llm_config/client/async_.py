@@ -39,18 +39,28 @@ from llm_config.client._base import (
     body_of,
     entries_of,
     entry_of,
+    env_diff_of,
     history_of,
     is_loopback,
     object_of,
     parse_retry_after,
+    promotion_of,
     query,
+    render_text_of,
     revision_of,
     route,
+    schema_builtins_of,
+    schema_of,
+    schemas_of,
     strings_of,
+    template_of,
+    templates_of,
     tombstone,
+    write_failure,
 )
 from llm_config.client.snapshot import SnapshotStore
 from llm_config.client.watch import AsyncWatcher
+from llm_config.documents import EnvDiff, Promotion, Schema, Template
 from llm_config.errors import ConflictError, LLMConfigError
 from llm_config.models import Entry, Environment, HistoryItem
 
@@ -449,6 +459,135 @@ class AsyncClient:
         self._after_change()
         return entry
 
+    # ------------------------------------------------------------------ templates (never cached)
+
+    async def set_template(
+        self,
+        namespace: str,
+        name: str,
+        content: str,
+        *,
+        env: str | Environment = _DEV,
+        description: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        message: str | None = None,
+    ) -> Template:
+        """`Client.set_template`."""
+        call = self._core.template_set_call(namespace, name, content, env, description, defaults,
+                                            expected_version, message)
+        response = await self._exchange(call, namespace, cas=expected_version is not None)
+        return template_of(response.content)
+
+    async def get_template(self, namespace: str, name: str, *, env: str | Environment = _DEV,
+                           version: int | None = None) -> Template:
+        """`Client.get_template`."""
+        response = await self._exchange(self._core.template_get_call(namespace, name, env, version), namespace)
+        return template_of(response.content)
+
+    async def list_templates(self, namespace: str, *, env: str | Environment = _DEV) -> builtins.list[Template]:
+        """`Client.list_templates`."""
+        response = await self._exchange(self._core.template_list_call(namespace, env), namespace)
+        return templates_of(response.content)
+
+    async def template_history(self, namespace: str, name: str, *, env: str | Environment = _DEV,
+                               limit: int | None = None) -> builtins.list[HistoryItem]:
+        """`Client.template_history`."""
+        response = await self._exchange(self._core.template_history_call(namespace, name, env, limit), namespace)
+        return history_of(response.content)
+
+    async def rollback_template(self, namespace: str, name: str, version: int, *,
+                                env: str | Environment = _DEV) -> Template:
+        """`Client.rollback_template`."""
+        response = await self._exchange(self._core.template_rollback_call(namespace, name, version, env), namespace)
+        return template_of(response.content)
+
+    async def delete_template(self, namespace: str, name: str, *, env: str | Environment = _DEV,
+                              expected_version: int | None = None) -> None:
+        """`Client.delete_template`."""
+        call = self._core.template_delete_call(namespace, name, env, expected_version)
+        await self._exchange(call, namespace, cas=expected_version is not None, ok=(200, 204))
+
+    async def render(self, namespace: str, name: str, variables: Mapping[str, Any] | None = None, *,
+                     env: str | Environment = _DEV, allow_extra: bool = False) -> str:
+        """`Client.render`."""
+        call = self._core.render_call(namespace, name, variables, env, allow_extra)
+        return render_text_of((await self._exchange(call, namespace)).content)
+
+    # ------------------------------------------------------------------ schemas (never cached)
+
+    async def set_schema(
+        self,
+        namespace: str,
+        pattern: str,
+        schema: Mapping[str, Any] | None = None,
+        *,
+        builtin: str | None = None,
+        description: str | None = None,
+        expected_version: int | None = None,
+    ) -> Schema:
+        """`Client.set_schema`."""
+        call = self._core.schema_set_call(namespace, pattern, schema, builtin, description, expected_version)
+        response = await self._exchange(call, namespace, cas=expected_version is not None)
+        return schema_of(response.content)
+
+    async def get_schema(self, namespace: str, pattern: str, *, version: int | None = None) -> Schema:
+        """`Client.get_schema`."""
+        response = await self._exchange(self._core.schema_get_call(namespace, pattern, version), namespace)
+        return schema_of(response.content)
+
+    async def list_schemas(self, namespace: str) -> builtins.list[Schema]:
+        """`Client.list_schemas`."""
+        return schemas_of((await self._exchange(self._core.schema_list_call(namespace), namespace)).content)
+
+    async def schema_history(self, namespace: str, pattern: str, *,
+                             limit: int | None = None) -> builtins.list[HistoryItem]:
+        """`Client.schema_history`."""
+        response = await self._exchange(self._core.schema_history_call(namespace, pattern, limit), namespace)
+        return history_of(response.content)
+
+    async def rollback_schema(self, namespace: str, pattern: str, version: int) -> Schema:
+        """`Client.rollback_schema`."""
+        response = await self._exchange(self._core.schema_rollback_call(namespace, pattern, version), namespace)
+        return schema_of(response.content)
+
+    async def delete_schema(self, namespace: str, pattern: str, *, expected_version: int | None = None) -> None:
+        """`Client.delete_schema`."""
+        call = self._core.schema_delete_call(namespace, pattern, expected_version)
+        await self._exchange(call, namespace, cas=expected_version is not None, ok=(200, 204))
+
+    async def schema_builtins(self) -> builtins.list[dict[str, str]]:
+        """`Client.schema_builtins`."""
+        return schema_builtins_of((await self._exchange(self._core.schema_builtins_call())).content)
+
+    # ------------------------------------------------------------------ environments
+
+    async def diff(self, namespace: str, *, from_env: str | Environment, to_env: str | Environment) -> EnvDiff:
+        """`Client.diff`."""
+        response = await self._exchange(self._core.diff_call(namespace, from_env, to_env), namespace)
+        return env_diff_of(response.content)
+
+    async def promote(
+        self,
+        namespace: str,
+        *,
+        from_env: str | Environment,
+        to_env: str | Environment,
+        keys: Sequence[str] | None = None,
+        prune: bool = False,
+        dry_run: bool = False,
+        plan: Promotion | None = None,
+        secret: bool | None = None,
+    ) -> Promotion:
+        """`Client.promote`."""
+        core = self._core
+        call = core.promote_call(namespace, from_env, to_env, keys, prune, dry_run, plan, secret)
+        response = await self._exchange(call, namespace, cas=plan is not None and not dry_run)
+        promotion = promotion_of(response.content)
+        core.promoted(promotion)
+        self._after_change()
+        return promotion
+
     # ------------------------------------------------------------------ any other route
 
     async def request(
@@ -602,6 +741,17 @@ class AsyncClient:
 
     async def _request(self, call: Call) -> httpx.Response:
         return (await self._send_or_raise(call))[0]
+
+    async def _exchange(self, call: Call, namespace: str | None = None, *, cas: bool = False,
+                        ok: tuple[int, ...] = (200,)) -> httpx.Response:
+        """`Client._exchange`, awaiting."""
+        core = self._core
+        self._check_open()
+        response, ambiguous = await self._send_or_raise(call)
+        if response.status_code not in ok:
+            exc = core.error(response.status_code, response.content, response.headers, namespace=namespace)
+            raise write_failure(exc, ambiguous and cas)
+        return response
 
     async def _revalidate(self, fetch: Fetch) -> None:
         try:

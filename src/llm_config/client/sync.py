@@ -43,16 +43,26 @@ from llm_config.client._base import (
     Subscription,
     entries_of,
     entry_of,
+    env_diff_of,
     history_of,
     is_loopback,
     object_of,
     parse_retry_after,
+    promotion_of,
+    render_text_of,
     revision_of,
+    schema_builtins_of,
+    schema_of,
+    schemas_of,
     strings_of,
+    template_of,
+    templates_of,
     tombstone,
+    write_failure,
 )
 from llm_config.client.snapshot import SnapshotStore
 from llm_config.client.watch import SyncWatcher
+from llm_config.documents import EnvDiff, Promotion, Schema, Template
 from llm_config.errors import ConflictError, LLMConfigError
 from llm_config.models import Entry, Environment, HistoryItem
 
@@ -471,6 +481,134 @@ class Client:
         self._after_change()
         return entry
 
+    # ------------------------------------------------------------------ templates (never cached)
+
+    def set_template(
+        self,
+        namespace: str,
+        name: str,
+        content: str,
+        *,
+        env: str | Environment = _DEV,
+        description: str | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        expected_version: int | None = None,
+        message: str | None = None,
+    ) -> Template:
+        """Store a new version of a prompt template (`PUT /api/v1/templates/{ns…}/-/{name}`); a syntax error
+        stores nothing. Retried only with `expected_version` (a compare-and-set; 0: must not exist)."""
+        call = self._core.template_set_call(namespace, name, content, env, description, defaults,
+                                            expected_version, message)
+        return template_of(self._exchange(call, namespace, cas=expected_version is not None).content)
+
+    def get_template(self, namespace: str, name: str, *, env: str | Environment = _DEV,
+                     version: int | None = None) -> Template:
+        """The live (or one past) version of a template of this environment."""
+        call = self._core.template_get_call(namespace, name, env, version)
+        return template_of(self._exchange(call, namespace).content)
+
+    def list_templates(self, namespace: str, *, env: str | Environment = _DEV) -> builtins.list[Template]:
+        """The environment's own live templates, by name."""
+        return templates_of(self._exchange(self._core.template_list_call(namespace, env), namespace).content)
+
+    def template_history(self, namespace: str, name: str, *, env: str | Environment = _DEV,
+                         limit: int | None = None) -> builtins.list[HistoryItem]:
+        """Every version newest first; `value` is `{"content", "defaults"}`."""
+        call = self._core.template_history_call(namespace, name, env, limit)
+        return history_of(self._exchange(call, namespace).content)
+
+    def rollback_template(self, namespace: str, name: str, version: int, *,
+                          env: str | Environment = _DEV) -> Template:
+        """A new version holding version N's text and defaults (sent once: not a compare-and-set)."""
+        call = self._core.template_rollback_call(namespace, name, version, env)
+        return template_of(self._exchange(call, namespace).content)
+
+    def delete_template(self, namespace: str, name: str, *, env: str | Environment = _DEV,
+                        expected_version: int | None = None) -> None:
+        """Delete a template (history is kept; rollback undeletes). Retried only with `expected_version`."""
+        call = self._core.template_delete_call(namespace, name, env, expected_version)
+        self._exchange(call, namespace, cas=expected_version is not None, ok=(200, 204))
+
+    def render(self, namespace: str, name: str, variables: Mapping[str, Any] | None = None, *,
+               env: str | Environment = _DEV, allow_extra: bool = False) -> str:
+        """The template rendered by the service, strictly, with this key's permissions (`{{ secret:K }}` needs
+        secret read; such a render is audited). A POST that changes nothing: retried like a read."""
+        call = self._core.render_call(namespace, name, variables, env, allow_extra)
+        return render_text_of(self._exchange(call, namespace).content)
+
+    # ------------------------------------------------------------------ schemas (never cached)
+
+    def set_schema(
+        self,
+        namespace: str,
+        pattern: str,
+        schema: Mapping[str, Any] | None = None,
+        *,
+        builtin: str | None = None,
+        description: str | None = None,
+        expected_version: int | None = None,
+    ) -> Schema:
+        """Attach a JSON Schema (or a built-in, by name) to a key or key pattern (admins only). Retried only
+        with `expected_version`."""
+        call = self._core.schema_set_call(namespace, pattern, schema, builtin, description, expected_version)
+        return schema_of(self._exchange(call, namespace, cas=expected_version is not None).content)
+
+    def get_schema(self, namespace: str, pattern: str, *, version: int | None = None) -> Schema:
+        """The live (or one past) version of a schema."""
+        return schema_of(self._exchange(self._core.schema_get_call(namespace, pattern, version), namespace).content)
+
+    def list_schemas(self, namespace: str) -> builtins.list[Schema]:
+        """The namespace's live schemas, by pattern."""
+        return schemas_of(self._exchange(self._core.schema_list_call(namespace), namespace).content)
+
+    def schema_history(self, namespace: str, pattern: str, *, limit: int | None = None) -> builtins.list[HistoryItem]:
+        """Every version of a schema newest first."""
+        call = self._core.schema_history_call(namespace, pattern, limit)
+        return history_of(self._exchange(call, namespace).content)
+
+    def rollback_schema(self, namespace: str, pattern: str, version: int) -> Schema:
+        """A new version holding version N's schema (sent once)."""
+        call = self._core.schema_rollback_call(namespace, pattern, version)
+        return schema_of(self._exchange(call, namespace).content)
+
+    def delete_schema(self, namespace: str, pattern: str, *, expected_version: int | None = None) -> None:
+        """Detach a schema. Retried only with `expected_version`."""
+        call = self._core.schema_delete_call(namespace, pattern, expected_version)
+        self._exchange(call, namespace, cas=expected_version is not None, ok=(200, 204))
+
+    def schema_builtins(self) -> builtins.list[dict[str, str]]:
+        """The service's built-in schemas: `[{"name", "description"}]`."""
+        return schema_builtins_of(self._exchange(self._core.schema_builtins_call()).content)
+
+    # ------------------------------------------------------------------ environments
+
+    def diff(self, namespace: str, *, from_env: str | Environment, to_env: str | Environment) -> EnvDiff:
+        """Each environment's own entries compared by the service; secrets compared there, never shown."""
+        return env_diff_of(self._exchange(self._core.diff_call(namespace, from_env, to_env), namespace).content)
+
+    def promote(
+        self,
+        namespace: str,
+        *,
+        from_env: str | Environment,
+        to_env: str | Environment,
+        keys: Sequence[str] | None = None,
+        prune: bool = False,
+        dry_run: bool = False,
+        plan: Promotion | None = None,
+        secret: bool | None = None,
+    ) -> Promotion:
+        """Copy the source environment's own entries (or `keys`) to the target in one transaction of
+        compare-and-set writes; `dry_run` returns the plan only, and passing it back as `plan` applies it only
+        if nothing moved since (else ConflictError). Retried with a `plan` or as a dry run; a blind promotion
+        is sent once. What it wrote is dropped from the cache."""
+        core = self._core
+        call = core.promote_call(namespace, from_env, to_env, keys, prune, dry_run, plan, secret)
+        promotion = promotion_of(self._exchange(call, namespace, cas=plan is not None and not dry_run).content)
+        core.promoted(promotion)
+        self._after_change()
+        return promotion
+
     # ------------------------------------------------------------------ changes, status, closing
 
     def on_change(self, namespace: str, key_or_prefix: str, callback: ChangeCallback) -> Subscription:
@@ -566,6 +704,18 @@ class Client:
 
     def _request(self, call: Call) -> httpx.Response:
         return self._send_or_raise(call)[0]
+
+    def _exchange(self, call: Call, namespace: str | None = None, *, cas: bool = False,
+                  ok: tuple[int, ...] = (200,)) -> httpx.Response:
+        """Send a call of a route that is never cached; an answer other than `ok` raises its error (`cas`: a
+        compare-and-set write, whose conflict after a lost answer may be its own doing)."""
+        core = self._core
+        self._check_open()
+        response, ambiguous = self._send_or_raise(call)
+        if response.status_code not in ok:
+            exc = core.error(response.status_code, response.content, response.headers, namespace=namespace)
+            raise write_failure(exc, ambiguous and cas)
+        return response
 
     def _revalidate(self, fetch: Fetch) -> None:
         """Run a get `Fetch` behind the caller (stale-while-revalidate); errors only leave the slot stale."""

@@ -28,10 +28,28 @@ from llm_config.server.edge import Edge, EdgeMiddleware
 from llm_config.server.errors import install_error_handlers
 from llm_config.server.limits import RateLimiter, parse_rate
 from llm_config.server.paths import DOCS_PATH, body_limits
-from llm_config.server.routes import admin, audit, backup, configs, health, keys, namespaces, rotation, watch
+from llm_config.server.routes import (
+    admin,
+    audit,
+    backup,
+    configs,
+    health,
+    jsonschemas,
+    keys,
+    namespaces,
+    rotation,
+    templates,
+    watch,
+)
 from llm_config.server.routes import metrics as metrics_routes
 from llm_config.server.routes.common import strict_query
-from llm_config.server.routes.schemas import JSON_VALUE_SCHEMA, ApiKeyCreate, ConfigWrite, ErrorBody
+from llm_config.server.routes.schemas import (
+    JSON_VALUE_SCHEMA,
+    ApiKeyCreate,
+    ConfigWrite,
+    ErrorBody,
+    request_body_schemas,
+)
 from llm_config.server.security import BanList, IPFilter, parse_networks, parse_origins
 from llm_config.server.streams import close_on_signals
 from llm_config.server.telemetry import RouteTable, cache_source
@@ -40,7 +58,8 @@ from llm_config.settings import ServeOptions
 __all__ = ["SECURITY_SCHEMES", "THREAD_POOL_SIZE", "create_app"]
 
 THREAD_POOL_SIZE: Final = 32
-_ROUTERS: Final = (health, metrics_routes, configs, namespaces, audit, keys, admin, backup, rotation, watch)
+_ROUTERS: Final = (health, metrics_routes, configs, namespaces, templates, jsonschemas, audit, keys, admin, backup,
+                   rotation, watch)
 CACHE_SYNC_SECONDS: Final = 1.0
 
 SECURITY_SCHEMES: Final = {
@@ -117,7 +136,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if not isinstance(operation, dict):
                 continue
             responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
+            if "HTTPValidationError" in str(responses.get("422", "")):  # FastAPI's own, never sent: ours is 400
+                responses.pop("422")
             if protected:
                 operation["security"] = _SECURITY
                 for status, (description, headers) in _AUTH_RESPONSES.items():
@@ -139,6 +159,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
         models.update(doc.pop("$defs", {}))
         models[model.__name__] = doc
+    models.update(request_body_schemas())  # templates, schemas, promotion: their JSON values as JSONValue
     models["JSONValue"] = JSON_VALUE_SCHEMA
     models["ConfigWrite"]["properties"]["value"] = {
         "$ref": "#/components/schemas/JSONValue", "description": "Any JSON value (null allowed); required",

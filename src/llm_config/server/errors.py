@@ -148,7 +148,7 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "Invalid request: " + "; ".join(parts) if parts else "Invalid request"
 
 
-_NAMESPACED: Final = ("/api/v1/configs/", "/api/v1/namespaces/")
+_NAMESPACED: Final = ("/api/v1/configs/", "/api/v1/namespaces/", "/api/v1/templates/", "/api/v1/schemas/")
 _PATH_HINT: Final = (
     "No such route. A namespace path holding '/' is followed by the separator segment '-': "
     "/api/v1/configs/acme/chatbot/-/openai.model (a one-segment namespace may omit it: "

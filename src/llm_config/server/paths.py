@@ -29,9 +29,17 @@ __all__ = [
     "DOCS_REDIRECT_PATH",
     "HEALTH_PATH",
     "METRICS_PATH",
+    "NAMESPACES_NS_PATH",
     "PUBLIC_DOCS",
     "RESTORE_PATH",
     "RESTORE_TIMEOUT_S",
+    "SCHEMAS_BUILTINS",
+    "SCHEMAS_NS_PATH",
+    "SCHEMAS_PREFIX",
+    "SCHEMA_ENTRY_PATH",
+    "TEMPLATES_NS_PATH",
+    "TEMPLATES_PREFIX",
+    "TEMPLATE_ENTRY_PATH",
     "WATCH_PATH",
     "WATCH_PREFIX",
     "BodyLimit",
@@ -55,6 +63,21 @@ CONFIGS_NS_PATH: Final = CONFIGS_PREFIX + "{ns:path}/-"
 """Any namespace path and the separator segment: the prefix of the entry routes (`+ "/"`: the list)."""
 CONFIG_ENTRY: Final = CONFIGS_NS + "/{key}"
 CONFIG_ENTRY_PATH: Final = CONFIGS_NS_PATH + "/{key}"
+
+NAMESPACES_NS_PATH: Final = "/api/v1/namespaces/{ns:path}/-"
+"""Any namespace path and the separator: the prefix of resolve, export, import, diff and promote."""
+
+TEMPLATES_PREFIX: Final = "/api/v1/templates/"
+TEMPLATES_NS_PATH: Final = TEMPLATES_PREFIX + "{ns:path}/-"
+"""The templates of a namespace path (`+ "/"`: the list), always with the separator segment."""
+TEMPLATE_ENTRY_PATH: Final = TEMPLATES_NS_PATH + "/{name}"
+
+SCHEMAS_PREFIX: Final = "/api/v1/schemas/"
+SCHEMAS_BUILTINS: Final = SCHEMAS_PREFIX + "builtins"
+"""The built-in schemas' names (no namespace: it cannot hold the separator segment, so no clash)."""
+SCHEMAS_NS_PATH: Final = SCHEMAS_PREFIX + "{ns:path}/-"
+SCHEMA_ENTRY_PATH: Final = SCHEMAS_NS_PATH + "/{pattern}"
+"""A schema's key pattern may hold `*` and `?` (sent percent-encoded as %3F): one decoded path segment."""
 
 BACKUP_PATH: Final = "/api/v1/admin/backup"
 RESTORE_PATH: Final = "/api/v1/admin/restore"

@@ -19,10 +19,10 @@ from llm_config.cli.commands._common import (
     read_value_arg,
     yes_option,
 )
-from llm_config.cli.output import emit, err, out, render_table, value_text
+from llm_config.cli.output import emit, err, history_table, out, render_table, value_text
 
 if TYPE_CHECKING:
-    from llm_config.models import Entry, HistoryItem
+    from llm_config.models import Entry
 
 __all__ = ["COMMANDS"]
 
@@ -168,15 +168,6 @@ def delete_cmd(ctx: click.Context, namespace: str, key: str, env: str, yes: bool
     out(f"deleted {where}: version {tombstone.version}")
 
 
-def _history_table(items: list[HistoryItem]) -> str:
-    rows = [
-        [str(i.version), i.created_at, i.created_by, i.change_description,
-         "(deleted)" if i.deleted else value_text(i.value)]
-        for i in items
-    ]
-    return render_table(["VERSION", "CREATED_AT", "CREATED_BY", "CHANGE", "VALUE"], rows)
-
-
 @click.command("history")
 @click.argument("namespace")
 @click.argument("key")
@@ -188,7 +179,7 @@ def history_cmd(ctx: click.Context, namespace: str, key: str, env: str, limit: i
     """Show every version of a value, newest first."""
     with open_manager(ctx, create=False) as manager:
         items = manager.history(namespace, key, env=env, limit=limit)
-    emit([i.to_json() for i in items], fmt, lambda: _history_table(items))
+    emit([i.to_json() for i in items], fmt, lambda: history_table(items))
 
 
 @click.command("rollback")

@@ -241,6 +241,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         412: "Compare-and-set conflict (If-Match)",
         413: "Request body too large",
         415: "Unsupported content type",
+        422: "A value breaks a JSON Schema of its key: the message names key, path and rule, never the value",
         429: "Rate limit exceeded (see Retry-After)",
         503: "Storage or master key unavailable",
     }

@@ -253,7 +253,7 @@ def _register(prefix: str, ns_pattern: str, suffix: str) -> None:
     router.add_api_route(
         f"{one}/rollback/{{version}}", ep["rollback"], methods=["POST"], name=f"rollback_config{suffix}",
         summary="Write a new version holding version N's value",
-        responses={200: {"model": ConfigResponse}, **error_responses(400, 404, 409, 503)},
+        responses={200: {"model": ConfigResponse}, **error_responses(400, 404, 409, 422, 503)},
     )
     router.add_api_route(
         one, ep["get"], methods=["GET"], name=f"get_config{suffix}", summary="Get a config",
@@ -266,7 +266,7 @@ def _register(prefix: str, ns_pattern: str, suffix: str) -> None:
             one, ep["write"], methods=[method], name=f"{method.lower()}_config{suffix}",
             summary="Write a config (new version)", openapi_extra=_write_body_doc(),
             responses={200: {"model": ConfigResponse, "headers": _ETAG_HEADER},
-                       **error_responses(400, 408, 409, 412, 413, 415, 503)},
+                       **error_responses(400, 408, 409, 412, 413, 415, 422, 503)},
         )
     router.add_api_route(
         one, ep["delete"], methods=["DELETE"], name=f"delete_config{suffix}", status_code=204,

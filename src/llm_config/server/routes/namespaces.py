@@ -1,4 +1,10 @@
-"""`/api/v1/namespaces`: the namespace list, resolve, export and import (SPEC §5, §8)."""
+"""`/api/v1/namespaces`: the namespace list, resolve, export and import (SPEC §5, §8), and diff and
+promotion between two environments (SPEC §4, §8).
+
+Diff and promotion answer with keys and versions, never a value: secrets are compared (and copied) inside
+the core. A promotion applies a plan as one transaction of compare-and-set writes: a target that moved
+since a dry run's plan (`plan`) is 409 with nothing written, a value breaking a schema 422.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llm_config.errors import ValidationError
+from llm_config.server.paths import NAMESPACES_NS_PATH
 from llm_config.server.routes.common import (
     authorize_before_body,
     call,
     caller,
     error_responses,
     json_response,
+    parse_json_bytes,
     read_body,
 )
 from llm_config.server.routes.schemas import (
@@ -22,9 +30,12 @@ from llm_config.server.routes.schemas import (
     ENV_PATTERN,
     IMPORT_DOCUMENT_SCHEMA,
     NAMESPACE_PATH_PATTERN,
+    EnvDiffModel,
     ExportDocument,
     ImportPlanModel,
+    PromotionModel,
 )
+from llm_config.wire import PromoteBody
 
 __all__ = ["router"]
 
@@ -48,7 +59,7 @@ async def list_namespaces(
 
 
 @router.get(
-    "/api/v1/namespaces/{ns:path}/-/resolve",
+    NAMESPACES_NS_PATH + "/resolve",
     summary="The namespace resolved for an environment (its values over base) as {KEY: VALUE}",
     responses={200: {"model": dict[str, Any]}, **error_responses(400, 503)},
 )
@@ -67,7 +78,7 @@ async def resolve_namespace(
 
 
 @router.get(
-    "/api/v1/namespaces/{ns:path}/-/export",
+    NAMESPACES_NS_PATH + "/export",
     summary="Export one environment of a namespace (secrets only with reveal)",
     responses={
         200: {
@@ -93,9 +104,9 @@ async def export_namespace(
 
 
 @router.post(
-    "/api/v1/namespaces/{ns:path}/-/import",
+    NAMESPACES_NS_PATH + "/import",
     summary="Import a document (JSON or YAML) into one environment, all or nothing",
-    responses={200: {"model": ImportPlanModel}, **error_responses(400, 408, 409, 413, 415, 503)},
+    responses={200: {"model": ImportPlanModel}, **error_responses(400, 408, 409, 413, 415, 422, 503)},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -130,3 +141,41 @@ async def import_namespace(
         dry_run=dry_run, secret=secret,
     )
     return json_response(plan.to_json())
+
+
+@router.get(
+    NAMESPACES_NS_PATH + "/diff",
+    summary="Compare two environments' own entries by key (secrets compared inside, never shown)",
+    responses={200: {"model": EnvDiffModel}, **error_responses(400, 503)},
+)
+async def diff_environments(
+    request: Request,
+    ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
+    source: str = Query(alias="from", pattern=ENV_PATTERN, description="Source environment (" + ENV_DOC + ")"),
+    target: str = Query(alias="to", pattern=ENV_PATTERN, description="Target environment, not the source"),
+) -> Response:
+    diff = await call(request, "diff", target, caller(request).diff, ns, from_env=source, to_env=target)
+    return json_response(diff.to_json())
+
+
+@router.post(
+    NAMESPACES_NS_PATH + "/promote",
+    summary="Promote one environment's own entries to another (plan with dry_run; apply with the plan)",
+    responses={200: {"model": PromotionModel, "description": "The plan (dry run) or the applied promotion"},
+               **error_responses(400, 404, 408, 409, 413, 415, 422, 503)},
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/PromoteRequest"}}}}},
+)
+async def promote_environments(
+    request: Request,
+    ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
+) -> Response:
+    # both environments are in the body: a key that may write nowhere in this namespace is refused first
+    await authorize_before_body(request, "promote", "config:create", ns)
+    raw, _ = await read_body(request)
+    body = PromoteBody.from_json(parse_json_bytes(raw))
+    promotion = await call(
+        request, "promote", body.target, caller(request).promote, ns, from_env=body.source, to_env=body.target,
+        keys=body.keys, prune=body.prune, dry_run=body.dry_run, plan=body.plan, secret=body.secret,
+    )
+    return json_response(promotion.to_json())
