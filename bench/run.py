@@ -56,6 +56,10 @@ from bench.client import run_section as run_client_section
 from bench.common import Sizes
 from bench.core import bench_bulk, bench_get, bench_set
 from bench.harness import Row, progress
+from bench.llm import BEGIN as LLM_BEGIN
+from bench.llm import END as LLM_END
+from bench.llm import Sizes as LLMSizes
+from bench.llm import run_section as run_llm_section
 from bench.replicas import BEGIN as REPLICAS_BEGIN
 from bench.replicas import END as REPLICAS_END
 from bench.replicas import run_section as run_replicas_section
@@ -65,7 +69,17 @@ from bench.rest import write_rest_section
 from bench.rotation import BEGIN as ROTATION_BEGIN
 from bench.rotation import END as ROTATION_END
 from bench.rotation import run_section as run_rotation_section
+from bench.run_cmd import BEGIN as RUN_BEGIN
+from bench.run_cmd import END as RUN_END
+from bench.run_cmd import run_section as run_run_section
 from bench.scale import bench_scale
+from bench.schemas import BEGIN as SCHEMAS_BEGIN
+from bench.schemas import END as SCHEMAS_END
+from bench.schemas import run_section as run_schemas_section
+from bench.templates import BEGIN as TEMPLATES_BEGIN
+from bench.templates import END as TEMPLATES_END
+from bench.templates import Sizes as TemplateSizes
+from bench.templates import run_section as run_templates_section
 from bench.vs_etcd import BEGIN as ETCD_BEGIN
 from bench.vs_etcd import END as ETCD_END
 from bench.vs_etcd import run_section as run_etcd_section
@@ -162,11 +176,19 @@ def _server_sections(args: argparse.Namespace, args_list: list[str], output: Pat
 def _tail_sections(args: argparse.Namespace, args_list: list[str], output: Path | None) -> None:
     """Backup, rotation, and (with the servers) the remote SDK."""
     command = command_line("bench.run", args_list)
+    quick_args = ["--quick"] if args.quick else []
     sections: list[tuple[str, Callable[[], str], str, str]] = [
         ("backup", lambda: run_backup_section(quick=args.quick, command=command, parent=args.dir),
          BACKUP_BEGIN, BACKUP_END),
         ("rotation", lambda: run_rotation_section(quick=args.quick, command=command, parent=args.dir),
          ROTATION_BEGIN, ROTATION_END),
+        # issue 11; each section names the command that reproduces it alone (`python -m bench.<name>`)
+        ("templates", lambda: run_templates_section(TemplateSizes.quick() if args.quick else TemplateSizes(),
+                                                    quick_args), TEMPLATES_BEGIN, TEMPLATES_END),
+        ("schemas", lambda: run_schemas_section(quick=args.quick, argv=quick_args), SCHEMAS_BEGIN, SCHEMAS_END),
+        ("llm", lambda: run_llm_section(LLMSizes.quick() if args.quick else LLMSizes(), quick_args),
+         LLM_BEGIN, LLM_END),
+        ("run", lambda: run_run_section(runs=5 if args.quick else 20, parent=args.dir), RUN_BEGIN, RUN_END),
     ]
     if not args.skip_rest:
         # the section names the command that reproduces it alone: `python -m bench.client [--quick]`
