@@ -13,7 +13,7 @@ from typing import Any, Final, Literal
 
 from llm_config.errors import ValidationError
 from llm_config.models import Environment
-from llm_config.names import parse_environment
+from llm_config.names import parse_environment, validate_key
 
 __all__ = ["EnvDiff", "Promotion", "PromotionStep", "Schema", "Template"]
 
@@ -161,7 +161,7 @@ class PromotionStep:
         action = body.get("action")
         if not isinstance(action, str) or action not in _ACTIONS:
             raise ValidationError(f"Invalid {what}: field 'action' must be create, update or delete")
-        return cls(key=_field(body, "key", str, what), action=action,  # type: ignore[arg-type]  # one of _ACTIONS
+        return cls(key=validate_key(_field(body, "key", str, what)), action=action,  # type: ignore[arg-type]
                    source_version=_field(body, "source_version", int, what, optional=True),
                    target_version=_field(body, "target_version", int, what),
                    secret=_field(body, "secret", bool, what))
@@ -190,8 +190,8 @@ class Promotion:
         what = "promotion"
         body = _body(data, what)
         steps = body.get("steps")
-        if not isinstance(steps, list):
-            raise ValidationError(f"Invalid {what}: field 'steps' must be a list")
+        if not isinstance(steps, list) or len(steps) > 100_000:
+            raise ValidationError(f"Invalid {what}: field 'steps' must be a list of at most 100000 steps")
         return cls(
             id=_field(body, "id", str, what), namespace=_field(body, "namespace", str, what),
             source=parse_environment(_field(body, "from", str, what)),

@@ -14,10 +14,12 @@ __all__ = [
     "KEY_PATTERN",
     "LABEL_PATTERN",
     "NAMESPACE_PATTERN",
+    "OBJECT_NAME_MAX",
     "RESERVED",
     "SCHEMA_PATTERN",
     "SCHEMA_PREFIX",
     "SEGMENT_PATTERN",
+    "TEMPLATE_NAME_PATTERN",
     "TEMPLATE_PREFIX",
     "parse_environment",
     "stored_kind",
@@ -27,6 +29,7 @@ __all__ = [
     "validate_namespace",
     "validate_schema_pattern",
     "validate_stored_key",
+    "validate_template_name",
 ]
 
 SEGMENT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -34,8 +37,13 @@ SEGMENT_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 KEY_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}"
 _MAX_SEGMENTS = 8
 NAMESPACE_PATTERN = rf"{SEGMENT_PATTERN}(?:/{SEGMENT_PATTERN}){{0,{_MAX_SEGMENTS - 1}}}"
-SCHEMA_PATTERN = r"[A-Za-z0-9*?][A-Za-z0-9_.*?-]{0,199}"
+OBJECT_NAME_MAX = 197
+"""The longest template name or schema pattern: stored behind a 3-character prefix in the 200-character
+key column (MySQL's `VARCHAR(200)`)."""
+SCHEMA_PATTERN = rf"[A-Za-z0-9*?][A-Za-z0-9_.*?-]{{0,{OBJECT_NAME_MAX - 1}}}"
 """A schema's key pattern: a key, or a glob of one with `*` (any run, dots included) and `?` (one character)."""
+TEMPLATE_NAME_PATTERN = rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{OBJECT_NAME_MAX - 1}}}"
+"""A template's name: the key grammar, at most 197 characters."""
 LABEL_PATTERN = r"[^\u0000-\u001f\u007f-\u009f]{1,100}"
 """A tag or an API key's name: 1-100 characters, none of them a control character."""
 
@@ -116,10 +124,19 @@ def validate_schema_pattern(pattern: object) -> str:
         raise ValidationError("Invalid schema pattern: must be a non-empty string")
     if not _SCHEMA.fullmatch(pattern):
         raise ValidationError(
-            f"Invalid schema pattern {_shown(pattern)}: a key (1-200 characters of letters, digits, '_', '.', '-') "
-            "or a glob of one using '*' and '?'"
+            f"Invalid schema pattern {_shown(pattern)}: a key (1-{OBJECT_NAME_MAX} characters of letters, digits, "
+            "'_', '.', '-') or a glob of one using '*' and '?'"
         )
     return pattern
+
+
+def validate_template_name(name: object) -> str:
+    """A template's name: the key grammar, at most `OBJECT_NAME_MAX` characters."""
+    validate_name(name, "template name")
+    assert isinstance(name, str)
+    if len(name) > OBJECT_NAME_MAX:
+        raise ValidationError(f"Invalid template name {_shown(name)}: at most {OBJECT_NAME_MAX} characters")
+    return name
 
 
 def stored_kind(stored_key: str) -> str:
@@ -132,7 +149,7 @@ def stored_kind(stored_key: str) -> str:
 def validate_stored_key(key: object) -> str:
     """A key as storage holds it: a config key, `~t:` + a template name or `~s:` + a schema pattern."""
     if isinstance(key, str) and key.startswith(TEMPLATE_PREFIX):
-        validate_key(key[len(TEMPLATE_PREFIX):])
+        validate_template_name(key[len(TEMPLATE_PREFIX):])
         return key
     if isinstance(key, str) and key.startswith(SCHEMA_PREFIX):
         validate_schema_pattern(key[len(SCHEMA_PREFIX):])

@@ -119,12 +119,18 @@ class Storage(Protocol):
         after_key: str | None = None,
         limit: int | None = None,
         recursive: bool = False,
+        tombstones: bool = False,
     ) -> list[StoredEntry]:
-        """Live (non-deleted) entries ordered by (namespace, key), keyset-paginated by key.
+        """Live (non-deleted) entries ordered by (namespace, key), keyset-paginated by key; with
+        `tombstones`, deleted ones too.
 
         With `recursive`, sub-namespaces (`ns/...`) are included and `after_key` is
         `namespace + "~" + key` of the last row seen ('~' is in no name).
         """
+
+    def subjects(self, prefix: str) -> list[str]:
+        """Audit-event subjects starting with `prefix` (the protected rows the trail knows of)."""
+        ...
 
     def namespaces(self, prefix: str = "") -> list[str]:
         """Sorted namespaces that hold at least one live entry."""

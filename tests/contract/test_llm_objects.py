@@ -354,3 +354,14 @@ def test_bind_gives_a_validated_model_and_names_typos(mgr: ConfigManager) -> Non
         mgr.bind(Settings, "app", env="production")
     assert "hot" not in str(caught.value) and CANARY not in str(caught.value)
     assert mgr.resolve("app", env="base", nested=True) == {"model": "gpt-4o", "openai": {"api_key": "<encrypted>"}}
+
+
+def test_a_cached_template_row_is_never_served_as_a_config_entry(mgr: ConfigManager) -> None:
+    mgr.set_template("app", "system", "Hi", env="base")
+    assert mgr.render("app", "system", env="base") == "Hi"  # the template row is now in L1
+    for get in (lambda: mgr.get("app", "~t:system", env="base"),
+                lambda: mgr.as_caller(_viewer()).get("app", "~t:system", env="base"),
+                lambda: mgr.get("app", "~s:x", env="base", with_overrides=True)):
+        with pytest.raises(ValidationError, match="Invalid key"):
+            get()
+    assert mgr.peek("app", "~t:system", "base") is None

@@ -48,7 +48,7 @@ def test_plan_for_chosen_keys_refuses_a_key_the_source_lacks_unless_pruning_it()
     source = {"a": live(1)}
     target = {"b": live(2)}
     assert [s.key for s in plan("i", "app", S, P, source, target, keys=["a"], prune=False).steps] == ["a"]
-    with pytest.raises(NotFoundError, match="--prune"):
+    with pytest.raises(NotFoundError, match="prune deletes it"):
         plan("i", "app", S, P, source, target, keys=["b"], prune=False)
     assert plan("i", "app", S, P, source, target, keys=["b"], prune=True).steps[0].action == "delete"
     with pytest.raises(NotFoundError):

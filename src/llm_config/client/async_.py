@@ -16,7 +16,7 @@ import logging
 import os
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -63,8 +63,11 @@ from llm_config.client.watch import AsyncWatcher
 from llm_config.documents import EnvDiff, Promotion, Schema, Template
 from llm_config.errors import ConflictError, LLMConfigError
 from llm_config.models import Entry, Environment, HistoryItem
+from llm_config.nesting import bind_model
 
 __all__ = ["AsyncChangeCallback", "AsyncClient"]
+
+_M = TypeVar("_M")
 
 log = logging.getLogger("llm_config.client")
 
@@ -286,6 +289,10 @@ class AsyncClient:
             raise core.error(response.status_code, response.content, response.headers, namespace=namespace,
                              key=key, env=environment)
         return history_of(response.content)
+
+    async def bind(self, model: type[_M], namespace: str, *, env: str | Environment = _DEV) -> _M:
+        """`Client.bind`."""
+        return bind_model(model, await self.resolve(namespace, env=env, reveal=True))
 
     async def resolve(
         self,

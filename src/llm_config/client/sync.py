@@ -20,7 +20,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -65,8 +65,11 @@ from llm_config.client.watch import SyncWatcher
 from llm_config.documents import EnvDiff, Promotion, Schema, Template
 from llm_config.errors import ConflictError, LLMConfigError
 from llm_config.models import Entry, Environment, HistoryItem
+from llm_config.nesting import bind_model
 
 __all__ = ["Client"]
+
+_M = TypeVar("_M")
 
 log = logging.getLogger("llm_config.client")
 
@@ -301,6 +304,10 @@ class Client:
             raise core.error(response.status_code, response.content, response.headers, namespace=namespace,
                              key=key, env=environment)
         return history_of(response.content)
+
+    def bind(self, model: type[_M], namespace: str, *, env: str | Environment = _DEV) -> _M:
+        """`ConfigManager.bind`: the resolved namespace (secrets revealed) as a validated pydantic model."""
+        return bind_model(model, self.resolve(namespace, env=env, reveal=True))
 
     def resolve(
         self,

@@ -13,9 +13,12 @@ Permissions: diff needs `config:read` on both sides (secrets it may not read on 
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -31,13 +34,15 @@ from llm_config.names import parse_environment, validate_key, validate_namespace
 
 if TYPE_CHECKING:
     from llm_config.core.manager import ConfigManager
-    from llm_config.core.schema_store import Checker
 
 __all__ = ["Environments"]
 
 
-_PROMOTION_ID: Final = re.compile(r"[0-9a-f]{16}")
-"""A promotion's id: `secrets.token_hex(8)`."""
+_PROMOTION_ID: Final = re.compile(r"[0-9a-f]{24}")
+"""A promotion's id: 8 hex digits of nonce and 16 of an HMAC binding it to its namespace, environments and
+steps (keyed from the instance secret), so a client can neither invent one nor put an issued one on other
+writes."""
+_ID_PURPOSE: Final = b"llm-config promotion id\x00"
 
 
 def _canonical(text: str | bytes) -> bytes:
@@ -111,7 +116,7 @@ class Environments:
             access.authorize(ctx, "config:delete", namespace, dst)
         source_rows = self._m.storage.list_current(namespace, src)
         target_rows = self._m.storage.list_current(namespace, dst)
-        picked = set(keys) if keys else None
+        picked = set(keys) if keys is not None else None
         if any(r.value_type is ValueType.SECRET and (picked is None or r.key in picked)
                for r in (*source_rows, *target_rows)):
             access.authorize(ctx, "secret:read", namespace, src)  # a secret is copied or compared: refused whole
@@ -119,42 +124,60 @@ class Environments:
             access.authorize(ctx, "secret:create", namespace, dst)
             self._m._need("Promoting secrets")
         src_sides = self._sides(namespace, src, source_rows, True)
-        made = plan(expected.id if expected is not None else secrets.token_hex(8), namespace, src, dst, src_sides,
-                    self._sides(namespace, dst, target_rows, True), keys=keys, prune=prune)
+        made = plan("", namespace, src, dst, src_sides, self._sides(namespace, dst, target_rows, True), keys=keys,
+                    prune=prune)
         if expected is not None:
-            if _PROMOTION_ID.fullmatch(expected.id) is None:  # it goes into every history line and event
-                raise ValidationError("Invalid plan: not a promotion id this server made (16 hex digits)")
             if (expected.namespace, expected.source, expected.target) != (namespace, src, dst):
                 raise ValidationError("The plan is for another namespace or other environments")
+            # the id goes into every history line and audit event: only one this store issued for these steps
+            if _PROMOTION_ID.fullmatch(expected.id) is None or not hmac.compare_digest(
+                    expected.id, self._plan_id(expected.id[:8], expected)):
+                raise ValidationError("Invalid plan: not a plan this store issued (pass back a dry run's answer "
+                                      "unchanged)")
             moved = same_plan(expected, made)
             if moved:
                 shown = ", ".join(moved[:10]) + (f" (and {len(moved) - 10} more)" if len(moved) > 10 else "")
                 raise ConflictError(f"Promotion aborted: {namespace} changed since the plan was made ({shown}); "
                                     "nothing was written — plan again", namespace=namespace)
+        made = replace(made, id=expected.id if expected is not None else self._plan_id(secrets.token_hex(4), made))
+        check = self._m._schemas.checker(namespace)  # the target's schemas: a dry run says what apply would
+        for step in made.steps:
+            value = src_sides[step.key].value if step.action != "delete" else None
+            if value is not None:
+                check(step.key, dst, orjson.loads(value))
         if dry_run or not made.steps:
             return made
         by_key = {r.key: r for r in source_rows}
-        check = self._m._schemas.checker(namespace)
         requests = [self._request(ctx, made, step.key, step.target_version,
-                                  by_key.get(step.key) if step.action != "delete" else None, src_sides, check,
+                                  by_key.get(step.key) if step.action != "delete" else None,
                                   plain_over_secret=secret is False)
                     for step in made.steps]
         self._m._apply(requests)
         return Promotion(made.id, namespace, src, dst, made.steps, made.unchanged, applied=True)
 
-    def _request(self, ctx: CallContext, made: Promotion, key: str, expected: int, row: StoredEntry | None,
-                 sides: dict[str, Side], check: Checker, *, plain_over_secret: bool) -> WriteRequest:
+    def _plan_id(self, nonce: str, made: Promotion) -> str:
+        """`nonce` and an HMAC over it and what the plan does (namespace, environments, steps)."""
+        keys = self._m._need("Promoting")
+        body = orjson.dumps([made.namespace, made.source.value, made.target.value,
+                             [s.to_json() for s in made.steps]], option=orjson.OPT_SORT_KEYS)
+        tag = hmac.new(keys.audit, _ID_PURPOSE + nonce.encode() + b"\x00" + body, hashlib.sha256).hexdigest()
+        return nonce + tag[:16]
+
+    def _request(self, ctx: CallContext, made: Promotion, key: str, expected: int, row: StoredEntry | None, *,
+                 plain_over_secret: bool) -> WriteRequest:
         src, dst, namespace = made.source, made.target, made.namespace
         note = f"Promoted from {src.value} ({made.id})"
         details = {"promotion_id": made.id, "from": src.value}
         if row is None:
             return self._m._request(WriteKind.DELETE, namespace, key, dst, ctx=ctx, change_description=note,
                                     expected_version=expected, audit_details=details)
-        plaintext = sides[key].value
-        assert plaintext is not None
-        value = orjson.loads(plaintext)
-        check(key, dst, value)  # the target's schemas (the same namespace: they apply to every environment)
+        assert row.stored_value is not None
         secret = row.value_type is ValueType.SECRET
+        text: str | bytes = row.stored_value  # the source's own text (the sides hold a canonical form)
+        if secret:
+            keys = self._m._need("Promoting secrets")
+            text = keys.keyring.open(row.stored_value, place(namespace, key, src))
+        value = orjson.loads(text)
         value_type, stored, fingerprint = self._m._seal_value(namespace, key, dst, value, secret)
         return self._m._request(
             WriteKind.SET, namespace, key, dst, ctx=ctx, change_description=note, value_type=value_type,

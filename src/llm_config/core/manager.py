@@ -51,7 +51,7 @@ from llm_config.models import (
     WriteRequest,
     build_entry,
 )
-from llm_config.names import parse_environment, validate_key, validate_label, validate_namespace
+from llm_config.names import RESERVED, parse_environment, validate_key, validate_label, validate_namespace
 from llm_config.storage import open_storage, store_exists
 from llm_config.times import rfc3339
 from llm_config.types import AuditQuery, Clock, Storage
@@ -349,8 +349,8 @@ class ConfigManager(LLMMethods):
         """The live entry (unrevealed), from the cache or storage; `looked`: the caller just missed L1."""
         if not looked:
             self._check_foreign_changes()
-        if type(namespace) is not str or type(key) is not str:
-            validate_namespace(namespace)
+        if type(namespace) is not str or type(key) is not str or key[:1] == RESERVED:
+            validate_namespace(namespace)  # a reserved key (a template's or a schema's row) is refused here
             validate_key(key)
         record = self.cache.load((namespace, key, env), lambda: self.storage.get_current(namespace, key, env),
                                  looked=looked)
@@ -415,6 +415,8 @@ class ConfigManager(LLMMethods):
         """`peek`, with what the REST edge sends for the entry (its JSON body and ETag)."""
         self._check_foreign_changes()
         environment = _ENV_FAST.get(env) or parse_environment(env)
+        if key[:1] == RESERVED:  # a template's or schema's row (cached by a render): never a config entry
+            return None
         if principal is not None and not rbac.allowed(principal, "config:read", namespace, environment):
             return None
         hit = self.cache.peek((namespace, key, environment))
@@ -456,7 +458,7 @@ class ConfigManager(LLMMethods):
             # the hot path: one change check and one dict lookup on a hit (`_check_foreign_changes` inlined)
             if self._poller is None:
                 self.cache.maybe_poll()
-            record = self.cache.peek((namespace, key, environment))
+            record = self.cache.peek((namespace, key, environment)) if key[:1] != RESERVED else None
             hit = record.entry if record is not None else self._current(namespace, key, environment, looked=True)
             if hit is not None:
                 if self._read_audit is not None:

@@ -64,13 +64,14 @@ def plan(
     """The writes that make the target's own entries equal the source's (for `keys`, or all of them):
     create or update where they differ, and with `prune` delete what the source lacks. Each step expects
     the target version seen now (0 for a create: nothing there, or only a deletion)."""
-    if keys:
+    if keys is not None:  # an empty list picks nothing (never "everything")
         wanted = sorted(set(keys))
         for key in wanted:
             s, t = source.get(key), target.get(key)
             if not (s is not None and s.live) and not (prune and t is not None and t.live):
                 raise NotFoundError(f"Key {key!r} is not in {namespace} [{source_env.value}]"
-                                    + ("" if prune else " (pass --prune to delete it from the target)"),
+                                    + ("" if prune or t is None or not t.live
+                                       else " (prune deletes it from the target)"),
                                     namespace=namespace, key=key, environment=source_env.value)
     else:
         wanted = sorted({k for k, s in source.items() if s.live}

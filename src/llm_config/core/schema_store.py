@@ -21,7 +21,8 @@ import orjson
 from llm_config.core.context import CallContext
 from llm_config.core.objects import ObjectStore
 from llm_config.documents import Schema
-from llm_config.errors import ValidationError
+from llm_config.errors import IntegrityError, ValidationError
+from llm_config.integrity import entry_subject
 from llm_config.models import Environment, HistoryItem, StoredEntry
 from llm_config.names import SCHEMA_PREFIX, validate_namespace, validate_schema_pattern
 
@@ -116,7 +117,23 @@ class SchemaStore:
 
     def list(self, ctx: CallContext, namespace: str) -> builtins.list[Schema]:
         self._target(ctx, namespace, None, "system:read")
-        return [self._from_row(row) for row in self._rows.rows(namespace, _BASE)]
+        return [self._from_row(row) for row in self._live(namespace)]
+
+    def _live(self, namespace: str) -> builtins.list[StoredEntry]:
+        """The namespace's live schema rows, every one MAC-checked — and none missing: a schema the audit
+        trail says was written but whose row is gone (deleted behind our back, which would silently stop
+        its enforcement) fails as an IntegrityError."""
+        storage = self._m.storage
+        rows = storage.list_current(namespace, _BASE, prefix=SCHEMA_PREFIX, tombstones=True)
+        if self._m.has_key:
+            prefix = entry_subject(namespace, SCHEMA_PREFIX, "")[:-1]  # `c:ns/~s:` (the subject ends `@env`)
+            present = {entry_subject(namespace, row.key, _BASE.value) for row in rows}
+            missing = sorted(set(storage.subjects(prefix)) - present)
+            if missing:
+                patterns = ", ".join(m[len(prefix):].rsplit("@", 1)[0] for m in missing[:5])
+                raise IntegrityError(f"schemas of {namespace} have audit events but no row (deleted outside "
+                                     f"llm-config): {patterns}")
+        return [row for row in rows if not row.deleted]
 
     def history(self, ctx: CallContext, namespace: str, pattern: str, *, limit: int | None
                 ) -> builtins.list[HistoryItem]:
@@ -135,14 +152,17 @@ class SchemaStore:
 
     def checker(self, namespace: str) -> Checker:
         """The check every value written to `namespace` must pass, loaded once for one operation."""
-        rows = self._rows.rows(namespace, _BASE)
+        rows = self._live(namespace)
         if not rows:
             return NO_CHECK
-        from llm_config.core.schemas import check_all
+        from llm_config.core.schemas import check_all, matches
 
-        compiled = [_compiled(row.key[len(SCHEMA_PREFIX):], row.stored_value or "null") for row in rows]
+        stored = [(row.key[len(SCHEMA_PREFIX):], row.stored_value or "null") for row in rows]
 
         def check(key: str, env: Environment, value: Any) -> None:
-            check_all(compiled, namespace, key, env.value, value)
+            # compiled only when its pattern matches (a fresh CLI process pays for the schemas it uses)
+            applying = [_compiled(pattern, text) for pattern, text in stored if matches(pattern, key)]
+            if applying:
+                check_all(applying, namespace, key, env.value, value)
 
         return check

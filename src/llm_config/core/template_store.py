@@ -27,7 +27,7 @@ from llm_config.core.templates import Rendered, TemplateSource, parse, render
 from llm_config.documents import Template
 from llm_config.errors import NotFoundError, ValidationError
 from llm_config.models import Environment, HistoryItem, PendingEvent, StoredEntry, ValueType
-from llm_config.names import TEMPLATE_PREFIX, parse_environment, validate_key, validate_name, validate_namespace
+from llm_config.names import TEMPLATE_PREFIX, parse_environment, validate_namespace, validate_template_name
 
 if TYPE_CHECKING:
     from llm_config.core.manager import ConfigManager
@@ -48,7 +48,7 @@ class TemplateStore:
                 permission: str) -> Environment:
         validate_namespace(namespace)
         if name is not None:
-            validate_name(name, "template name")
+            validate_template_name(name)
         environment = parse_environment(env)
         self._m._access.authorize(ctx, permission, namespace, environment, key=name)
         return environment
@@ -119,7 +119,7 @@ class TemplateStore:
 
     def _source(self, namespace: str, name: str, env: Environment) -> TemplateSource:
         """The template the environment renders: its own, else base's (as values resolve)."""
-        validate_key(name)
+        validate_template_name(name)
         stored_key = TEMPLATE_PREFIX + name
         for where in (env, Environment.BASE) if env is not Environment.BASE else (env,):
             record = self._m.cache.load((namespace, stored_key, where),

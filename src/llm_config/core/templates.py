@@ -262,13 +262,26 @@ def _parse(text: str) -> ParsedTemplate:
     return ParsedTemplate(text, tuple(parts), tuple(variables))
 
 
+MAX_TEMPLATE_CHARS: Final = 256 * 1024
+"""The longest template text (a prompt skeleton; what it includes and renders may be larger)."""
+MAX_TAGS: Final = 10_000
+"""The most `{{` a template text may hold."""
+_CACHED_CHARS: Final = 64 * 1024
+"""Texts up to this size are cached parsed (a parsed text costs ~30x its size, so 512 of them stay small)."""
+
+
 def parse(text: str) -> ParsedTemplate:
     """Parse a template (cached on the text: a template is parsed once however often it renders).
 
+    The size and the number of tags are checked before any parsing, and only texts up to 64 KiB are cached.
     Raises `TemplateSyntaxError` (a `ValidationError`) naming the line and column of the fault."""
     if not isinstance(text, str):
         raise ValidationError("Invalid template: the text must be a string")
-    return _parse(text)
+    if len(text) > MAX_TEMPLATE_CHARS:
+        raise ValidationError(f"Invalid template: longer than {MAX_TEMPLATE_CHARS} characters")
+    if text.count("{{") > MAX_TAGS:
+        raise ValidationError(f"Invalid template: more than {MAX_TAGS} '{{{{'")
+    return _parse(text) if len(text) <= _CACHED_CHARS else _parse.__wrapped__(text)
 
 
 def tag_text(tag: Tag) -> str:

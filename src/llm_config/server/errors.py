@@ -148,12 +148,15 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "Invalid request: " + "; ".join(parts) if parts else "Invalid request"
 
 
-_NAMESPACED: Final = ("/api/v1/configs/", "/api/v1/namespaces/", "/api/v1/templates/", "/api/v1/schemas/")
-_PATH_HINT: Final = (
-    "No such route. A namespace path holding '/' is followed by the separator segment '-': "
-    "/api/v1/configs/acme/chatbot/-/openai.model (a one-segment namespace may omit it: "
-    "/api/v1/configs/acme/openai.model)"
-)
+_SEPARATOR: Final = "No such route. A namespace path is followed by the separator segment '-': "
+_PATH_HINTS: Final = {
+    "/api/v1/configs/": _SEPARATOR + "/api/v1/configs/acme/chatbot/-/openai.model (a one-segment namespace "
+                        "may omit it: /api/v1/configs/acme/openai.model)",
+    "/api/v1/namespaces/": _SEPARATOR + "/api/v1/namespaces/acme/chatbot/-/resolve",
+    "/api/v1/templates/": _SEPARATOR + "/api/v1/templates/acme/chatbot/-/system (always, even for one segment)",
+    "/api/v1/schemas/": _SEPARATOR + "/api/v1/schemas/acme/chatbot/-/openai.* (always, even for one segment)",
+}
+"""The hint a 404 under each namespaced prefix gives (how its paths are spelled)."""
 
 
 def _allowed_methods(request: Request) -> str:
@@ -166,8 +169,9 @@ def _allowed_methods(request: Request) -> str:
 async def _handle_ours(request: Request, exc: Exception) -> Response:
     status, message, headers = status_and_message(exc)
     if isinstance(exc, StarletteHTTPException):
-        if status == 404 and request.url.path.startswith(_NAMESPACED) and message == _DEFAULT_MESSAGES[404]:
-            message = _PATH_HINT
+        hint = next((h for p, h in _PATH_HINTS.items() if request.url.path.startswith(p)), None)
+        if status == 404 and hint is not None and message == _DEFAULT_MESSAGES[404]:
+            message = hint
         elif status == 405:
             headers = {**headers, "Allow": _allowed_methods(request)}
     return error_response(status, message, headers)

@@ -851,8 +851,13 @@ class SQLStorage:
         after_key: str | None = None,
         limit: int | None = None,
         recursive: bool = False,
+        tombstones: bool = False,
     ) -> list[StoredEntry]:
-        clauses = ["e.environment = ?", "e.deleted = 0"]
+        # A whole listing (no page) reads the tombstones too and checks every row's MAC before dropping
+        # them: a live row flipped to `deleted` behind our back must fail the listing, not vanish from it
+        # (a resolve would serve base instead, a schema stop being enforced).
+        whole = limit is None and self._macs is not None
+        clauses = ["e.environment = ?"] if whole or tombstones else ["e.environment = ?", "e.deleted = 0"]
         params: list[Any] = [_ENV_TEXT.get(env, env)]
         if recursive:
             clauses.append(_SUBTREE.replace("namespace", "e.namespace"))
@@ -896,8 +901,20 @@ class SQLStorage:
         for row in rows:  # a listing that meets a failing row fails whole (SPEC §2)
             values = row[1:_N_ENTRY + 1]
             self._check_entry_values(macs, row[0], values, row[_N_ENTRY + 1])
-            out.append(entry_from_row(values))
+            if tombstones or values[5] == 0:
+                out.append(entry_from_row(values))
         return out
+
+    def subjects(self, prefix: str) -> list[str]:
+        """Every audit-event subject starting with `prefix` (`integrity.entry_subject`): the rows the trail
+        says exist, so a listing can tell a row deleted behind our back from one never written."""
+        upper = _successor(prefix)
+        sql = "SELECT DISTINCT subject FROM audit_events WHERE subject >= ?" + (" AND subject < ?" if upper else "")
+        try:
+            rows = self._read_all(self._s.p(sql), [prefix, upper] if upper else [prefix])
+        except self._d.errors as exc:
+            raise self._error("reading the audit trail", exc) from exc
+        return [row[0] for row in rows]
 
     def namespaces(self, prefix: str = "") -> list[str]:
         sql = "SELECT DISTINCT namespace FROM entries WHERE deleted = 0"

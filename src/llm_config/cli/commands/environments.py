@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -91,7 +92,7 @@ def promote_cmd(ctx: click.Context, namespace: str, source: str, target: str, ke
             if dry_run:
                 err("dry run: nothing was written")
             return
-        if not yes and fmt == "text":
+        if not yes and sys.stdin.isatty():  # the plan the question is about, whatever the output format
             err(_plan_text(plan))
         confirm(f"Apply {len(plan.steps)} change(s) to {plan.target.value}?", yes)
         done = manager.promote(namespace, from_env=source, to_env=target, keys=list(keys) or None, prune=prune,

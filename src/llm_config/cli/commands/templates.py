@@ -32,14 +32,12 @@ def _where(namespace: str, name: str, env: str) -> str:
     return f"template {namespace}/{name} [{parse_environment(env).value}]"
 
 
-def _assignment(text: str, what: str) -> tuple[str, Any]:
-    """`VAR=VALUE`: the value parsed as JSON if it parses, else the string (as `set` reads a VALUE)."""
-    from llm_config.values import parse_cli_value
-
+def _assignment(text: str, what: str) -> tuple[str, str]:
+    """`VAR=VALUE`: the value is the text as typed (`1.10` stays `1.10`; typed values come from --vars-file)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise ValidationError(f"Invalid {what} {text[:40]!r}: expected VAR=VALUE")
-    return name, parse_cli_value(value)
+    return name, value
 
 
 def _assignments(items: tuple[str, ...], what: str) -> dict[str, Any]:
@@ -76,7 +74,7 @@ def template_group() -> None:
 @env_option
 @click.option("--description", help="What the template is for.")
 @click.option("--default", "defaults", multiple=True, metavar="VAR=VALUE",
-              help="A default for a variable (VALUE parsed as JSON, else a string); repeatable.")
+              help="A default for a variable of this template (VALUE as typed, a string); repeatable.")
 @click.option("--message", help="Change description recorded in the history.")
 @click.option("--expect-version", "expected_version", type=EXPECTED_VERSION, metavar="N",
               help="Compare-and-set: only if the current version is N (0: must not exist).")
@@ -86,10 +84,12 @@ def set_cmd(ctx: click.Context, namespace: str, name: str, content: str, env: st
             defaults: tuple[str, ...], message: str | None, expected_version: int | None, fmt: str) -> None:
     """Store a new version of a template; a syntax error (with its position) stores nothing.
 
-    TEXT is the template itself; @FILE reads a file byte-exact; '-' reads stdin.
+    TEXT is the template itself; @FILE reads a file byte-exact; '-' reads stdin (minus exactly one trailing
+    newline, as for a value). A default applies to a variable of this template, not of the ones it includes.
     """
     if content == "-":
         text = read_text("-", "Template")
+        text = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
     elif content.startswith("@") and len(content) > 1:
         text = read_text(content[1:], "Template")
     else:
@@ -135,14 +135,15 @@ def list_cmd(ctx: click.Context, namespace: str, env: str, fmt: str) -> None:
 @click.argument("name")
 @env_option
 @click.option("--var", "variables", multiple=True, metavar="VAR=VALUE",
-              help="A variable (VALUE parsed as JSON, else a string); repeatable; beats --vars-file.")
-@click.option("--vars-file", metavar="F.json", help="A JSON object of variables ('-' reads stdin).")
+              help="A variable (VALUE as typed, a string); repeatable; beats --vars-file.")
+@click.option("--vars-file", metavar="F.json",
+              help="A JSON object of variables, any JSON values ('-' reads stdin).")
 @click.option("--allow-extra", is_flag=True, help="Ignore variables the template does not use.")
 @click.pass_context
 def render_cmd(ctx: click.Context, namespace: str, name: str, env: str, variables: tuple[str, ...],
                vars_file: str | None, allow_extra: bool) -> None:
-    """Render a template to stdout; missing (and, without --allow-extra, unknown) variables are an error
-    naming all of them."""
+    """Render a template to stdout, exactly (no newline added); missing (and, without --allow-extra, unknown)
+    variables are an error naming all of them."""
     supplied: dict[str, Any] = {}
     if vars_file is not None:
         from llm_config.values import loads_strict
@@ -154,7 +155,7 @@ def render_cmd(ctx: click.Context, namespace: str, name: str, env: str, variable
     supplied.update(_assignments(variables, "--var"))
     with open_manager(ctx, create=False) as manager:
         text = manager.render(namespace, name, supplied, env=env, allow_extra=allow_extra)
-    out_raw(text if text.endswith("\n") else text + "\n")
+    out_raw(text)
 
 
 @template_group.command("history")

@@ -47,6 +47,7 @@ __all__ = [
     "parse_json_bytes",
     "principal_of",
     "read_body",
+    "refuse_if_match",
     "request_id_of",
     "run_blocking",
     "source_ip_of",
@@ -215,6 +216,13 @@ async def read_body(request: Request, accepted: tuple[str, ...] = JSON_TYPES) ->
     if media not in accepted and not (media.endswith("+json") and "application/json" in accepted):
         raise HTTPError(415, f"Content-Type must be {' or '.join(accepted)}")
     return await request.body(), media
+
+
+def refuse_if_match(request: Request) -> None:
+    """Templates and schemas take compare-and-set as `expected_version` only: an `If-Match` is refused rather
+    than ignored (a write the caller meant to be conditional must never happen unconditionally)."""
+    if "if-match" in request.headers:
+        raise ValidationError("If-Match is not supported here: send expected_version (in the body or the query)")
 
 
 def parse_json_bytes(raw: bytes) -> Any:

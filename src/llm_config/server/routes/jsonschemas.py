@@ -27,6 +27,7 @@ from llm_config.server.routes.common import (
     json_response,
     parse_json_bytes,
     read_body,
+    refuse_if_match,
 )
 from llm_config.server.routes.schemas import (
     NAMESPACE_PATH_PATTERN,
@@ -128,6 +129,7 @@ async def put_schema(
     pattern: str = Path(description=_PATTERN_DOC, pattern=SCHEMA_KEY_PATTERN),
 ) -> Response:
     await authorize_before_body(request, "schema_set", "system:update", ns)
+    refuse_if_match(request)
     raw, _ = await read_body(request)
     body = SchemaBody.from_json(parse_json_bytes(raw))
     schema = await call(request, "schema_set", None, caller(request).set_schema, ns, pattern, body.schema,
@@ -148,6 +150,7 @@ async def delete_schema(
     expected_version: int | None = Query(None, ge=0, le=MAX_VERSION,
                                          description="Compare-and-set: the current version"),
 ) -> Response:
+    refuse_if_match(request)
     await call(request, "schema_delete", None, caller(request).delete_schema, ns, pattern,
                expected_version=expected_version)
     return Response(status_code=204)

@@ -18,6 +18,7 @@ __all__ = [
     "NAMESPACE_PATH_PATTERN",
     "NAMESPACE_SEGMENT_PATTERN",
     "SCHEMA_KEY_PATTERN",
+    "TEMPLATE_NAME_PATTERN",
     "VARIABLE_PATTERN",
     "BuiltinSchemaModel",
     "EnvDiffModel",
@@ -56,6 +57,7 @@ NAMESPACE_SEGMENT_PATTERN: Final = rf"^{names.SEGMENT_PATTERN}$"
 NAMESPACE_PATH_PATTERN: Final = rf"^{names.NAMESPACE_PATTERN}$"
 KEY_PATTERN: Final = rf"^{names.KEY_PATTERN}$"
 SCHEMA_KEY_PATTERN: Final = rf"^{names.SCHEMA_PATTERN}$"
+TEMPLATE_NAME_PATTERN: Final = rf"^{names.TEMPLATE_NAME_PATTERN}$"
 """A schema's key pattern: a key, or a glob of one with `*` and `?` (a client sends `?` as %3F)."""
 VARIABLE_PATTERN: Final = r"^[A-Za-z0-9_-]{1,200}$"
 """A template variable's name (`core.templates`: letters, digits, `_`, `-`)."""
@@ -407,7 +409,7 @@ class PromotionStepModel(BaseModel):
 class PromotionModel(BaseModel):
     """A promotion's plan (`applied` false: a dry run) or its result."""
 
-    id: str = Field(pattern="^[0-9a-f]{16}$")
+    id: str = Field(pattern="^[0-9a-f]{24}$")
     namespace: str
     from_: str = Field(alias="from", pattern=ENV_PATTERN, description="Source environment")
     to: str = Field(pattern=ENV_PATTERN, description="Target environment")

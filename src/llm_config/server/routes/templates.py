@@ -25,12 +25,13 @@ from llm_config.server.routes.common import (
     json_response,
     parse_json_bytes,
     read_body,
+    refuse_if_match,
 )
 from llm_config.server.routes.schemas import (
     ENV_DOC,
     ENV_PATTERN,
-    KEY_PATTERN,
     NAMESPACE_PATH_PATTERN,
+    TEMPLATE_NAME_PATTERN,
     HistoryItemModel,
     RenderedText,
     TemplateModel,
@@ -74,7 +75,7 @@ async def list_templates(
 async def template_history(
     request: Request,
     ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
-    name: str = Path(description=_NAME_DOC, pattern=KEY_PATTERN),
+    name: str = Path(description=_NAME_DOC, pattern=TEMPLATE_NAME_PATTERN),
     env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
     limit: int | None = Query(None, ge=1, le=10_000, description="At most this many versions"),
 ) -> Response:
@@ -91,7 +92,7 @@ async def template_history(
 async def rollback_template(
     request: Request,
     ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
-    name: str = Path(description=_NAME_DOC, pattern=KEY_PATTERN),
+    name: str = Path(description=_NAME_DOC, pattern=TEMPLATE_NAME_PATTERN),
     version: int = Path(ge=1, le=MAX_VERSION),
     env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
 ) -> Response:
@@ -112,7 +113,7 @@ async def rollback_template(
 async def render_template(
     request: Request,
     ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
-    name: str = Path(description=_NAME_DOC, pattern=KEY_PATTERN),
+    name: str = Path(description=_NAME_DOC, pattern=TEMPLATE_NAME_PATTERN),
 ) -> Response:
     # the environment is in the body: role and namespace are decided before it is read
     await authorize_before_body(request, "render", "config:read", ns)
@@ -131,7 +132,7 @@ async def render_template(
 async def get_template(
     request: Request,
     ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
-    name: str = Path(description=_NAME_DOC, pattern=KEY_PATTERN),
+    name: str = Path(description=_NAME_DOC, pattern=TEMPLATE_NAME_PATTERN),
     env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
     version: int | None = Query(None, ge=1, le=MAX_VERSION, description="A past version"),
 ) -> Response:
@@ -149,9 +150,10 @@ async def get_template(
 async def put_template(
     request: Request,
     ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
-    name: str = Path(description=_NAME_DOC, pattern=KEY_PATTERN),
+    name: str = Path(description=_NAME_DOC, pattern=TEMPLATE_NAME_PATTERN),
 ) -> Response:
     await authorize_before_body(request, "template_set", "config:create", ns)
+    refuse_if_match(request)
     raw, _ = await read_body(request)
     body = TemplateBody.from_json(parse_json_bytes(raw))
     template = await call(
@@ -171,11 +173,12 @@ async def put_template(
 async def delete_template(
     request: Request,
     ns: str = Path(description=_NS_DOC, pattern=NAMESPACE_PATH_PATTERN),
-    name: str = Path(description=_NAME_DOC, pattern=KEY_PATTERN),
+    name: str = Path(description=_NAME_DOC, pattern=TEMPLATE_NAME_PATTERN),
     env: str = Query("development", pattern=ENV_PATTERN, description=ENV_DOC),
     expected_version: int | None = Query(None, ge=0, le=MAX_VERSION,
                                          description="Compare-and-set: the current version"),
 ) -> Response:
+    refuse_if_match(request)
     await call(request, "template_delete", env, caller(request).delete_template, ns, name, env=env,
                expected_version=expected_version)
     return Response(status_code=204)
