@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from llm_config.documents import Promotion
 from llm_config.errors import (
     AuthenticationError,
     ConflictError,
@@ -29,6 +28,9 @@ from llm_config.errors import (
 )
 from llm_config.models import ApiKey, AuditEvent, Entry, Environment, HistoryItem, Metadata, Role
 from llm_config.names import parse_environment
+
+if TYPE_CHECKING:
+    from llm_config.documents import Promotion
 
 __all__ = [
     "MAX_VERSION",
@@ -449,6 +451,8 @@ class PromoteBody:
             if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or len(keys) > 10_000:
                 raise ValidationError("Invalid field 'keys': must be an array of at most 10000 key names")
             keys = tuple(keys)
+        from llm_config.documents import Promotion  # only a promotion's body needs it (the CLI starts fast)
+
         plan, secret = body.get("plan"), body.get("secret")
         if secret is not None and not isinstance(secret, bool):
             raise ValidationError("Invalid field 'secret': must be false (a plain value may replace a secret) or null")

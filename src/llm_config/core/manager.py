@@ -29,7 +29,6 @@ from llm_config.core.context import CallContext, Caller
 from llm_config.core.custody import EPOCH, StoreKeys, need, place, unlock
 from llm_config.core.llm_methods import LLMMethods
 from llm_config.core.resolve import merge_with_base, nest
-from llm_config.core.schema_store import NO_CHECK
 from llm_config.core.watch import ChangeFeed, Signals
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
 from llm_config.errors import KeyMissingError, NotFoundError, SchemaViolationError, StorageError, ValidationError
@@ -877,6 +876,8 @@ class ConfigManager(LLMMethods):
 
     def _check_rollback(self, namespace: str, key: str, env: Environment, version: int) -> None:
         """The value a rollback restores must satisfy today's schemas (it may predate them)."""
+        from llm_config.core.schema_store import NO_CHECK
+
         check = self._schemas.checker(namespace)
         if check is NO_CHECK:
             return
