@@ -56,5 +56,5 @@ def test_every_command_of_the_readme_walkthrough_does_what_it_says(cli_env: CLIE
     assert "Missing template variables: persona" in said
     assert "llm.params" in said and "/temperature" in said and "not allowed" in said
     assert "https://api.openai.com/v1/" in said
-    assert '{"max_tokens":512,"model":"gpt-4o-mini","temperature":0.3}' in said  # promoted to production
+    assert '{"model":"gpt-4o-mini","temperature":0.3,"max_tokens":512}' in said  # promoted as written
     assert "openai-chat" in said

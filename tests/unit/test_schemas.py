@@ -45,7 +45,7 @@ def fresh(document: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "pattern",
-    ["openai.api_key", "openai.*", "*", "?", "*.params", "?penai.*", "a-b_c.d9", "openai.*.model", "x" * 200],
+    ["openai.api_key", "openai.*", "*", "?", "*.params", "?penai.*", "a-b_c.d9", "openai.*.model", "x" * 197],
 )
 def test_valid_patterns(pattern: str) -> None:
     assert validate_pattern(pattern) == pattern
@@ -461,3 +461,291 @@ def test_builtin_descriptions_are_one_line_each() -> None:
     assert tuple(descriptions) == BUILTIN_NAMES
     for text in descriptions.values():
         assert text and "\n" not in text and len(text) <= 120
+
+
+# --- bounded checking: no schema pins a writer -----------------------------------------------------
+
+_TIMED_CHECK = """if True:
+    import json, sys, time
+    from llm_config.core.schemas import compile_schema
+    from llm_config.errors import SchemaViolationError
+    document, value = json.loads(sys.stdin.read())
+    stored = sys.argv[1] == "stored"
+    schema = compile_schema("p", document, checked=stored)  # stored: the fast path at once, if eligible
+    fast = schema._compiled.fast is not None
+    start = time.perf_counter()
+    try:
+        schema.check("acme", "p", "base", value)
+    except SchemaViolationError:
+        pass
+    print(json.dumps({"seconds": time.perf_counter() - start, "fast": fast}))
+"""
+EVIL = "a" * 40 + "!"  # ~2**40 steps for a backtracking engine against the patterns below
+
+
+def timed_check(document: Any, value: Any, *, stored: bool = False) -> dict[str, Any]:
+    """One check in a child process (a backtracking regex holds the GIL: no thread could be abandoned),
+    killed after 30 s whatever happens; what the check itself took, measured in the child."""
+    import json
+    import os
+    from pathlib import Path
+
+    import llm_config
+
+    source = str(Path(llm_config.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.environ.get("PYTHONPATH", "")])}
+    args = [sys.executable, "-c", _TIMED_CHECK, "stored" if stored else "set"]
+    try:
+        done = subprocess.run(args, input=json.dumps([document, value]), capture_output=True, text=True, env=env,
+                              timeout=30, check=False)
+    except subprocess.TimeoutExpired:  # (subprocess.run kills the child)
+        pytest.fail("the check was still running after 30 s")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+BACKTRACKING_CASES = {
+    "pattern": ({"type": "string", "pattern": "^(a+)+$"}, EVIL),
+    "propertyNames": ({"propertyNames": {"pattern": "^(a+)+$"}}, {EVIL: 1}),
+    "patternProperties": ({"patternProperties": {"^(a|aa)+$": {"type": "integer"}}}, {EVIL: "x"}),
+    "additionalProperties": ({"patternProperties": {"^(a|aa)+$": {}}, "additionalProperties": False}, {EVIL: 1}),
+    "unevaluatedProperties": ({"allOf": [{"patternProperties": {"^(a|aa)+$": {}}}], "unevaluatedProperties": False},
+                              {EVIL: 1}),
+    "draft-2019-09": ({"$schema": "https://json-schema.org/draft/2019-09/schema", "unevaluatedProperties": False,
+                       "allOf": [{"patternProperties": {"^(a|aa)+$": {}}}]}, {EVIL: 1}),
+    "draft-04": ({"$schema": "http://json-schema.org/draft-04/schema#", "additionalProperties": False,
+                  "patternProperties": {"^(a|aa)+$": {}}, "properties": {"p": {"pattern": "^(a+)+$"}}},
+                 {EVIL: 1, "p": EVIL}),
+    "uniqueItems": ({"uniqueItems": True}, [{"n": i} for i in range(20_000)]),  # was pairwise: ~15 minutes
+}
+
+
+@pytest.mark.parametrize("case", sorted(BACKTRACKING_CASES))
+def test_a_catastrophic_regex_or_rule_checks_an_adversarial_value_in_well_under_a_second(case: str) -> None:
+    document, value = BACKTRACKING_CASES[case]
+    assert timed_check(document, value)["seconds"] < 1.0
+
+
+@pytest.mark.parametrize("case", ["pattern", "propertyNames"])
+def test_the_fast_path_matches_patterns_on_re2_too(case: str) -> None:
+    document, value = BACKTRACKING_CASES[case]
+    result = timed_check(document, value, stored=True)
+    assert result["fast"] is True  # `pattern` keeps the fast path: its regexes are RE2 ones
+    assert result["seconds"] < 1.0
+
+
+def test_a_schema_pattern_is_an_unanchored_search_with_re2_semantics() -> None:
+    schema = compile_schema("p", fresh({"properties": {"a": {"pattern": "b"}, "b": {"pattern": "^abc$"}}}))
+    fast = compile_schema("p", fresh({"properties": {"a": {"pattern": "b"}, "b": {"pattern": "^abc$"}}}),
+                          checked=True)
+    for compiled in (schema, fast):
+        compiled.check("n", "p", "base", {"a": "abc", "b": "abc"})  # `b` anywhere in "abc"
+        with pytest.raises(SchemaViolationError, match="/b: pattern"):
+            compiled.check("n", "p", "base", {"b": "abc\n"})  # `$` is the end of the text (ECMA-262, RE2)
+        with pytest.raises(SchemaViolationError, match="/a: pattern b"):
+            compiled.check("n", "p", "base", {"a": "xyz"})
+
+
+@pytest.mark.parametrize(
+    ("document", "where"),
+    [
+        ({"pattern": "^(?=.*[0-9]).{8,}$"}, "/pattern"),
+        ({"properties": {"pw": {"pattern": "(?<!x)y"}}}, "/properties/pw/pattern"),
+        ({"propertyNames": {"pattern": "(a)\\1"}}, "/propertyNames/pattern"),
+        ({"$defs": {"unused": {"pattern": "a(?!b)"}}}, "/$defs/unused/pattern"),  # walked, even if never applied
+        ({"patternProperties": {"^(?=x)": {}}}, "/patternProperties/^(?=x)"),
+        ({"properties": {"default": {"pattern": "a(?=b)"}}}, "/properties/default/pattern"),  # a name, not data
+    ],
+)
+def test_a_pattern_re2_cannot_compile_is_refused_when_the_schema_is_set(document: Any, where: str) -> None:
+    for checked in (False, True):  # a stored one too (set before patterns were checked): refused, not run
+        with pytest.raises(ValidationError) as info:
+            compile_schema("openai.*", fresh(document), checked=checked)
+        assert str(info.value) == (f"Invalid JSON Schema for openai.*: at {where}: "
+                                   "pattern not supported (RE2 syntax: no lookaround or backreferences)")
+
+
+def test_a_refused_pattern_is_never_quoted_unbounded() -> None:
+    long_pattern = "(a)\\1" + "x" * 5000
+    with pytest.raises(ValidationError) as info:
+        compile_schema("p", {"patternProperties": {long_pattern: {}}})
+    message = str(info.value)
+    assert "pattern not supported" in message and len(message) < 250
+
+
+def test_a_pattern_too_large_for_the_budget_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"at /pattern: pattern too complex \(its RE2 program exceeds 10000"):
+        compile_schema("p", {"pattern": "^[^\\s]{1,1000}$"})  # fine in Python, ~11,000 RE2 instructions
+
+
+def fanout(levels: int, *, under: str | None = None) -> dict[str, Any]:
+    """`$defs` each referencing the next twice: 2**levels schema nodes per value node once expanded."""
+    defs: dict[str, Any] = {f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}] * 2} for i in range(levels)}
+    defs[f"d{levels}"] = {"type": "string"}
+    root: dict[str, Any] = {"$ref": "#/$defs/d0"} if under is None else {"properties": {under: {"$ref": "#/$defs/d0"}}}
+    return {"$defs": defs, **root}
+
+
+@pytest.mark.parametrize("checked", [False, True])
+def test_a_reference_fan_out_is_refused_when_the_schema_is_set(checked: bool) -> None:
+    import time
+
+    start = time.perf_counter()
+    for document in (fanout(26), fanout(26, under="deep"), fanout(14)):
+        with pytest.raises(ValidationError) as info:
+            compile_schema("prompt.*", fresh(document), checked=checked)
+        assert str(info.value) == "Invalid JSON Schema for prompt.*: references expand to more than 10000 schema nodes"
+    assert time.perf_counter() - start < 5  # computed once per target, never expanded
+    compile_schema("prompt.*", fresh(fanout(8)), checked=checked).check("n", "prompt.x", "base", "x")  # 256: fine
+
+
+def test_a_recursive_reference_that_doubles_per_level_is_refused() -> None:
+    # counted once, the cycle looks small; a value 32 levels deep would meet it 2**32 times
+    doubling = {"$defs": {"n": {"type": "object", "properties": {"a": {"allOf": [{"$ref": "#/$defs/n"}] * 2}}}},
+                "$ref": "#/$defs/n"}
+    with pytest.raises(ValidationError, match="references expand to more than 10000 schema nodes"):
+        compile_schema("p", doubling)
+
+
+def test_nested_unevaluated_properties_are_costed_as_re_evaluations() -> None:
+    def nested(levels: int) -> dict[str, Any]:
+        document: dict[str, Any] = {"properties": {"x": {"type": "integer"}}}
+        for _ in range(levels):
+            document = {"allOf": [document], "unevaluatedProperties": False}
+        return document
+
+    compile_schema("p", fresh(nested(4))).check("n", "p", "base", {"x": 1})
+    with pytest.raises(ValidationError, match="references expand to more than 10000"):
+        compile_schema("p", nested(12))  # ~2.8x per level in jsonschema: 12 levels took 2 s, 14 took 16 s
+
+
+TREE = {"type": "object", "required": ["name"],
+        "properties": {"name": {"type": "string"}, "children": {"type": "array", "items": {"$ref": "#"}}}}
+RECURSIVE_DOCS = {
+    "tree": (TREE, {"name": "a", "children": [{"name": "b", "children": [{"name": "c"}]}]},
+             {"name": "a", "children": [{"name": "b", "children": [{}]}]}, "/children/0/children/0: required name"),
+    "binary": ({"type": "object", "properties": {"v": {"type": "integer"}, "left": {"$ref": "#"},
+                                                 "right": {"$ref": "#"}}},
+               {"v": 1, "left": {"right": {"v": 2}}}, {"left": {"left": {"v": "x"}}}, "/left/left/v: type integer"),
+    "filter": ({"$defs": {"f": {"anyOf": [
+                    {"type": "object", "required": ["and"], "properties": {"and": {"items": {"$ref": "#/$defs/f"}}}},
+                    {"type": "object", "required": ["not"], "properties": {"not": {"$ref": "#/$defs/f"}}},
+                    {"type": "object", "required": ["eq"], "properties": {"eq": {"type": "string"}}}]}},
+                "$ref": "#/$defs/f"},
+               {"and": [{"eq": "a"}, {"not": {"eq": "b"}}]}, {"and": [{"not": {"eq": 5}}]}, "/and/0"),
+    "json-value": ({"$defs": {"j": {"anyOf": [{"type": ["string", "number", "boolean", "null"]},
+                                              {"type": "array", "items": {"$ref": "#/$defs/j"}},
+                                              {"type": "object", "additionalProperties": {"$ref": "#/$defs/j"}}]}},
+                    "$ref": "#/$defs/j", "type": "object"},
+                   {"a": [1, {"b": None}]}, [1], "(root): type object"),
+    "dynamic": ({"$dynamicAnchor": "node", "type": "object",
+                 "properties": {"kids": {"type": "array", "items": {"$dynamicRef": "#node"}}}},
+                {"kids": [{"kids": []}]}, {"kids": [{"kids": 1}]}, "/kids/0/kids: type array"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RECURSIVE_DOCS))
+def test_a_legitimately_recursive_schema_still_works(name: str) -> None:
+    document, valid, invalid, problem = RECURSIVE_DOCS[name]
+    schema = compile_schema("p", fresh(document))
+    deep = valid
+    for _ in range(12):  # as deep as a value may go, nearly
+        deep = {"name": "n", "children": [deep]} if name == "tree" else deep
+    schema.check("n", "p", "base", deep)
+    with pytest.raises(SchemaViolationError) as info:
+        schema.check("n", "p", "base", invalid)
+    assert problem in str(info.value)
+
+
+def test_a_reference_loop_on_the_same_value_fails_cleanly() -> None:
+    loop = compile_schema("p", fresh({"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"}))
+    with pytest.raises(ValidationError, match=r"^Schema p cannot be applied: its references loop back") as info:
+        loop.check("n", "p", "base", 1)
+    assert not isinstance(info.value, SchemaViolationError)
+
+
+@pytest.mark.parametrize("name", BUILTIN_NAMES)
+def test_every_builtin_is_within_the_budget_and_keeps_its_fast_path(name: str) -> None:
+    cost = schemas._Cost(builtin_schema(name))
+    cost.check()
+    assert cost.nodes  # walked
+    assert compile_schema("p", builtin_schema(name))._compiled.warm() is not None
+    assert compile_schema("p", builtin_schema(name), checked=True)._compiled.fast is not None
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"patternProperties": {"^x": {"type": "integer"}}},  # fastjsonschema would run it on `re`
+        {"properties": {"a": {"patternProperties": {"^x": {}}}}},
+        {"enum": list(range(65))},  # a linear scan per check there: jsonschema hashes it
+    ],
+)
+def test_documents_whose_fast_path_would_be_unbounded_use_jsonschema_only(document: Any) -> None:
+    compiled = compile_schema("p", fresh(document))._compiled
+    assert not compiled.eligible and compiled.warm() is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(json_values, max_size=8))
+def test_unique_items_in_linear_time_agrees_with_jsonschema(items: list[Any]) -> None:
+    from jsonschema._utils import uniq
+
+    assert schemas._uniq(items) is bool(uniq(items))
+
+
+ENUM = [0, 1, 2.5, True, False, None, "a", "b", "1", [1], [True], {"a": 1}, {"a": [1.0]}, 1024, -2, "", "abc\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=json_values | st.sampled_from(ENUM))
+def test_a_long_enum_hashed_agrees_with_jsonschema(value: Any) -> None:
+    from jsonschema import validators
+
+    assert len(ENUM) >= schemas._ENUM_HASHED_FROM
+    ours = schemas._bounded_class(validators.Draft202012Validator)({"enum": ENUM})
+    theirs = validators.Draft202012Validator({"enum": ENUM})
+    assert ours.is_valid(value) is theirs.is_valid(value)
+
+
+def test_a_refusal_message_stays_short_whatever_the_value() -> None:
+    schema = compile_schema("p", fresh({"items": {"enum": list(range(20_000))}}))
+    schema.check("n", "p", "base", list(range(20_000)))
+    message = str(violation(schema, list(range(20_000, 25_000))))
+    assert "/0, /1, /2, /3, /4, /5, /6, /7, /8, /9 and more: enum [0,1,2," in message  # stopped at 1,000
+    assert len(message) < 400
+    few = str(violation(schema, [-1] * 12))
+    assert "/9 and 2 more: enum" in few
+
+
+@settings(max_examples=300, deadline=None)
+@given(pattern=st.sampled_from(["b", "^abc$", "^[0-9]+$", "é+", "^$", "a|", "[^a]", "^o[1-9]", "\\d"]),
+       text=st.text(max_size=8) | st.sampled_from(["abc", "abc\n", "", "0", "o3", "éé", "١"]))
+def test_the_boolean_re2_search_agrees_with_google_re2(pattern: str, text: str) -> None:
+    import re2  # type: ignore[import-untyped,unused-ignore]
+
+    assert schemas._re2(pattern).search(text) is (re2.search(pattern, text) is not None)
+
+
+@pytest.mark.parametrize("draft", ["draft-03", "draft-04", "draft-06", "draft-07", "2019-09", "2020-12"])
+def test_no_keyword_of_any_draft_can_reach_pythons_re(draft: str) -> None:
+    import re
+    import types
+
+    from jsonschema import validators
+
+    base = {"draft-03": validators.Draft3Validator, "draft-04": validators.Draft4Validator,
+            "draft-06": validators.Draft6Validator, "draft-07": validators.Draft7Validator,
+            "2019-09": validators.Draft201909Validator, "2020-12": validators.Draft202012Validator}[draft]
+    pending = list(schemas._bounded_class(base).VALIDATORS.values())
+    seen: set[int] = set()
+    while pending:  # every keyword function, and every jsonschema function it calls by name
+        function = pending.pop()
+        if (id(function) in seen or not isinstance(function, types.FunctionType)
+                or not function.__module__.startswith("jsonschema")):
+            continue
+        seen.add(id(function))
+        assert function.__globals__.get("re") is not re, function.__qualname__
+        pending.extend(function.__globals__.get(name) for name in schemas._global_names(function.__code__))
+    assert len(seen) > 20

@@ -414,7 +414,7 @@ class ConfigManager(LLMMethods):
         """`peek`, with what the REST edge sends for the entry (its JSON body and ETag)."""
         self._check_foreign_changes()
         environment = _ENV_FAST.get(env) or parse_environment(env)
-        if key[:1] == RESERVED:  # a template's or schema's row (cached by a render): never a config entry
+        if type(key) is not str or key[:1] == RESERVED:  # a template's or schema's row: never a config entry
             return None
         if principal is not None and not rbac.allowed(principal, "config:read", namespace, environment):
             return None
@@ -457,7 +457,8 @@ class ConfigManager(LLMMethods):
             # the hot path: one change check and one dict lookup on a hit (`_check_foreign_changes` inlined)
             if self._poller is None:
                 self.cache.maybe_poll()
-            record = self.cache.peek((namespace, key, environment)) if key[:1] != RESERVED else None
+            record = self.cache.peek((namespace, key, environment)) \
+                if type(key) is str and key[:1] != RESERVED else None
             hit = record.entry if record is not None else self._current(namespace, key, environment, looked=True)
             if hit is not None:
                 if self._read_audit is not None:
