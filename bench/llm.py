@@ -22,6 +22,7 @@ with `--write` it replaces the text between `<!-- llm:begin -->` and `<!-- llm:e
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -150,8 +151,6 @@ def bench_promote(mgr: ConfigManager, sizes: Sizes) -> list[str]:
         mgr.import_(ns, doc, env=STAGING)
         imports.append(time.perf_counter_ns() - start)
         mgr.import_(ns, {f"k{i:05d}": {"n": i * 1000 + r, "model": "x"} for i in range(sizes.changed)}, env=PROD)
-    import statistics
-
     def timing(samples: list[int]) -> Timing:
         return Timing(statistics.median(samples), tuple(float(s) for s in samples))
 

@@ -6,10 +6,11 @@ import pytest
 from dotenv import dotenv_values
 
 from llm_config.cache.l1 import L1Cache
-from llm_config.core.resolve import env_var_name, env_var_names, merge_with_base, nest
+from llm_config.core.resolve import env_var_name, env_var_names, merge_with_base
 from llm_config.core.transfer import format_export, parse_import
 from llm_config.errors import ValidationError
 from llm_config.models import Entry, Environment, Metadata, build_entry
+from llm_config.nesting import nest
 from llm_config.storage.migrate import SQLITE, load_migrations
 
 

@@ -143,7 +143,7 @@ class LLMMethods:
     def bind(self, model: type[_M], namespace: str, *, env: str | Environment = _DEV) -> _M:
         """The resolved namespace (secrets revealed) as a validated pydantic model instance; a key the model
         does not declare, a missing field or a wrong type is a ValidationError naming the key."""
-        from llm_config.core.resolve import bind_model
+        from llm_config.nesting import bind_model
 
         manager = self._owner_manager()
         flat = manager._resolve(self._call_context(None), namespace, env=env, nested=False, reveal=True)

@@ -28,7 +28,7 @@ from llm_config.core.access import Access
 from llm_config.core.context import CallContext, Caller
 from llm_config.core.custody import EPOCH, StoreKeys, need, place, unlock
 from llm_config.core.llm_methods import LLMMethods
-from llm_config.core.resolve import merge_with_base, nest
+from llm_config.core.resolve import merge_with_base
 from llm_config.core.watch import ChangeFeed, Signals
 from llm_config.crypto.keys import HOW_TO_SUPPLY, KeySource, find_keyring
 from llm_config.errors import KeyMissingError, NotFoundError, SchemaViolationError, StorageError, ValidationError
@@ -51,6 +51,7 @@ from llm_config.models import (
     build_entry,
 )
 from llm_config.names import RESERVED, parse_environment, validate_key, validate_label, validate_namespace
+from llm_config.nesting import nest
 from llm_config.storage import open_storage, store_exists
 from llm_config.times import rfc3339
 from llm_config.types import AuditQuery, Clock, Storage

@@ -48,13 +48,11 @@ class ObjectStore:
         self.what = what
         self._audit_type = audit_type
 
-    def _where(self, namespace: str, name: str, env: Environment) -> str:
-        return f"{self.what} {writes.where(namespace, name, env)}"
-
     def missing(self, namespace: str, name: str, env: Environment, version: int | None = None) -> NotFoundError:
-        what = f"Version {version} of {self.what}" if version is not None else f"{self.what.capitalize()} not found:"
-        return NotFoundError(f"{what} {writes.where(namespace, name, env)}" + (" not found" if version else ""),
-                             namespace=namespace, key=name, environment=env.value, version=version)
+        place = writes.where(namespace, name, env)
+        message = (f"Version {version} of {self.what} {place} not found" if version is not None
+                   else f"{self.what.capitalize()} not found: {place}")
+        return NotFoundError(message, namespace=namespace, key=name, environment=env.value, version=version)
 
     # ------------------------------------------------------------------ reads
 

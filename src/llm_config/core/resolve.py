@@ -6,9 +6,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from llm_config.errors import ValidationError
-from llm_config.nesting import bind_model, nest
 
-__all__ = ["bind_model", "env_var_name", "env_var_names", "merge_with_base", "nest"]
+__all__ = ["env_var_name", "env_var_names", "merge_with_base"]
 
 
 def merge_with_base(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
