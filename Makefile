@@ -12,7 +12,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-faults lint typecheck bench clean venv
+.PHONY: serve test test-faults test-ops lint typecheck bench clean venv
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +42,15 @@ lint: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
 test: lint
-	$(BIN)/python -m pytest -m "not faults" -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not faults and not ops" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-faults: $(DEV_STAMP)
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
+
+# Deployment checks (tests/ops): hadolint, the image built with podman and run from its own
+# filesystem, Kustomize overlays validated, the compose topology run as processes with a replica killed.
+test-ops: $(DEV_STAMP)
+	$(BIN)/python -m pytest -m ops -v $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run

@@ -21,6 +21,9 @@ Measured, each against a floor and in interleaved rounds (`bench.harness.interle
   off, and its `EdgeMiddleware` alone), called as an ASGI app with a minimal scope, receive and
   send for a cached GET of a random key among 1,000; next to the bare Starlette app of
   `bench/rest_ceiling.py` called the same way with the same bytes and headers.
+
+With `--tracing` every app is built as `serve --tracing` builds it (OpenTelemetry request, manager
+and cache spans; a batch span processor whose exporter drops them), to put a price on tracing.
 """
 
 from __future__ import annotations
@@ -214,6 +217,8 @@ def _edge_middleware(app: Any) -> Any:
     from llm_config.server.edge import EdgeMiddleware
 
     edge = getattr(app, "edge_app", None)
+    while edge is not None and not isinstance(edge, EdgeMiddleware):  # under the tracing middleware
+        edge = getattr(edge, "app", None)
     if isinstance(edge, EdgeMiddleware):
         return edge
     if app.middleware_stack is None:
@@ -226,7 +231,21 @@ def _edge_middleware(app: Any) -> Any:
     return layer
 
 
-def measure(work: Path, sizes: EdgeSizes, profile_to: Path | None) -> dict[str, Any]:
+def _dropping_provider() -> Any:
+    """A TracerProvider as `serve --tracing` builds it (batch processor), whose exporter drops the spans."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    return provider
+
+
+def measure(work: Path, sizes: EdgeSizes, profile_to: Path | None, *, traced: bool = False) -> dict[str, Any]:
     from llm_config import ConfigManager, metrics
     from llm_config.server.app import create_app
     from llm_config.server.logs import configure as configure_logging
@@ -243,15 +262,15 @@ def measure(work: Path, sizes: EdgeSizes, profile_to: Path | None) -> dict[str, 
     asyncio.set_event_loop(loop)
     store, key, token = _store(work)
     configure_logging()  # as `serve`: one JSON line per event on stderr (redirected by the caller)
-    options = ServeOptions(cache_ttl=3600, rate_limit_key=RATE, access_log=True)
-    manager = ConfigManager.open(store, encryption_key=key, cache_ttl=options.cache_ttl)
+    manager = ConfigManager.open(store, encryption_key=key, cache_ttl=3600)
     out: dict[str, Any] = {"metrics_mode": "multiprocess" if metrics.multiprocess_dir() else "one process",
-                           "loop": loop_name, "rows": {}}
+                           "loop": loop_name, "rows": {}, "tracing": traced}
+    provider = _dropping_provider() if traced else None
     try:
         app, quiet_app, unlimited_app = (
-            create_app(manager, opts) for opts in
-            (options, ServeOptions(cache_ttl=3600, rate_limit_key=RATE, access_log=False),
-             ServeOptions(cache_ttl=3600, rate_limit_key="0", access_log=True)))
+            create_app(manager, ServeOptions(cache_ttl=3600, rate_limit_key=rate, access_log=log),
+                       tracer_provider=provider)
+            for rate, log in ((RATE, True), (RATE, False), ("0", True)))
         scopes = [_scope(f"/api/v1/configs/{NAMESPACE}/k{i}", token) for i in range(KEYS)]
         sink = _Sink()
         for i in range(KEYS):  # fill L1 (the first GET of a key takes the slow path) and check every key
@@ -287,6 +306,8 @@ def measure(work: Path, sizes: EdgeSizes, profile_to: Path | None) -> dict[str, 
     finally:
         manager.close()
         loop.close()
+        if provider is not None:
+            provider.shutdown()
     return out
 
 
@@ -319,11 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", type=Path, default=None, help="also cProfile the whole edge into FILE")
     parser.add_argument("--dir", default=None)
+    parser.add_argument("--tracing", action="store_true",
+                        help="the apps traced (serve --tracing) with a batch processor whose exporter drops spans")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     sizes = EdgeSizes.quick() if args.quick else EdgeSizes()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="llm-config-bench-edge-", dir=args.dir) as tmp:
-        out = measure(Path(tmp), sizes, args.profile)
+        out = measure(Path(tmp), sizes, args.profile, traced=args.tracing)
     out["runtime_s"] = time.perf_counter() - started
     args.output.write_text(json.dumps(out), encoding="utf-8")
     return 0

@@ -456,13 +456,14 @@ class EdgeResults:
 
     one: dict[str, Any] | None = None
     multi: dict[str, Any] | None = None
+    traced: dict[str, Any] | None = None  # one-process metrics, `serve --tracing`
     profiles: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
-def _edge_once(work: Path, quick: bool, multiprocess: bool) -> tuple[dict[str, Any], str]:
+def _edge_once(work: Path, quick: bool, multiprocess: bool, *, tracing: bool = False) -> tuple[dict[str, Any], str]:
     """Run `python -m bench.edge` in a fresh process (stderr, i.e. the access log, to a file)."""
-    tag = "multi" if multiprocess else "one"
+    tag = ("multi" if multiprocess else "one") + ("-traced" if tracing else "")
     out, prof, log = work / f"edge-{tag}.json", work / f"edge-{tag}.prof.txt", work / f"edge-{tag}.log"
     env = _server_env(work, {})
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -473,6 +474,8 @@ def _edge_once(work: Path, quick: bool, multiprocess: bool) -> tuple[dict[str, A
     argv = [sys.executable, "-m", "bench.edge", "--output", str(out), "--profile", str(prof), "--dir", str(work)]
     if quick:
         argv.append("--quick")
+    if tracing:
+        argv.append("--tracing")
     progress(f"edge in-process ({'multiprocess' if multiprocess else 'one-process'} metrics): {shlex.join(argv)}")
     with log.open("wb") as err:
         proc = subprocess.run(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
@@ -496,6 +499,7 @@ def bench_edge(work: Path, quick: bool) -> EdgeResults:
             result.one = data
         if prof:
             result.profiles.append(prof)
+    result.traced, _ = _edge_once(work, quick, False, tracing=True)
     misses = [m["auth_misses"] for m in (result.one, result.multi) if m]
     result.notes.append(
         "the principal cache holds a key for 0.5 s: the authentication loop found it expired "
@@ -769,6 +773,21 @@ def _edge_rows(edge: EdgeResults) -> list[str]:
         "| ↳ whole edge − bare Starlette: what the edge adds per request | "
         + " | ".join(fmt_ns(ns(m, "edge") - ns(m, "ceiling")) for m in modes) + " | — | — |",
     ]
+    traced, off = edge.traced, edge.one
+    if traced is not None and off is not None:
+        rows += [
+            "", "Tracing (`serve --tracing`, the `otel` extra): the same whole-edge cached GET in a process of its own "
+            "(one-process metrics), every app traced — request span, `llm_config.peek_record`, `cache.l1.get` — "
+            "through a batch span processor whose exporter drops the spans. Off (the default) the edge runs no "
+            "tracing code: the access log's `tracing_on()` test is its only trace, and the row above is the cost.", "",
+            "| cached GET, per request (median of the rounds) | tracing off (row above) | tracing on | on − off |",
+            "|---|---|---|---|",
+            f"| whole edge | {fmt_ns(ns(off, 'edge'))} | {fmt_ns(ns(traced, 'edge'))} "
+            f"| {fmt_ns(ns(traced, 'edge') - ns(off, 'edge'))} |",
+            f"| ↳ bare Starlette in the same process (the two runs' common floor) | {fmt_ns(ns(off, 'ceiling'))} "
+            f"| {fmt_ns(ns(traced, 'ceiling'))} | — |",
+            f"| ↳ whole edge ÷ bare Starlette | {off['edge_ratio']:.1f}× | {traced['edge_ratio']:.1f}× | — |",
+        ]
     return rows
 
 

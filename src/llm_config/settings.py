@@ -78,6 +78,7 @@ class ServeOptions:
     max_connections_per_ip: int = 100
     no_upgrade: bool = False  # refuse to start while schema migrations are pending (`llm-config upgrade` runs them)
     bootstrap_admin_key_file: str | None = None  # server databases: where the first admin key is written
+    tracing: bool = False  # OpenTelemetry spans (the `otel` extra), exported as the standard OTEL_* variables say
 
 
 T = TypeVar("T", Settings, ServeOptions)

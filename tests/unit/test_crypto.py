@@ -119,6 +119,26 @@ def test_a_key_file_others_can_read_is_refused_like_ssh_does(tmp_path: Path, mod
     assert find_keyring(key_file=str(path)) is not None
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a file owned by root needs root")
+@pytest.mark.parametrize(("mode", "accepted"), [(0o440, True), (0o640, True), (0o400, True), (0o460, False),
+                                                (0o444, False), (0o644, False), (0o604, False)])
+def test_a_root_owned_key_file_may_be_readable_by_its_group_like_postgresql_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: int, accepted: bool,
+) -> None:
+    """As a Kubernetes Secret volume with fsGroup or a root-provisioned service group delivers it:
+    owned by root, readable (never writable) by the group the server runs in."""
+    path = tmp_path / "master.key"
+    path.write_text(generate_key())
+    os.chown(path, 0, 0)
+    path.chmod(mode)
+    monkeypatch.setattr(os, "geteuid", lambda: 10001)  # the server runs as an unprivileged user
+    if accepted:
+        assert find_keyring(key_file=str(path)) is not None
+    else:
+        with pytest.raises(SecretKeyError, match=f"mode 0{mode:o}.*chmod 640 {path}"):
+            find_keyring(key_file=str(path))
+
+
 @pytest.mark.parametrize("raw", [b"ab" * 16, b"password" * 4, bytes(range(8)) * 4, bytes(range(15)) * 2 + b"\x00\x01"])
 def test_patterned_keys_are_weak(raw: bytes) -> None:
     with pytest.raises(SecretKeyError, match="weak key"):

@@ -50,19 +50,26 @@ def default_key_file() -> Path:
     return Path(base) / "llm-config" / "master.key"
 
 
-def check_key_file_mode(path: Path, mode: int) -> None:
-    """Refuse a key file that group or others may read or write, as ssh refuses such a private key."""
-    if mode & 0o077:
+def check_key_file_mode(path: Path, mode: int, owner: int | None = None) -> None:
+    """Refuse a key file that others may read, as ssh and PostgreSQL refuse such a private key.
+
+    A file the process owns must be private (0600 or stricter). A file owned by root may also be
+    readable, never writable, by its group (0640 or stricter) — PostgreSQL's rule for its server key,
+    and what a Kubernetes Secret volume with `fsGroup` or a root-provisioned service group produces.
+    """
+    root_owned = owner == 0 and os.geteuid() != 0
+    if mode & (0o037 if root_owned else 0o077):
+        fix = f"run 'chmod 640 {path}'" if root_owned else f"run 'chmod 600 {path}'"
         raise SecretKeyError(
-            f"Key file {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}): "
-            f"run 'chmod 600 {path}'"
+            f"Key file {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}): {fix}"
         )
 
 
 def _key_file_text(path: Path) -> str:
     try:
         with path.open("rb") as fh:
-            check_key_file_mode(path, os.fstat(fh.fileno()).st_mode)
+            info = os.fstat(fh.fileno())
+            check_key_file_mode(path, info.st_mode, info.st_uid)
             return fh.read(4096).decode("utf-8")
     except FileNotFoundError:
         raise KeyMissingError(f"Key file not found: {path}") from None

@@ -106,6 +106,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await bans.aclose()
         executor: ThreadPoolExecutor = app.state.executor
         executor.shutdown(wait=True, cancel_futures=True)
+        provider = app.state.tracer_provider
+        if provider is not None:
+            with contextlib.suppress(Exception):
+                provider.force_flush()
         metrics.mark_process_dead(os.getpid())
         if getattr(app.state, "close_manager", False):
             manager: ConfigManager = app.state.manager
@@ -218,11 +222,13 @@ class _EdgeFirst(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str | None = None) -> FastAPI:
+def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str | None = None,
+               tracer_provider: Any = None) -> FastAPI:
     """The REST API over `manager` (which the caller keeps owning unless `app.state.close_manager`).
 
     `redis_url` shares the rate-limit buckets (see `limits.py`), the failed-authentication counts and
-    the bans (see `bans.py`) between workers and replicas.
+    the bans (see `bans.py`) between workers and replicas. With `options.tracing` (or a
+    `tracer_provider` of the caller's) requests and the manager's work are traced (`traces.py`).
     """
     app = _EdgeFirst(
         title="llm-config-manager",
@@ -253,5 +259,10 @@ def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str 
     for module in _ROUTERS:
         app.include_router(module.router, dependencies=[Depends(strict_query)])
     app.edge_app = EdgeMiddleware(app._inner, edge=_edge(app, manager, options, redis_url))
+    app.state.tracer_provider = None
+    if options.tracing or tracer_provider is not None:
+        from llm_config.server import traces  # the `otel` extra, imported only when asked for
+
+        app.state.tracer_provider = traces.install(app, manager, app.version, tracer_provider)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

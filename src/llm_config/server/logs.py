@@ -4,7 +4,7 @@ Every event goes through `redact`, which replaces the value of any field named l
 authorization, password, secret, cookie or value with `[redacted]`, and masks anything shaped like
 an API key (`llmc_…`) wherever it appears — in the event text, nested dicts and lists included.
 Access lines carry method, route template, status, latency, request id, client ip and actor —
-never headers, query strings or bodies.
+never headers, query strings or bodies — and, with tracing on, the trace and span ids.
 
 Output is one JSON object per line on the stdlib logger (`llm_config.server…`), so whoever runs the
 server chooses the handler; `configure()` adds a stderr handler when nobody did.
@@ -21,6 +21,9 @@ from typing import Any, Final
 
 import orjson
 import structlog
+
+from llm_config.tracing import current_ids
+from llm_config.tracing import enabled as tracing_on
 
 __all__ = [
     "ACCESS_LOGGER", "REDACTED", "SERVER_LOGGER", "access_line", "configure", "get_logger", "redact", "scrub",
@@ -114,6 +117,10 @@ def access_line(
         "client_ip": client_ip, "actor": actor, "event": "request", "level": "info",
         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
+    if tracing_on():
+        ids = current_ids()
+        if ids is not None:
+            record["trace_id"], record["span_id"] = ids
     if _OWN_HANDLER and not _ACCESS_STD.handlers:
         handler = _OWN_HANDLER[0]
         line = orjson.dumps(record).decode() + "\n"

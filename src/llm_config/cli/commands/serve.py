@@ -60,6 +60,9 @@ _SERVER_IMPLS = ("granian", "uvicorn")
 @click.option("--max-connections-per-ip", type=click.IntRange(min=0), metavar="N",
               help="Connections one client address may hold (uvicorn; trusted proxies exempt; 0 = off).  "
                    "[default: 100]")
+@click.option("--tracing/--no-tracing", default=None,
+              help="OpenTelemetry spans (needs the otel extra), exported as the standard OTEL_* variables say.  "
+                   "[default: off]")
 @click.pass_context
 def serve_cmd(ctx: click.Context, /, **flags: Any) -> None:
     """Serve the REST API (needs the master key)."""

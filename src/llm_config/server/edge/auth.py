@@ -19,7 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-from llm_config import metrics
+from llm_config import metrics, tracing
 from llm_config.core.manager import ConfigManager
 from llm_config.errors import AuthenticationError, KeyMissingError
 from llm_config.models import Principal
@@ -124,4 +124,4 @@ class Authenticate:
 
     async def _blocking(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), functools.partial(fn, *args, **kwargs))
+        return await loop.run_in_executor(self._executor(), tracing.carry(functools.partial(fn, *args, **kwargs)))

@@ -18,7 +18,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llm_config import rbac
+from llm_config import rbac, tracing
 from llm_config.core.context import CallContext, Caller
 from llm_config.core.manager import ConfigManager
 from llm_config.errors import AuthenticationError, ValidationError
@@ -90,7 +90,7 @@ async def run_blocking(request: Request, fn: Callable[..., T], /, *args: Any, **
     """Run a blocking manager call in the app's bounded thread pool (ARCHITECTURE decision 1)."""
     executor: ThreadPoolExecutor = request.app.state.executor
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+    return await loop.run_in_executor(executor, tracing.carry(functools.partial(fn, *args, **kwargs)))
 
 
 def source_ip_of(request: Request) -> str | None:
