@@ -55,6 +55,9 @@ from bench.client import Sizes as ClientSizes
 from bench.client import run_section as run_client_section
 from bench.common import Sizes
 from bench.core import bench_bulk, bench_get, bench_set
+from bench.footprint import BEGIN as FOOTPRINT_BEGIN
+from bench.footprint import END as FOOTPRINT_END
+from bench.footprint import run_section as run_footprint_section
 from bench.harness import Row, progress
 from bench.llm import BEGIN as LLM_BEGIN
 from bench.llm import END as LLM_END
@@ -189,6 +192,7 @@ def _tail_sections(args: argparse.Namespace, args_list: list[str], output: Path 
         ("llm", lambda: run_llm_section(LLMSizes.quick() if args.quick else LLMSizes(), quick_args),
          LLM_BEGIN, LLM_END),
         ("run", lambda: run_run_section(runs=5 if args.quick else 20, parent=args.dir), RUN_BEGIN, RUN_END),
+        ("footprint", lambda: run_footprint_section(quick=args.quick, parent=args.dir), FOOTPRINT_BEGIN, FOOTPRINT_END),
     ]
     if not args.skip_rest:
         # the section names the command that reproduces it alone: `python -m bench.client [--quick]`

@@ -16,7 +16,10 @@ from llm_config.models import Entry, entry_etag
 
 __all__ = ["RECORD_OVERHEAD", "CacheRecord", "make_record"]
 
-RECORD_OVERHEAD: Final = 500  # bytes charged per record besides its value and body
+# bytes charged per record besides its value and body: the Entry, its metadata, the headers, the L1's own
+# slots — ~1,600 B measured with tracemalloc for a 200-byte string value (the RSS slope in bench.footprint
+# is higher still: the allocator's own overhead), so the L1's byte bound means memory
+RECORD_OVERHEAD: Final = 1600
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,9 @@ class CacheRecord:
 
 
 def make_record(entry: Entry, stored_len: int) -> CacheRecord:
-    body = orjson.dumps(entry.to_json())
+    # orjson's bytes keep the 4 KiB buffer they were written into; a cached body lives for minutes, so it
+    # is copied to its own size (~0.1 µs once per fill; 6 MiB less per 1,000 entries, bench.footprint)
+    body = bytes(memoryview(orjson.dumps(entry.to_json())))
     etag = entry_etag(entry, False)
     headers = ((b"content-length", str(len(body)).encode()), (b"etag", etag.encode()),
                (b"x-config-revision", str(entry.revision).encode()))

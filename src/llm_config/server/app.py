@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +62,12 @@ THREAD_POOL_SIZE: Final = 32
 _ROUTERS: Final = (health, metrics_routes, configs, namespaces, templates, jsonschemas, audit, keys, admin, backup,
                    rotation, watch)
 CACHE_SYNC_SECONDS: Final = 1.0
+# FastAPI ≥ 0.16x traces, counts and logs by itself once an OpenTelemetry provider exists; inside the
+# edge it would see only the requests the edge passes on, as a second trace. Tracing is ours
+# (`traces.py`, around the edge), metrics are Prometheus'.
+_NO_NATIVE_TELEMETRY: Final[dict[str, Any]] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 SECURITY_SCHEMES: Final = {
     "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "llmc_…",
@@ -240,6 +247,7 @@ def create_app(manager: ConfigManager, options: ServeOptions, *, redis_url: str 
         redoc_url=None,
         lifespan=_lifespan,
         redirect_slashes=False,
+        **_NO_NATIVE_TELEMETRY,
     )
     app.state.manager = manager
     app.state.options = options
