@@ -180,9 +180,9 @@ def instrument(manager: Any, tracer_provider: Any = None) -> None:
         _swap(manager, "llm_config.", _public_methods(type(manager)), caller_methods=True)
         _swap(manager.storage, "storage.", _STORAGE_METHODS, fixed=_db_system)
         cache = manager.cache
-        _swap(cache.l1, "cache.l1.", _L1_METHODS, hits=True)
+        _swap(cache.l1, "cache.l1.", _L1_METHODS)
         if cache.l2 is not None:
-            _swap(cache.l2, "cache.l2.", _L2_METHODS, hits=True)
+            _swap(cache.l2, "cache.l2.", _L2_METHODS)
         _ON[0] = True
 
 
@@ -205,7 +205,7 @@ def _public_methods(cls: type) -> list[str]:
 
 
 def _swap(obj: Any, prefix: str, methods: Iterable[str], *, fixed: Callable[[Any], dict[str, str]] | None = None,
-          hits: bool = False, caller_methods: bool = False) -> None:
+          caller_methods: bool = False) -> None:
     cls = type(obj)
     if getattr(cls, "_llm_config_traced", False):
         return
@@ -216,6 +216,7 @@ def _swap(obj: Any, prefix: str, methods: Iterable[str], *, fixed: Callable[[Any
         for name in methods:
             method = getattr(cls, name, None)
             if method is not None and callable(method):
+                hits = prefix.startswith("cache.") and name == "get"  # a tier's get answers None for a miss
                 namespace[name] = _traced(method, prefix + name, fixed, hits=hits)
         if caller_methods:
             namespace["as_caller"] = _caller_factory(cls)

@@ -225,3 +225,29 @@ def test_a_library_manager_can_be_traced_with_its_storage_calls(make_manager: An
     assert (read.attributes or {})["db.system"] == "sqlite"
     assert (read.attributes or {})["llm_config.key"] == "nothing-here"
     assert isinstance(manager, ConfigManager), "a traced manager is still a ConfigManager"
+
+
+def test_an_l1_miss_served_by_redis_shows_both_tiers_and_no_storage_read(make_manager: Any) -> None:
+    """Two managers on one store and one Redis: what one wrote and read into L2, the other (cold L1)
+    reads from L2 — `cache.l1.get` missed, `cache.l2.get` hit, under the manager's read."""
+    from tests.conftest import require_service
+
+    require_service("Redis", "127.0.0.1", 6379)
+    redis_url = "redis://127.0.0.1:6379/0"
+    writer: ConfigManager = make_manager(redis_url=redis_url, l2_reads=True, change_check_interval=3600.0)
+    writer.set("app", "model", "gpt-4o", env="production")
+    writer.get("app", "model", env="production")  # fills L2
+    reader: ConfigManager = make_manager(redis_url=redis_url, l2_reads=True, change_check_interval=3600.0)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.instrument(reader, provider)
+
+    assert reader.get("app", "model", env="production").value == "gpt-4o"
+
+    spans = exporter.get_finished_spans()
+    root = one(spans, "llm_config.get")
+    tiers = {s.name: (s.attributes or {})["llm_config.cache.hit"] for s in children(spans, root)
+             if s.name.startswith("cache.")}
+    assert tiers == {"cache.l1.get": False, "cache.l2.get": True}
+    assert not [s for s in spans if s.name == "storage.get_current"], "served by Redis, not the database"
