@@ -111,7 +111,7 @@ def _convert(value: Any, default: Any, name: str) -> Any:
             return list(value) if isinstance(value, list) else [s for s in str(value).split(",") if s]
     except (TypeError, ValueError):
         raise ValidationError(f"Invalid setting {name}: {str(value)[:40]!r}") from None
-    return str(value)
+    return str(value).strip()  # a URL or path read from a file (a Kubernetes Secret) may end in a newline
 
 
 def _read_file(path: str | None) -> dict[str, Any]:

@@ -14,9 +14,10 @@ traced method opens a span named after it:
 
 Attributes come from an allow-list of parameter names — namespace, key, environment (canonical),
 version, prefix, template or schema name, source and target environment — and the outcome (`ok`, or
-the error's class name). Values, secrets, API keys, audit keys and error messages are never read, so
-they cannot reach a span: a wrapper never looks at any other argument, nor at a result beyond
-"was it None".
+the error's class name). A name is recorded before the manager checks it, so anything shaped like an
+API key in it is masked. Values, secrets, API keys, audit keys and error messages are never read, so
+they cannot reach a span: a wrapper never looks at any other argument, nor at a result beyond "was it
+None". Each manager's spans go to the provider it was first instrumented with.
 
 `provider_from_env()` builds the SDK's `TracerProvider` from the standard variables:
 `OTEL_SERVICE_NAME` / `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_EXPORTER` (`otlp` — the default,
@@ -30,6 +31,7 @@ import contextvars
 import functools
 import inspect
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
@@ -40,15 +42,18 @@ from llm_config.models import Environment
 __all__ = [
     "TRACER_NAME",
     "carry",
+    "check_env",
     "current_ids",
     "enabled",
     "instrument",
+    "mask",
     "provider_from_env",
 ]
 
 T = TypeVar("T")
 
 TRACER_NAME: Final = "llm_config"
+_API_KEY: Final = re.compile(r"llmc_[A-Za-z0-9_-]*")
 _MAX_NAME: Final = 256  # a name longer than any valid one is cut (it is refused anyway)
 
 # parameter name → span attribute; nothing else is ever read from a call
@@ -87,8 +92,13 @@ _L2_METHODS: Final = ("get", "fill", "tombstone", "publish")
 
 _state_lock = threading.Lock()
 _ON: list[bool] = [False]
-_TRACER: list[Any] = []  # the tracer of the last `instrument` (one per process)
-_classes: dict[tuple[type, str], type] = {}
+_classes: dict[tuple[type, str, int], type] = {}  # (class, span prefix, id(tracer)) → its traced subclass
+_tracers: list[Any] = []  # every tracer a class above was made for (keeps each id unique)
+
+
+def mask(text: str) -> str:
+    """`text` with anything shaped like an API key (`llmc_…`) masked."""
+    return _API_KEY.sub("llmc_[redacted]", text) if "llmc_" in text else text
 
 
 def enabled() -> bool:
@@ -116,6 +126,30 @@ def current_ids() -> tuple[str, str] | None:
     return format(context.trace_id, "032x"), format(context.span_id, "016x")
 
 
+def check_env() -> list[str]:
+    """The exporters the `OTEL_*` variables ask for (`[]`: tracing disabled), or a ValidationError naming
+    the unsupported one — checked before a server announces anything, so no worker fails on it later."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return []
+    try:
+        import opentelemetry.instrumentation.asgi
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ModuleNotFoundError:
+        raise MissingDependencyError("opentelemetry", "otel") from None
+    names = [name.strip().lower() for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")
+             if name.strip()]
+    for name in names:
+        if name not in ("otlp", "console", "none"):
+            raise ValidationError(f"OTEL_TRACES_EXPORTER {name!r} is not supported: use otlp, console or none")
+    if "otlp" in names:
+        protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                    or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
+        if protocol != "http/protobuf":
+            raise ValidationError(f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r} is not supported: use http/protobuf "
+                                  "(an OpenTelemetry Collector accepts it on port 4318)")
+    return names
+
+
 def provider_from_env(service_version: str | None = None) -> Any:
     """A `TracerProvider` configured by the standard `OTEL_*` variables (see the module docstring).
 
@@ -123,12 +157,11 @@ def provider_from_env(service_version: str | None = None) -> Any:
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
-    try:
-        from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-    except ModuleNotFoundError:
-        raise MissingDependencyError("opentelemetry", "otel") from None
+    names = check_env()
+    from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
     attributes: dict[str, str] = {}
     named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
     if not named:
@@ -136,28 +169,13 @@ def provider_from_env(service_version: str | None = None) -> Any:
     if service_version:
         attributes[SERVICE_VERSION] = service_version
     provider = TracerProvider(resource=Resource.create(attributes))
-    for name in _exporter_names():
-        if name == "none":
-            continue
-        if name == "console":
-            provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-        elif name == "otlp":
-            protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-                        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip()
-            if protocol != "http/protobuf":
-                raise ValidationError(f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r} is not supported: use http/protobuf "
-                                      "(an OpenTelemetry Collector accepts it on port 4318)")
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    if "console" in names:
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    if "otlp" in names:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        else:
-            raise ValidationError(f"OTEL_TRACES_EXPORTER {name!r} is not supported: use otlp, console or none")
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return provider
-
-
-def _exporter_names() -> list[str]:
-    raw = os.environ.get("OTEL_TRACES_EXPORTER") or "otlp"
-    return [name.strip().lower() for name in raw.split(",") if name.strip()]
 
 
 def instrument(manager: Any, tracer_provider: Any = None) -> None:
@@ -176,13 +194,16 @@ def instrument(manager: Any, tracer_provider: Any = None) -> None:
     except PackageNotFoundError:
         ours = None
     with _state_lock:
-        _TRACER[:] = [trace.get_tracer(TRACER_NAME, ours, tracer_provider=tracer_provider)]
-        _swap(manager, "llm_config.", _public_methods(type(manager)), caller_methods=True)
-        _swap(manager.storage, "storage.", _STORAGE_METHODS, fixed=_db_system)
+        if getattr(type(manager), "_llm_config_traced", False):
+            return  # a manager keeps the provider it was first instrumented with
+        tracer = trace.get_tracer(TRACER_NAME, ours, tracer_provider=tracer_provider)
+        _tracers.append(tracer)
+        _swap(manager, "llm_config.", _public_methods(type(manager)), tracer, caller_methods=True)
+        _swap(manager.storage, "storage.", _STORAGE_METHODS, tracer, fixed=_db_system)
         cache = manager.cache
-        _swap(cache.l1, "cache.l1.", _L1_METHODS)
+        _swap(cache.l1, "cache.l1.", _L1_METHODS, tracer)
         if cache.l2 is not None:
-            _swap(cache.l2, "cache.l2.", _L2_METHODS)
+            _swap(cache.l2, "cache.l2.", _L2_METHODS, tracer)
         _ON[0] = True
 
 
@@ -204,12 +225,12 @@ def _public_methods(cls: type) -> list[str]:
     return names
 
 
-def _swap(obj: Any, prefix: str, methods: Iterable[str], *, fixed: Callable[[Any], dict[str, str]] | None = None,
-          caller_methods: bool = False) -> None:
+def _swap(obj: Any, prefix: str, methods: Iterable[str], tracer: Any, *,
+          fixed: Callable[[Any], dict[str, str]] | None = None, caller_methods: bool = False) -> None:
     cls = type(obj)
     if getattr(cls, "_llm_config_traced", False):
         return
-    key = (cls, prefix)
+    key = (cls, prefix, id(tracer))
     traced = _classes.get(key)
     if traced is None:
         namespace: dict[str, Any] = {"__slots__": (), "_llm_config_traced": True}
@@ -217,20 +238,21 @@ def _swap(obj: Any, prefix: str, methods: Iterable[str], *, fixed: Callable[[Any
             method = getattr(cls, name, None)
             if method is not None and callable(method):
                 hits = prefix.startswith("cache.") and name == "get"  # a tier's get answers None for a miss
-                namespace[name] = _traced(method, prefix + name, fixed, hits=hits)
+                namespace[name] = _traced(method, prefix + name, tracer, fixed, hits=hits)
         if caller_methods:
-            namespace["as_caller"] = _caller_factory(cls)
+            namespace["as_caller"] = _caller_factory(cls, tracer)
         traced = _classes[key] = type("Traced" + cls.__name__, (cls,), namespace)
     obj.__class__ = traced
 
 
-def _caller_factory(cls: type) -> Callable[..., Any]:
+def _caller_factory(cls: type, tracer: Any) -> Callable[..., Any]:
     make = cls.as_caller  # type: ignore[attr-defined]
 
     @functools.wraps(make)
     def as_caller(self: Any, *args: Any, **kwargs: Any) -> Any:
         caller = make(self, *args, **kwargs)
-        _swap(caller, "llm_config.", _public_methods(type(caller)))
+        with _state_lock:
+            _swap(caller, "llm_config.", _public_methods(type(caller)), tracer)
         return caller
 
     return as_caller
@@ -263,13 +285,13 @@ def _attribute(name: str, value: object) -> str | int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str):
-        return value[:_MAX_NAME]
+    if isinstance(value, str):  # a name, checked later by the manager: an API key pasted into it is masked
+        return mask(value[:_MAX_NAME])
     return None
 
 
-def _traced(method: Callable[..., Any], span_name: str, fixed: Callable[[Any], dict[str, str]] | None, *,
-            hits: bool) -> Callable[..., Any]:
+def _traced(method: Callable[..., Any], span_name: str, tracer: Any,
+            fixed: Callable[[Any], dict[str, str]] | None, *, hits: bool) -> Callable[..., Any]:
     positional, by_name = _positions(method)
     from opentelemetry.trace import Status, StatusCode
 
@@ -287,7 +309,7 @@ def _traced(method: Callable[..., Any], span_name: str, fixed: Callable[[Any], d
                 value = _attribute(named, given)
                 if value is not None:
                     attributes[named] = value
-        with _TRACER[0].start_as_current_span(span_name, attributes=attributes, record_exception=False,
+        with tracer.start_as_current_span(span_name, attributes=attributes, record_exception=False,
                                           set_status_on_exception=False) as span:
             try:
                 result = method(self, *args, **kwargs)

@@ -7,6 +7,7 @@ sends requests faster than any real client should).
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,10 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from llm_config.core.manager import ConfigManager
 from llm_config.server.app import create_app
@@ -145,3 +150,55 @@ def anon(live_server: LiveServer) -> Iterator[httpx.Client]:
     """An httpx client for `live_server` without any key."""
     with live_server.client(key=None) as client:
         yield client
+
+
+# ------------------------------------------------------------------ tracing (serve --tracing)
+
+
+class Traced:
+    """A live server whose spans land in `exporter`, and an admin client."""
+
+    def __init__(self, manager: ConfigManager, exporter: InMemorySpanExporter, url: str, admin_key: str) -> None:
+        self.manager = manager
+        self.exporter = exporter
+        self.url = url
+        self.admin_key = admin_key
+        self.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30)
+
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        return tuple(self.exporter.get_finished_spans())
+
+    def trace_of(self, request: Any) -> list[ReadableSpan]:
+        """The spans of the one request made since the exporter was cleared: one trace, one server span."""
+        del request
+        spans = self.spans()
+        (root,) = [s for s in spans if s.kind is SpanKind.SERVER]
+        assert root.context is not None
+        return [s for s in spans if s.context is not None and s.context.trace_id == root.context.trace_id]
+
+
+def start_traced(make_manager: Any) -> tuple[Traced, ServerThread]:
+    """A live server on a fresh store whose spans go to an in-memory exporter (stop the thread after)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    manager: ConfigManager = make_manager()
+    admin_key = manager.create_api_key("tracing-admin", "admin")[1]
+    options = server_options()
+    app = create_app(manager, options, tracer_provider=provider)
+    thread = ServerThread(app, options)
+    port = thread.start()
+    return Traced(manager, exporter, f"http://127.0.0.1:{port}", admin_key), thread
+
+
+@pytest.fixture
+def traced(make_manager: Any) -> Iterator[Traced]:
+    server, thread = start_traced(make_manager)
+    yield server
+    server.client.close()
+    thread.stop()
+
+
+def span_text(span: ReadableSpan) -> str:
+    """Everything a span exports, as text."""
+    return json.dumps(json.loads(span.to_json()), sort_keys=True)

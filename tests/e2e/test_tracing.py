@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,50 +24,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from llm_config import tracing
 from llm_config.core.manager import ConfigManager
 from llm_config.errors import NotFoundError
-from llm_config.server.app import create_app
 from llm_config.server.logs import ACCESS_LOGGER
-from tests.e2e.conftest import ServerThread, server_options
+from tests.e2e.conftest import Traced, span_text
 
 CANARY = "sk-canary-7c1e0b5a9d2f4e6b8a3c"
 ENTRY_ROUTE = "/api/v1/configs/{ns}/{key}"
-
-
-class Traced:
-    """A live server whose spans land in `exporter`, and an admin client."""
-
-    def __init__(self, manager: ConfigManager, exporter: InMemorySpanExporter, url: str, admin_key: str) -> None:
-        self.manager = manager
-        self.exporter = exporter
-        self.admin_key = admin_key
-        self.client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30)
-
-    def spans(self) -> tuple[ReadableSpan, ...]:
-        return tuple(self.exporter.get_finished_spans())
-
-    def trace_of(self, request: Any) -> list[ReadableSpan]:
-        """The spans of the one request made since the exporter was cleared: one trace, one server span."""
-        del request
-        spans = self.spans()
-        (root,) = [s for s in spans if s.kind is SpanKind.SERVER]
-        assert root.context is not None
-        return [s for s in spans if s.context is not None and s.context.trace_id == root.context.trace_id]
-
-
-@pytest.fixture
-def traced(make_manager: Any) -> Iterator[Traced]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    manager: ConfigManager = make_manager()
-    admin_key = manager.create_api_key("tracing-admin", "admin")[1]
-    options = server_options()
-    app = create_app(manager, options, tracer_provider=provider)
-    thread = ServerThread(app, options)
-    port = thread.start()
-    server = Traced(manager, exporter, f"http://127.0.0.1:{port}", admin_key)
-    yield server
-    server.client.close()
-    thread.stop()
 
 
 def children(spans: Sequence[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
@@ -156,11 +116,6 @@ def test_a_query_string_never_reaches_a_span(traced: Traced) -> None:
             assert stray not in str(value), name
             if name in ("http.target", "http.url"):
                 assert "?" not in str(value)
-
-
-def span_text(span: ReadableSpan) -> str:
-    """Everything a span exports, as text."""
-    return json.dumps(json.loads(span.to_json()), sort_keys=True)
 
 
 def test_a_secret_and_the_api_key_appear_in_no_span_and_no_log_line(

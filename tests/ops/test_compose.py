@@ -302,7 +302,7 @@ def test_haproxy_accepts_the_cfg_with_compose_environment(tmp_path: Path) -> Non
 # ----------------------------------------------------------------------------- init-secrets.sh
 
 
-def test_init_secrets_creates_consistent_private_files_once(tmp_path: Path) -> None:
+def test_init_secrets_creates_consistent_private_files_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not shutil.which("openssl"):
         pytest.skip("openssl is not installed")
     target = tmp_path / "secrets"
@@ -323,9 +323,11 @@ def test_init_secrets_creates_consistent_private_files_once(tmp_path: Path) -> N
     compose = load_compose()
     assert compose["services"]["postgres"]["environment"]["POSTGRES_USER"] == "llmconfig"
     assert compose["services"]["api-1"]["environment"]["LLM_CONFIG_STORAGE"].startswith("postgresql://llmconfig@")
-    # from llm-config's point of view the master key file is acceptable as it is
+    # from the point of view of llm-config in the containers (uid 10001) the master key file is acceptable
     from llm_config.crypto.keys import find_keyring
 
+    if os.geteuid() == 0:
+        monkeypatch.setattr(os, "geteuid", lambda: 10001)
     assert find_keyring(key_file=files["master.key"]) is not None
     # a second run never overwrites (a new master key would lock every secret away)
     before = {name: path.read_bytes() for name, path in files.items()}

@@ -200,3 +200,15 @@ def test_serve_with_tracing_prints_the_spans_of_a_request(tmp_path: Path) -> Non
     lines = [json.loads(line) for line in err.read_text().splitlines() if line.startswith("{")]
     (access,) = [line for line in lines if line.get("route") == "/api/v1/configs/{ns}/{key}"]
     assert len(access["trace_id"]) == 32 and access["trace_id"] in printed.replace("0x", "")
+
+
+def test_every_benchmarks_section_the_page_cites_exists() -> None:
+    """`(BENCHMARKS.md, "Section")`: a reader following the reference finds a heading that starts so."""
+    import re
+
+    cited = re.findall(r'BENCHMARKS\.md, "([^"]+)"', " ".join(PAGE.read_text(encoding="utf-8").split()))
+    assert cited
+    headings = [line.removeprefix("#").lstrip("#").strip() for line in
+                (ROOT / "BENCHMARKS.md").read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    for section in cited:
+        assert any(heading.startswith(section) for heading in headings), section

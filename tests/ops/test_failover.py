@@ -125,7 +125,10 @@ def run(cmd: Sequence[str], env: Mapping[str, str], timeout: float = 60) -> subp
 def init_secrets(directory: Path) -> Path:
     if not shutil.which("openssl"):
         fail_or_skip("openssl is not installed")
-    done = run(["sh", str(INIT_SECRETS), str(directory)], {**os.environ})
+    # the files go to the user the replicas run as: uid 10001 in compose, this test's own user here (a key
+    # file must belong to the user who reads it, or to root)
+    done = run(["sh", str(INIT_SECRETS), str(directory)],
+               {**os.environ, "LLM_CONFIG_SECRETS_OWNER": f"{os.geteuid()}:{os.getegid()}"})
     assert done.returncode == 0, done.stderr
     return directory
 
@@ -634,7 +637,8 @@ def test_database_password_reaches_libpq_only_through_pgpassfile(tmp_path: Path)
             read_secret()
 
             # README.md, "Rotating the master key", with the replica restarted where compose re-creates it
-            chown = "chown 10001:10001 secrets/master.key.new" if os.geteuid() == 0 else "true"
+            # compose: `chown 10001:10001`, the replicas' user; here the replicas run as this test's user
+            chown = f"chown {os.geteuid()}:{os.getegid()} secrets/master.key.new"
             cd = f"cd {secret_dir.parent}"
             sh(f"{cd}; (umask 077; openssl rand -base64 32 > secrets/master.key.new); {chown}; "
                "cp -p secrets/master.key secrets/master.key.old")

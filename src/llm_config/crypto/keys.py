@@ -50,26 +50,44 @@ def default_key_file() -> Path:
     return Path(base) / "llm-config" / "master.key"
 
 
-def check_key_file_mode(path: Path, mode: int, owner: int | None = None) -> None:
-    """Refuse a key file that others may read, as ssh and PostgreSQL refuse such a private key.
+def check_key_file_mode(path: Path, mode: int, owner: int | None = None, *, acl: bool = False) -> None:
+    """Refuse a key file that others may read or replace, as ssh and PostgreSQL refuse such a private key.
 
-    A file the process owns must be private (0600 or stricter). A file owned by root may also be
-    readable, never writable, by its group (0640 or stricter) — PostgreSQL's rule for its server key,
-    and what a Kubernetes Secret volume with `fsGroup` or a root-provisioned service group produces.
+    The file must belong to the user running us or to root. A file the process owns must be private
+    (0600 or stricter). A file owned by root may also be readable, never writable, by its group (0640 or
+    stricter) — PostgreSQL's rule for its server key, and what a Kubernetes Secret volume with `fsGroup`
+    or a root-provisioned service group produces — unless it carries an access-control list (`acl`),
+    whose grants its group bits no longer show.
     """
-    root_owned = owner == 0 and os.geteuid() != 0
-    if mode & (0o037 if root_owned else 0o077):
-        fix = f"run 'chmod 640 {path}'" if root_owned else f"run 'chmod 600 {path}'"
+    me = os.geteuid()
+    if owner is not None and owner not in (me, 0):
+        raise SecretKeyError(
+            f"Key file {path} belongs to uid {owner}, neither the user running llm-config (uid {me}) nor root, "
+            f"who alone may be trusted with it: run 'chown {me} {path}'"
+        )
+    relaxed = owner == 0 and me != 0 and not acl
+    if mode & (0o037 if relaxed else 0o077):
+        fix = f"run 'chmod 640 {path}'" if relaxed else f"run 'chmod 600 {path}'"
+        if acl:
+            fix = f"run 'setfacl -b {path}' and then 'chmod 600 {path}'"
         raise SecretKeyError(
             f"Key file {path} is accessible by group or others (mode {stat.S_IMODE(mode):04o}): {fix}"
         )
+
+
+def _has_acl(fd: int) -> bool:
+    """True if the open file carries a POSIX access-control list (Linux; False where xattrs are unknown)."""
+    try:
+        return "system.posix_acl_access" in os.listxattr(fd)
+    except (OSError, AttributeError):
+        return False
 
 
 def _key_file_text(path: Path) -> str:
     try:
         with path.open("rb") as fh:
             info = os.fstat(fh.fileno())
-            check_key_file_mode(path, info.st_mode, info.st_uid)
+            check_key_file_mode(path, info.st_mode, info.st_uid, acl=_has_acl(fh.fileno()))
             return fh.read(4096).decode("utf-8")
     except FileNotFoundError:
         raise KeyMissingError(f"Key file not found: {path}") from None

@@ -116,7 +116,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         provider = app.state.tracer_provider
         if provider is not None:
             with contextlib.suppress(Exception):
-                provider.force_flush()
+                provider.force_flush(timeout_millis=2000)  # a collector that is down must not hold the exit
         metrics.mark_process_dead(os.getpid())
         if getattr(app.state, "close_manager", False):
             manager: ConfigManager = app.state.manager

@@ -34,6 +34,13 @@ def probe_url(options: ServeOptions) -> str:
     return f"{scheme}://{host}:{options.port}/health/live"
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx is an answer (not 200: unhealthy), never a hop to another address."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 def _say(line: str) -> None:
     sys.stderr.write(line + "\n")
 
@@ -46,18 +53,25 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"unhealthy: settings: {exc}")
         return 1
     url = probe_url(options)
-    context = None
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({}), _NoRedirect()]
     if url.startswith("https:"):  # our own certificate on our own address: liveness, not identity
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    # straight to our own server: no HTTP(S)_PROXY from the environment, no redirect to elsewhere
+    opener = urllib.request.build_opener(*handlers)
     try:
-        with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS, context=context) as answer:  # noqa: S310
+        with opener.open(url, timeout=TIMEOUT_SECONDS) as answer:
             status = int(answer.status)
     except urllib.error.HTTPError as exc:
         status = exc.code
     except (OSError, ValueError) as exc:
         _say(f"unhealthy: {url}: {getattr(exc, 'reason', None) or exc}")
+        return 1
+    if status == 403:
+        _say(f"unhealthy: {url} answered 403: this probe calls from loopback; add 127.0.0.1/32 (and ::1/128) to "
+             "--allow-cidr (LLM_CONFIG_ALLOW_CIDR) or take it out of --deny-cidr")
         return 1
     if status != 200:
         _say(f"unhealthy: {url} answered {status}")

@@ -31,6 +31,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from llm_config import tracing
 from llm_config.core.manager import ConfigManager
 from llm_config.crypto.keys import HOW_TO_SUPPLY
 from llm_config.errors import KeyMissingError, ValidationError
@@ -103,6 +104,8 @@ def _check_options(options: ServeOptions) -> None:
     parse_networks(options.deny_cidr, "deny-cidr")
     parse_networks(options.trusted_proxy, "trusted-proxy")
     parse_origins(options.cors_origin)
+    if options.tracing:  # refused here, before anything is announced, not in every worker later
+        tracing.check_env()
 
 
 def _env_value(value: Any) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import contextvars
 import itertools
 import logging
 import signal
@@ -121,7 +122,8 @@ class WatchHub:
             self._loop = asyncio.get_running_loop()
             self._kick = asyncio.Event()
             self._unsubscribe = self._signals.subscribe(self._changed, self._principals)
-            self._task = asyncio.create_task(self._run(), name="llm-config-watch-hub")
+            # a context of its own: the hub outlives the request that started it (and its trace)
+            self._task = asyncio.create_task(self._run(), name="llm-config-watch-hub", context=contextvars.Context())
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:

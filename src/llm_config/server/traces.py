@@ -5,7 +5,8 @@ installs inside FastAPI — placed here *outside* the edge instead: inside FastA
 cached reads the edge answers on its own (`app.py`, `_EdgeFirst`). Its name is the method and the
 route template (`GET /api/v1/configs/{namespace}/{key}`), never the raw path; the hook strips the
 query string from the URL attributes (a stray `?api_key=…` must not reach a span) and masks
-anything shaped like an API key. Request and response headers are never captured.
+anything shaped like an API key in any of them (path, User-Agent, Host). Request and response headers
+are never captured, whatever the `OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_*` variables say.
 
 Below it, `llm_config.tracing` adds the manager, cache and storage spans, and `carry` takes the
 request's context along when a call hops to the thread pool, so one request is one trace.
@@ -13,7 +14,6 @@ request's context along when a call hops to the thread pool, so one request is o
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import Any, Final
 
@@ -28,7 +28,6 @@ from llm_config.server.telemetry import RouteTable
 __all__ = ["install"]
 
 _URL_ATTRIBUTES: Final = ("http.target", "http.url", "url.full", "url.path")
-_API_KEY: Final = re.compile(r"llmc_[A-Za-z0-9_-]+")
 _lock = threading.Lock()
 _process_provider: list[Any] = []
 
@@ -47,16 +46,18 @@ def _provider(version: str) -> Any:
 
 
 def _clean(text: str) -> str:
-    path = text.split("?", 1)[0]
-    return _API_KEY.sub("llmc_[redacted]", path) if "llmc_" in path else path
+    return tracing.mask(text.split("?", 1)[0])
 
 
 def _scrub(span: Any, _scope: Scope) -> None:
+    """The request span's attributes without query strings and without anything shaped like an API key
+    (a client may put one in a path, the User-Agent or the Host header)."""
     attributes = getattr(span, "attributes", None) or {}
-    for name in _URL_ATTRIBUTES:
-        value = attributes.get(name)
-        if isinstance(value, str):
+    for name, value in list(attributes.items()):
+        if name in _URL_ATTRIBUTES and isinstance(value, str):
             span.set_attribute(name, _clean(value))
+        elif isinstance(value, str) and "llmc_" in value:
+            span.set_attribute(name, tracing.mask(value))
     if "url.query" in attributes:
         span.set_attribute("url.query", "[redacted]")
 
@@ -80,8 +81,13 @@ def install(app: FastAPI, manager: ConfigManager, version: str, tracer_provider:
         return f"{method} {template}", {"http.route": template}
 
     edge = app.edge_app  # type: ignore[attr-defined]
-    app.edge_app = OpenTelemetryMiddleware(  # type: ignore[attr-defined]
+    middleware = OpenTelemetryMiddleware(
         edge, default_span_details=details, server_request_hook=_scrub, tracer_provider=provider,
         exclude_spans=["receive", "send"],
     )
+    # no header is ever captured, whatever OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_* say (the
+    # middleware falls back to them when given no list): Authorization and X-API-Key carry keys
+    middleware.http_capture_headers_server_request = None
+    middleware.http_capture_headers_server_response = None
+    app.edge_app = middleware  # type: ignore[attr-defined]
     return provider

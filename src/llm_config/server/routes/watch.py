@@ -28,7 +28,7 @@ from fastapi import APIRouter, Path, Query
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
-from llm_config import metrics, tracing
+from llm_config import metrics
 from llm_config.core.manager import ConfigManager
 from llm_config.core.watch import PAGE, WatchScope, to_wire
 from llm_config.errors import AuthenticationError, ValidationError
@@ -93,7 +93,8 @@ def hub_of(request: Request) -> WatchHub:
         executor: ThreadPoolExecutor = state.executor
 
         async def blocking(fn: Callable[[], T]) -> T:
-            return await asyncio.get_running_loop().run_in_executor(executor, tracing.carry(fn))
+            # the hub outlives the request that made it: its reads belong to no request's trace
+            return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
         hub = WatchHub(manager.feed, manager.signals, blocking, poll=settings.poll)
         state.watch_hub = hub
