@@ -23,7 +23,9 @@ Measured, each against a floor and in interleaved rounds (`bench.harness.interle
   `bench/rest_ceiling.py` called the same way with the same bytes and headers.
 
 With `--tracing` every app is built as `serve --tracing` builds it (OpenTelemetry request, manager
-and cache spans; a batch span processor whose exporter drops them), to put a price on tracing.
+and cache spans; a batch span processor whose exporter drops them), to put a price on tracing — and
+once more on a manager whose provider samples 10 % of traces (`parentbased_traceidratio`, 0.1, as
+the prod overlay configures), `edge_sampled_10`.
 """
 
 from __future__ import annotations
@@ -231,18 +233,34 @@ def _edge_middleware(app: Any) -> Any:
     return layer
 
 
-def _dropping_provider() -> Any:
-    """A TracerProvider as `serve --tracing` builds it (batch processor), whose exporter drops the spans."""
+def _dropping_provider(ratio: float = 1.0) -> Any:
+    """A TracerProvider as `serve --tracing` builds it (batch processor), whose exporter drops the spans;
+    `ratio` < 1: sampled as `OTEL_TRACES_SAMPLER=parentbased_traceidratio` with that argument says."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
     class Dropped(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(ratio)))
     provider.add_span_processor(BatchSpanProcessor(Dropped()))
     return provider
+
+
+def _new_loop() -> tuple[asyncio.AbstractEventLoop, str]:
+    """uvloop's event loop, as `serve` runs (asyncio's where uvloop is missing), made current."""
+    try:
+        import uvloop
+
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        name = "uvloop"
+    except ImportError:  # pragma: no cover - uvloop is a dependency of the server extra
+        loop = asyncio.new_event_loop()
+        name = "asyncio"
+    asyncio.set_event_loop(loop)
+    return loop, name
 
 
 def measure(work: Path, sizes: EdgeSizes, profile_to: Path | None, *, traced: bool = False) -> dict[str, Any]:
@@ -251,30 +269,29 @@ def measure(work: Path, sizes: EdgeSizes, profile_to: Path | None, *, traced: bo
     from llm_config.server.logs import configure as configure_logging
     from llm_config.settings import ServeOptions
 
-    try:
-        import uvloop
-
-        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-        loop_name = "uvloop"
-    except ImportError:  # pragma: no cover - uvloop is a dependency of the server extra
-        loop = asyncio.new_event_loop()
-        loop_name = "asyncio"
-    asyncio.set_event_loop(loop)
+    loop, loop_name = _new_loop()
     store, key, token = _store(work)
     configure_logging()  # as `serve`: one JSON line per event on stderr (redirected by the caller)
     manager = ConfigManager.open(store, encryption_key=key, cache_ttl=3600)
     out: dict[str, Any] = {"metrics_mode": "multiprocess" if metrics.multiprocess_dir() else "one process",
                            "loop": loop_name, "rows": {}, "tracing": traced}
     provider = _dropping_provider() if traced else None
+    # traced: also a manager of its own whose spans are sampled at 10 %, as the prod overlay configures
+    sampled = (ConfigManager.open(store, encryption_key=key, cache_ttl=3600), _dropping_provider(0.1)) \
+        if traced else None
     try:
         app, quiet_app, unlimited_app = (
             create_app(manager, ServeOptions(cache_ttl=3600, rate_limit_key=rate, access_log=log),
                        tracer_provider=provider)
             for rate, log in ((RATE, True), (RATE, False), ("0", True)))
+        apps = [app, quiet_app, unlimited_app]
+        if sampled is not None:
+            apps.append(create_app(sampled[0], ServeOptions(cache_ttl=3600, rate_limit_key=RATE, access_log=True),
+                                   tracer_provider=sampled[1]))
         scopes = [_scope(f"/api/v1/configs/{NAMESPACE}/k{i}", token) for i in range(KEYS)]
         sink = _Sink()
         for i in range(KEYS):  # fill L1 (the first GET of a key takes the slow path) and check every key
-            for each in (app, quiet_app, unlimited_app):
+            for each in apps:
                 loop.run_until_complete(each(dict(scopes[i]), _receive, sink.send))
         if sink.bad:
             raise RuntimeError(f"{sink.bad} of the warm-up GETs did not answer 200")
@@ -288,6 +305,8 @@ def measure(work: Path, sizes: EdgeSizes, profile_to: Path | None, *, traced: bo
                      ("edge_no_rate_limit", _asgi_runner(unlimited_app, scopes, loop, sink)),
                      ("edge_direct", _asgi_runner(_edge_middleware(app), scopes, loop, sink)),
                      ("ceiling", _asgi_runner(build_app(sink.body, headers), scopes, loop, sink))]
+        if sampled is not None:
+            edge_runs.append(("edge_sampled_10", _asgi_runner(apps[3], scopes, loop, sink)))
         principal = manager.authenticate(token)
         micro = _micro_steps(manager, token, principal)
         timings = interleave([(run, sizes.micro_n // share) for _, run, share in micro], sizes.rounds)
@@ -304,11 +323,18 @@ def measure(work: Path, sizes: EdgeSizes, profile_to: Path | None, *, traced: bo
             title = f"whole edge, cached GET ({out['metrics_mode']} metrics, access log on)"
             profile_to.write_text(_profile(run_ours, sizes.asgi_n * 2, title), encoding="utf-8")
     finally:
-        manager.close()
-        loop.close()
-        if provider is not None:
-            provider.shutdown()
+        _close(loop, manager, provider, sampled)
     return out
+
+
+def _close(loop: asyncio.AbstractEventLoop, manager: Any, provider: Any, sampled: tuple[Any, Any] | None) -> None:
+    manager.close()
+    loop.close()
+    if provider is not None:
+        provider.shutdown()
+    if sampled is not None:
+        sampled[0].close()
+        sampled[1].shutdown()
 
 
 def _profile(run: Callable[[int], None], n: int, title: str, top: int = 40) -> str:

@@ -788,6 +788,11 @@ def _edge_rows(edge: EdgeResults) -> list[str]:
             f"| {fmt_ns(ns(traced, 'ceiling'))} | — |",
             f"| ↳ whole edge ÷ bare Starlette | {off['edge_ratio']:.1f}× | {traced['edge_ratio']:.1f}× | — |",
         ]
+        if "edge_sampled_10" in traced["rows"]:
+            rows.append(
+                f"| whole edge, 10 % of traces sampled (`parentbased_traceidratio`, 0.1: the prod overlay) "
+                f"| {fmt_ns(ns(off, 'edge'))} | {fmt_ns(ns(traced, 'edge_sampled_10'))} "
+                f"| {fmt_ns(ns(traced, 'edge_sampled_10') - ns(off, 'edge'))} |")
     return rows
 
 

@@ -293,10 +293,13 @@ def _attribute(name: str, value: object) -> str | int | None:
 def _traced(method: Callable[..., Any], span_name: str, tracer: Any,
             fixed: Callable[[Any], dict[str, str]] | None, *, hits: bool) -> Callable[..., Any]:
     positional, by_name = _positions(method)
-    from opentelemetry.trace import Status, StatusCode
+    from opentelemetry.trace import Status, StatusCode, get_current_span
 
     @functools.wraps(method)
     def traced(self: Any, *args: Any, **kwargs: Any) -> Any:
+        parent = get_current_span()
+        if not parent.is_recording() and parent.get_span_context().is_valid:
+            return method(self, *args, **kwargs)  # a trace not sampled: its children would not be either
         attributes: dict[str, Any] = fixed(self) if fixed is not None else {}
         for index, attribute in positional.items():
             if index < len(args):
