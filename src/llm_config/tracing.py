@@ -247,12 +247,19 @@ def _swap(obj: Any, prefix: str, methods: Iterable[str], tracer: Any, *,
 
 def _caller_factory(cls: type, tracer: Any) -> Callable[..., Any]:
     make = cls.as_caller  # type: ignore[attr-defined]
+    made: dict[type, type] = {}  # the caller's class → its traced subclass (one lookup per request)
 
     @functools.wraps(make)
     def as_caller(self: Any, *args: Any, **kwargs: Any) -> Any:
         caller = make(self, *args, **kwargs)
+        traced = made.get(type(caller))
+        if traced is not None:
+            caller.__class__ = traced
+            return caller
+        plain = type(caller)
         with _state_lock:
-            _swap(caller, "llm_config.", _public_methods(type(caller)), tracer)
+            _swap(caller, "llm_config.", _public_methods(plain), tracer)
+        made[plain] = type(caller)
         return caller
 
     return as_caller
