@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import threading
@@ -418,17 +419,37 @@ def watching(setup: Setup, *args: str, extra: dict[str, str]) -> Iterator[Watche
     try:
         yield watcher
     finally:
+        stuck = ""
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
+                stuck = _why_still_running(proc.pid)
                 proc.kill()
                 proc.wait()
         watcher.lines.thread.join(timeout=5)
-        watcher.stderr = proc.stderr.read()
+        watcher.stderr = proc.stderr.read() + stuck
         proc.stdout.close()
         proc.stderr.close()
+
+
+def _why_still_running(pid: int) -> str:
+    """What a process that outlived SIGINT was doing: its signal masks, its kernel wait and its Python stacks
+    (py-spy, when installed) — for the assertion message."""
+    lines = ["\n[still running 15 s after SIGINT]"]
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        lines += [line for line in status.splitlines() if line.startswith(("State", "Sig", "Shd"))]
+        lines.append("wchan: " + Path(f"/proc/{pid}/wchan").read_text())
+    except OSError as exc:
+        lines.append(f"/proc: {exc}")
+    spy = shutil.which("py-spy")
+    if spy:
+        dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30,
+                              check=False)
+        lines.append(dump.stdout + dump.stderr)
+    return "\n".join(lines)
 
 
 def wait_until_watching(lines: Lines, write: Callable[[int], object]) -> None:
