@@ -15,6 +15,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -412,8 +413,11 @@ class Watcher:
 @contextlib.contextmanager
 def watching(setup: Setup, *args: str, extra: dict[str, str]) -> Iterator[Watcher]:
     """`llm-config ARGS…` running in the background; interrupted (Ctrl-C) at the end, its stderr kept."""
-    proc = subprocess.Popen([str(SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=setup.environ(extra), cwd=setup.home)
+    # as from a terminal, where Ctrl-C arrives: a test run launched in the background (`cmd &` in a script, as
+    # CI may launch it) hands its children SIGINT ignored, and an ignored signal stays ignored across exec
+    shim = "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    proc = subprocess.Popen([sys.executable, "-c", shim, str(SCRIPT), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=setup.environ(extra), cwd=setup.home)
     assert proc.stdout is not None and proc.stderr is not None
     watcher = Watcher(proc, Lines(proc.stdout))
     try:
