@@ -36,7 +36,7 @@ from typing import Final
 import httpx
 
 from bench.harness import Timing, fmt_ns, fmt_rate, interleave, progress, ratio
-from bench.report import command_line, load_average, machine, write_section
+from bench.report import command_line, emit_section, load_average, machine
 from bench.rest import _free_port, _server_env, _start, _wait_ready
 from bench.vs_etcd import _admin_key
 from llm_config import Client, ConfigManager, Entry, Environment, generate_key, wire
@@ -253,9 +253,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="replace the client section of FILE (e.g. BENCHMARKS.md)")
     args = parser.parse_args(args_list)
     section = run_section(Sizes.quick() if args.quick else Sizes(), args_list)
-    print(section)
-    if args.write is not None:
-        write_section(args.write, section, begin=BEGIN, end=END)
+    emit_section(section, args.write, begin=BEGIN, end=END)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from typing import Final
 from prometheus_client.mmap_dict import MmapedDict
 
 from bench.harness import progress
-from bench.report import command_line, load_average, machine, write_section
+from bench.report import command_line, emit_section, load_average, machine
 from bench.rest import START_TIMEOUT_S, Server, _free_port, _get, _log_tail, _server_env, _start
 from llm_config import generate_key
 from llm_config.core.manager import ConfigManager
@@ -468,9 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also rewrite the footprint section of FILE (e.g. BENCHMARKS.md)")
     args = parser.parse_args(args_list)
     section = run_section(quick=args.quick, command=command_line("bench.footprint", args_list), parent=args.dir)
-    print(section)
-    if args.write is not None:
-        write_section(args.write, section, begin=BEGIN, end=END)
+    emit_section(section, args.write, begin=BEGIN, end=END)
     return 0
 
 

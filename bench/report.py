@@ -114,6 +114,13 @@ def render(rows: list[Row], *, command: str, host: Machine, runtime_s: float, no
     return "\n".join(lines) + "\n"
 
 
+def emit_section(section: str, path: Path | None, *, begin: str, end: str) -> None:
+    """What a bench module's `main` ends with: the section on stdout, and between its markers in `path`."""
+    print(section)
+    if path is not None:
+        write_section(path, section, begin=begin, end=end)
+
+
 def write_section(path: Path, section: str, *, begin: str = BEGIN, end: str = END) -> None:
     """Replace what lies between the markers `begin` and `end` (adding the block at the end of the file
     if they are missing); keep the rest of the file."""

@@ -25,7 +25,7 @@ from typing import Final
 
 from bench.backends_sql import fresh_database
 from bench.harness import progress
-from bench.report import command_line, load_average, machine, write_section
+from bench.report import command_line, emit_section, load_average, machine
 from llm_config import generate_key
 from llm_config.core.custody import place
 from llm_config.core.manager import ConfigManager
@@ -124,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also rewrite the rotation section of FILE (e.g. BENCHMARKS.md)")
     args = parser.parse_args(args_list)
     section = run_section(quick=args.quick, command=command_line("bench.rotation", args_list))
-    print(section)
-    if args.write is not None:
-        write_section(args.write, section, begin=BEGIN, end=END)
+    emit_section(section, args.write, begin=BEGIN, end=END)
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Final
 
 from bench.cli import _clean_env
 from bench.harness import progress
-from bench.report import command_line, load_average, machine, write_section
+from bench.report import command_line, emit_section, load_average, machine
 from llm_config import generate_key
 from llm_config.core.manager import ConfigManager
 
@@ -162,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     section = run_section(runs=args.runs, command=command_line("bench.run_cmd", args_list))
-    print(section)
-    if args.write is not None:
-        write_section(args.write, section, begin=BEGIN, end=END)
+    emit_section(section, args.write, begin=BEGIN, end=END)
     return 0
 
 

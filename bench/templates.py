@@ -27,7 +27,7 @@ from typing import Any, Final
 from jinja2.sandbox import SandboxedEnvironment
 
 from bench.harness import Timing, fmt_ns, fmt_rate, interleave, progress, ratio
-from bench.report import command_line, load_average, machine, write_section
+from bench.report import command_line, emit_section, load_average, machine
 from llm_config.core import templates
 from llm_config.core.templates import TemplateSource, parse, render
 
@@ -177,9 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="replace the templates section of FILE (e.g. BENCHMARKS.md)")
     args = parser.parse_args(args_list)
     section = run_section(Sizes.quick() if args.quick else Sizes(), args_list)
-    print(section)
-    if args.write is not None:
-        write_section(args.write, section, begin=BEGIN, end=END)
+    emit_section(section, args.write, begin=BEGIN, end=END)
     return 0
 
 

@@ -137,7 +137,7 @@ def check_env() -> list[str]:
     except ModuleNotFoundError:
         raise MissingDependencyError("opentelemetry", "otel") from None
     names = [name.strip().lower() for name in (os.environ.get("OTEL_TRACES_EXPORTER") or "otlp").split(",")
-             if name.strip()]
+             if name.strip()] or ["none"]  # [] means disabled, nothing else
     for name in names:
         if name not in ("otlp", "console", "none"):
             raise ValidationError(f"OTEL_TRACES_EXPORTER {name!r} is not supported: use otlp, console or none")
@@ -155,9 +155,9 @@ def provider_from_env(service_version: str | None = None) -> Any:
 
     Returns None when `OTEL_SDK_DISABLED` is true.
     """
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
     names = check_env()
+    if not names:
+        return None
     from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter

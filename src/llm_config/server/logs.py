@@ -23,7 +23,6 @@ import orjson
 import structlog
 
 from llm_config.tracing import current_ids
-from llm_config.tracing import enabled as tracing_on
 
 __all__ = [
     "ACCESS_LOGGER", "REDACTED", "SERVER_LOGGER", "access_line", "configure", "get_logger", "redact", "scrub",
@@ -117,10 +116,9 @@ def access_line(
         "client_ip": client_ip, "actor": actor, "event": "request", "level": "info",
         "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
     }
-    if tracing_on():
-        ids = current_ids()
-        if ids is not None:
-            record["trace_id"], record["span_id"] = ids
+    ids = current_ids()  # None at once while tracing is off
+    if ids is not None:
+        record["trace_id"], record["span_id"] = ids
     if _OWN_HANDLER and not _ACCESS_STD.handlers:
         handler = _OWN_HANDLER[0]
         line = orjson.dumps(record).decode() + "\n"
